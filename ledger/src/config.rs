@@ -1,0 +1,79 @@
+//! Ledger settings: where the database lives and how hard each commit syncs.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// How much a commit waits for the disk (SQLite `PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// WAL + `synchronous=NORMAL`: a commit survives a crash of the process;
+    /// the last commits may be lost on power failure. The default.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is fsynced; survives power loss.
+    Full,
+}
+
+impl Synchronous {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "normal",
+            Synchronous::Full => "full",
+        }
+    }
+}
+
+impl fmt::Display for Synchronous {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error for a `synchronous` value that is neither `normal` nor `full`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("synchronous must be \"normal\" or \"full\", got {0:?}")]
+pub struct ParseSynchronousError(pub String);
+
+impl FromStr for Synchronous {
+    type Err = ParseSynchronousError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "normal" => Ok(Synchronous::Normal),
+            "full" => Ok(Synchronous::Full),
+            _ => Err(ParseSynchronousError(s.to_owned())),
+        }
+    }
+}
+
+/// Default capacity of the append queue in front of the writer thread: deep
+/// enough to fill large group commits, small enough that a stalled disk pushes
+/// back on callers within milliseconds instead of buffering without bound.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
+
+/// Default largest group commit: bounds one transaction's latency and memory.
+pub const DEFAULT_MAX_BATCH: usize = 1024;
+
+/// Everything needed to open a ledger.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// The SQLite database file; created with its schema when missing.
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+    /// Appends that may wait for the writer before callers are pushed back.
+    pub queue_capacity: usize,
+    /// Most appends committed in one transaction.
+    pub max_batch: usize,
+}
+
+impl LedgerConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        LedgerConfig {
+            path: path.into(),
+            synchronous: Synchronous::default(),
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            max_batch: DEFAULT_MAX_BATCH,
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The session reducer: what a session has consumed, derived only from its
+//! envelopes, deterministically (DESIGN.md, "Policy semantics").
+//!
+//! - A **step** is one agent action — a proposed tool call, a model call, a
+//!   memory read or write, a handoff — not one ledger row: the sidecar's own
+//!   bookkeeping (ALLOWED, RESULT, ...) never counts.
+//! - **Tool calls consumed** are proposals that were not refused: each
+//!   `TOOL_CALL_PROPOSED` counts, less each `TOOL_CALL_DENIED` and
+//!   `APPROVAL_REQUESTED` (those calls never ran). With `max_tool_calls: 12`
+//!   twelve calls can be forwarded; the decision for the thirteenth sees 12.
+//! - **Wall time** runs from the session's first envelope.
+//! - **Taint**: `TOOL_RESULT` and `MEMORY_READ` taint the session;
+//!   `TERMINATION` clears taint, the tool history and any loop violation.
+//! - **Sanitizer keys** are registered by a `POLICY_DECISION` envelope whose
+//!   payload is `{"action": "register_sanitizer", "sanitizer_key": "<key>"}`.
+//! - **Loops**: each proposal enters a bounded history of (tool, digest of the
+//!   canonical arguments); a [`LoopDetector`] (the policy crate's) examines it
+//!   and a violation it reports holds until `TERMINATION`.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use crate::canon;
+use crate::event::EventType;
+
+/// Payload `action` of the envelope that registers a sanitizer key.
+pub const REGISTER_SANITIZER_ACTION: &str = "register_sanitizer";
+
+/// Proposals kept for loop detection when no detector asks for more.
+pub const DEFAULT_HISTORY_WINDOW: usize = 20;
+
+/// One proposed tool call, as loop detection sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    pub seq: u64,
+    pub tool_name: Box<str>,
+    /// The first 16 bytes of SHA-256 over the canonical `args`: equal
+    /// arguments in any member order or spacing give equal digests.
+    pub args_digest: [u8; 16],
+}
+
+impl ToolCall {
+    /// Digest of a call's arguments (`payload.args`, `null` when absent).
+    pub fn digest_args(args: &Value) -> [u8; 16] {
+        let mut hasher = Sha256::new();
+        canon::write_value(&mut hasher, args);
+        let full: [u8; 32] = hasher.finalize().into();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        out
+    }
+}
+
+/// The most recent proposals of a session, oldest first, bounded.
+#[derive(Debug, Clone, Default)]
+pub struct ToolHistory {
+    calls: VecDeque<ToolCall>,
+    capacity: usize,
+}
+
+impl ToolHistory {
+    pub fn new(capacity: usize) -> ToolHistory {
+        ToolHistory {
+            calls: VecDeque::with_capacity(capacity.min(64)),
+            capacity,
+        }
+    }
+
+    pub fn push(&mut self, call: ToolCall) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.calls.len() == self.capacity {
+            self.calls.pop_front();
+        }
+        self.calls.push_back(call);
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &ToolCall> + ExactSizeIterator {
+        self.calls.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.calls.clear();
+    }
+}
+
+/// A loop found in a session's proposals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoopViolation {
+    /// Plain words, shown in snapshots (`loop_violation`) and denials.
+    pub description: String,
+    /// The seqs of the proposals that form the loop.
+    pub seqs: Vec<u64>,
+}
+
+/// Finds loops in a session's recent proposals. Implemented by the policy
+/// crate; the ledger only keeps the history and the verdict.
+pub trait LoopDetector: Send + Sync + fmt::Debug + 'static {
+    /// How many recent proposals to keep for [`LoopDetector::detect`].
+    fn window(&self) -> usize;
+    /// Looks at the history right after a proposal joined it.
+    fn detect(&self, history: &ToolHistory) -> Option<LoopViolation>;
+}
+
+/// Keeps the history, never reports a loop.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoLoopDetection;
+
+impl LoopDetector for NoLoopDetection {
+    fn window(&self) -> usize {
+        DEFAULT_HISTORY_WINDOW
+    }
+
+    fn detect(&self, _: &ToolHistory) -> Option<LoopViolation> {
+        None
+    }
+}
+
+/// What one envelope does to its session, extracted from it once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    pub seq: u64,
+    pub ts_unix_ms: i64,
+    pub effect: Effect,
+}
+
+/// The reducer's view of an event type and payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Model call, memory write, handoff: one step.
+    Step,
+    /// A memory read: one step, and it taints.
+    TaintingStep,
+    /// A proposed tool call: one step, one tool call, one history entry.
+    Proposal {
+        tool_name: Box<str>,
+        args_digest: [u8; 16],
+    },
+    /// A proposal that will not run (denied, or waiting for approval).
+    Refusal,
+    /// A tool result: taints.
+    Taint,
+    /// End of the session's task: clears taint, history and loop violation.
+    Termination,
+    /// A sanitizer key registered for the session.
+    Sanitizer(String),
+    /// Bookkeeping that changes nothing but the wall clock.
+    None,
+}
+
+impl Observation {
+    pub fn new(seq: u64, ts_unix_ms: i64, event_type: EventType, payload: &Value) -> Observation {
+        use EventType::*;
+        let effect = match event_type {
+            ModelCallStarted | MemoryWrite | HandoffRequested => Effect::Step,
+            MemoryRead => Effect::TaintingStep,
+            ToolCallProposed => Effect::Proposal {
+                tool_name: payload
+                    .get("tool_name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .into(),
+                args_digest: ToolCall::digest_args(payload.get("args").unwrap_or(&Value::Null)),
+            },
+            ToolCallDenied | ApprovalRequested => Effect::Refusal,
+            ToolResult => Effect::Taint,
+            Termination => Effect::Termination,
+            PolicyDecision => match (
+                payload.get("action").and_then(Value::as_str),
+                payload.get("sanitizer_key").and_then(Value::as_str),
+            ) {
+                (Some(REGISTER_SANITIZER_ACTION), Some(key)) if !key.is_empty() => {
+                    Effect::Sanitizer(key.to_owned())
+                }
+                _ => Effect::None,
+            },
+            ModelCallFinished | ToolCallAllowed | ToolCallExecuted | ApprovalDecided
+            | HandoffCompleted | CheckpointCreated | ErrorRaised => Effect::None,
+        };
+        Observation {
+            seq,
+            ts_unix_ms,
+            effect,
+        }
+    }
+}
+
+/// A session's consumption, as of its last applied envelope.
+#[derive(Debug, Clone, Default)]
+pub struct SessionState {
+    first_ts_unix_ms: Option<i64>,
+    steps: u64,
+    proposals: u64,
+    refusals: u64,
+    tainted: bool,
+    sanitized_keys: Vec<String>,
+    history: ToolHistory,
+    loop_violation: Option<LoopViolation>,
+}
+
+impl SessionState {
+    pub fn new(detector: &dyn LoopDetector) -> SessionState {
+        SessionState {
+            history: ToolHistory::new(detector.window()),
+            ..SessionState::default()
+        }
+    }
+
+    /// Folds one envelope into the state. Envelopes must come in seq order.
+    pub fn apply(&mut self, obs: &Observation, detector: &dyn LoopDetector) {
+        self.first_ts_unix_ms.get_or_insert(obs.ts_unix_ms);
+        match &obs.effect {
+            Effect::Step => self.steps += 1,
+            Effect::TaintingStep => {
+                self.steps += 1;
+                self.tainted = true;
+            }
+            Effect::Proposal {
+                tool_name,
+                args_digest,
+            } => {
+                self.steps += 1;
+                self.proposals += 1;
+                self.history.push(ToolCall {
+                    seq: obs.seq,
+                    tool_name: tool_name.clone(),
+                    args_digest: *args_digest,
+                });
+                if self.loop_violation.is_none() {
+                    self.loop_violation = detector.detect(&self.history);
+                }
+            }
+            Effect::Refusal => self.refusals += 1,
+            Effect::Taint => self.tainted = true,
+            Effect::Termination => {
+                self.tainted = false;
+                self.history.clear();
+                self.loop_violation = None;
+            }
+            Effect::Sanitizer(key) => {
+                if let Err(at) = self.sanitized_keys.binary_search(key) {
+                    self.sanitized_keys.insert(at, key.clone());
+                }
+            }
+            Effect::None => {}
+        }
+    }
+
+    pub fn steps_consumed(&self) -> u64 {
+        self.steps
+    }
+
+    pub fn tool_calls_consumed(&self) -> u64 {
+        self.proposals.saturating_sub(self.refusals)
+    }
+
+    /// Milliseconds since the session's first envelope (0 before any).
+    pub fn wall_time_ms(&self, now_unix_ms: i64) -> u64 {
+        self.first_ts_unix_ms
+            .map(|first| u64::try_from(now_unix_ms.saturating_sub(first)).unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    pub fn is_tainted(&self) -> bool {
+        self.tainted
+    }
+
+    pub fn has_sanitizer_key(&self, key: &str) -> bool {
+        self.sanitized_keys
+            .binary_search_by(|k| k.as_str().cmp(key))
+            .is_ok()
+    }
+
+    pub fn history(&self) -> &ToolHistory {
+        &self.history
+    }
+
+    pub fn loop_violation(&self) -> Option<&LoopViolation> {
+        self.loop_violation.as_ref()
+    }
+
+    /// The Aegis snapshot at `now_unix_ms`.
+    pub fn snapshot(&self, now_unix_ms: i64) -> Snapshot {
+        Snapshot {
+            steps_consumed: self.steps_consumed(),
+            tool_calls_consumed: self.tool_calls_consumed(),
+            wall_time_ms: self.wall_time_ms(now_unix_ms),
+            is_tainted: self.tainted,
+            sanitized_keys: self.sanitized_keys.clone(),
+            loop_violation: self
+                .loop_violation
+                .as_ref()
+                .map(|v| v.description.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The Aegis session snapshot (`GET /v1/sessions/{id}/snapshot`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub steps_consumed: u64,
+    pub tool_calls_consumed: u64,
+    pub wall_time_ms: u64,
+    pub is_tainted: bool,
+    pub sanitized_keys: Vec<String>,
+    /// Empty when there is none.
+    pub loop_violation: String,
+}
+
+#[cfg(test)]
+mod tests;

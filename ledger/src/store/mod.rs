@@ -1,0 +1,310 @@
+//! The SQLite ledger: one writer thread, group commit, read-only readers.
+//!
+//! ```text
+//! callers (async or blocking) ──bounded queue──▶ writer thread ──▶ SQLite (WAL)
+//!     ▲        check(): ids, client hash              │ one transaction per batch:
+//!     └──────── oneshot: (seq, hash) after commit ◀────┘ place, hash, insert, commit,
+//!                                                        then update SessionTable
+//! readers: their own read-only connections (WAL: never wait on the writer)
+//! ```
+//!
+//! The writer is the single sequencer: the chain order is the commit order,
+//! with no lock. Chain rules (`seq = head + 1`, `prev_hash = head hash`) are
+//! checked against the head it caches, in the same transaction as the insert.
+
+mod reader;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+pub use reader::{LedgerReader, ListQuery, Page};
+pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+
+use crate::append::{AppendError, AppendRequest, Appended};
+use crate::config::{LedgerConfig, Synchronous};
+use crate::event::EventType;
+use crate::session::{Effect, LoopDetector, NoLoopDetection, Observation};
+use crate::table::SessionTable;
+
+/// Why the ledger could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database is not an aegis ledger: {0}")]
+    NotALedger(String),
+    #[error(
+        "the ledger's schema version {found} is newer than this build supports ({supported}); upgrade aegis-proxy"
+    )]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("{0}")]
+    BadQuery(String),
+    #[error("the ledger writer has stopped")]
+    Closed,
+}
+
+/// What the writer reports after each commit (metrics hook; the ledger
+/// itself knows nothing of Prometheus).
+pub trait LedgerObserver: Send + Sync + std::fmt::Debug + 'static {
+    /// A group commit finished: `event_types` of every envelope it holds.
+    fn committed(&self, _event_types: &[EventType], _duration: Duration) {}
+    /// An append was refused or failed.
+    fn rejected(&self, _error: &AppendError) {}
+}
+
+/// Observes nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoObserver;
+
+impl LedgerObserver for NoObserver {}
+
+enum Command {
+    Append {
+        request: Box<AppendRequest>,
+        effect: Effect,
+        reply: oneshot::Sender<Result<Appended, AppendError>>,
+    },
+    /// "Can you write?" — answered after the batch it arrived in.
+    Ping(oneshot::Sender<Result<(), String>>),
+    /// Commit what is queued, then stop.
+    Shutdown,
+}
+
+/// A cheap, cloneable handle that talks to the writer thread.
+#[derive(Debug, Clone)]
+pub struct LedgerHandle {
+    queue: mpsc::Sender<Command>,
+    sessions: Arc<SessionTable>,
+    detector: Arc<dyn LoopDetector>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Append { request, .. } => {
+                f.debug_tuple("Append").field(&request.seal).finish()
+            }
+            Command::Ping(_) => f.write_str("Ping"),
+            Command::Shutdown => f.write_str("Shutdown"),
+        }
+    }
+}
+
+impl LedgerHandle {
+    fn prepare(
+        request: AppendRequest,
+    ) -> Result<(Command, oneshot::Receiver<Result<Appended, AppendError>>), AppendError> {
+        request.check()?;
+        let effect = Observation::new(
+            0,
+            0,
+            request.event.event_type,
+            request.event.payload.value(),
+        )
+        .effect;
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Append {
+            request: Box::new(request),
+            effect,
+            reply,
+        };
+        Ok((command, answer))
+    }
+
+    /// Appends and waits until the envelope is committed. Waits for room in
+    /// the queue when it is full (backpressure).
+    pub async fn append(&self, request: AppendRequest) -> Result<Appended, AppendError> {
+        let (command, answer) = Self::prepare(request)?;
+        self.queue
+            .send(command)
+            .await
+            .map_err(|_| AppendError::Closed)?;
+        answer.await.map_err(|_| AppendError::Closed)?
+    }
+
+    /// [`LedgerHandle::append`] for threads outside an async runtime.
+    pub fn append_blocking(&self, request: AppendRequest) -> Result<Appended, AppendError> {
+        let (command, answer) = Self::prepare(request)?;
+        self.queue
+            .blocking_send(command)
+            .map_err(|_| AppendError::Closed)?;
+        answer.blocking_recv().map_err(|_| AppendError::Closed)?
+    }
+
+    /// Asks the writer whether it can take the database's write lock.
+    pub async fn ping(&self) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Command::Ping(reply))
+            .await
+            .map_err(|_| "the ledger writer has stopped".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "the ledger writer has stopped".to_owned())?
+    }
+
+    /// Appends waiting for the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
+    /// The live session states.
+    pub fn sessions(&self) -> &Arc<SessionTable> {
+        &self.sessions
+    }
+
+    pub fn loop_detector(&self) -> &Arc<dyn LoopDetector> {
+        &self.detector
+    }
+}
+
+/// Builds a [`Ledger`]: the hooks are optional.
+#[derive(Debug)]
+pub struct LedgerBuilder {
+    config: LedgerConfig,
+    detector: Arc<dyn LoopDetector>,
+    observer: Arc<dyn LedgerObserver>,
+}
+
+impl LedgerBuilder {
+    pub fn loop_detector(mut self, detector: Arc<dyn LoopDetector>) -> Self {
+        self.detector = detector;
+        self
+    }
+
+    pub fn observer(mut self, observer: Arc<dyn LedgerObserver>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// Opens (creating and migrating if needed) the database and starts the writer.
+    pub fn open(self) -> Result<Ledger, StoreError> {
+        let LedgerBuilder {
+            config,
+            detector,
+            observer,
+        } = self;
+        let conn = open_writer(&config.path, config.synchronous)?;
+        let sessions = Arc::new(SessionTable::default());
+        let (queue, inbox) = mpsc::channel(config.queue_capacity.max(1));
+        let writer = writer::Writer::new(
+            conn,
+            sessions.clone(),
+            detector.clone(),
+            observer,
+            config.max_batch.max(1),
+        );
+        let thread = std::thread::Builder::new()
+            .name("aegis-ledger-writer".into())
+            .spawn(move || writer.run(inbox))
+            .map_err(|e| {
+                StoreError::BadQuery(format!("cannot start the ledger writer thread: {e}"))
+            })?;
+        let reader = LedgerReader::live(config.path.clone(), detector.clone());
+        Ok(Ledger {
+            handle: LedgerHandle {
+                queue,
+                sessions,
+                detector,
+            },
+            reader,
+            thread: Some(thread),
+            path: config.path,
+        })
+    }
+}
+
+/// An open ledger: the writer thread, a handle to it, and readers.
+#[derive(Debug)]
+pub struct Ledger {
+    handle: LedgerHandle,
+    reader: LedgerReader,
+    thread: Option<std::thread::JoinHandle<()>>,
+    path: PathBuf,
+}
+
+impl Ledger {
+    pub fn builder(config: LedgerConfig) -> LedgerBuilder {
+        LedgerBuilder {
+            config,
+            detector: Arc::new(NoLoopDetection),
+            observer: Arc::new(NoObserver),
+        }
+    }
+
+    /// Opens with no loop detection and no observer.
+    pub fn open(config: LedgerConfig) -> Result<Ledger, StoreError> {
+        Ledger::builder(config).open()
+    }
+
+    pub fn handle(&self) -> LedgerHandle {
+        self.handle.clone()
+    }
+
+    pub fn reader(&self) -> LedgerReader {
+        self.reader.clone()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops taking appends, commits everything already queued, checkpoints
+    /// the WAL into the main file and joins the writer. Appends through
+    /// handles still alive fail with [`AppendError::Closed`] from then on.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let queue = self.handle.queue.clone();
+        // `blocking_send` refuses to run on an async runtime's thread, and
+        // close may be called from one: wait for queue room on a plain thread.
+        let sent = std::thread::scope(|s| {
+            s.spawn(|| queue.blocking_send(Command::Shutdown).is_ok())
+                .join()
+                .unwrap_or(false)
+        });
+        if !sent {
+            tracing::warn!("the ledger writer had already stopped");
+        }
+        if thread.join().is_err() {
+            tracing::error!("the ledger writer thread panicked");
+        }
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn open_writer(path: &Path, synchronous: Synchronous) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::BadQuery(format!(
+            "cannot put the ledger in WAL mode (journal_mode is {mode})"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", synchronous.as_str())?;
+    conn.set_prepared_statement_cache_capacity(32);
+    schema::migrate(&mut conn)?;
+    Ok(conn)
+}

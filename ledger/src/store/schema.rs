@@ -1,0 +1,103 @@
+//! The database schema and its migrations.
+//!
+//! `PRAGMA user_version` holds the schema version; each migration moves it up
+//! by one, inside a transaction. `PRAGMA application_id` marks the file as an
+//! aegis ledger so that the CLI refuses to "verify" some other database.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// `application_id` of ledger files: "AEGS".
+pub const APPLICATION_ID: i64 = 0x4145_4753;
+
+/// Migrations in order; `MIGRATIONS[n]` takes the schema from version n to n + 1.
+/// Never edit one that has shipped: add a new one.
+const MIGRATIONS: &[&str] = &[
+    // v1: envelopes, one row each. Every hashed field is stored as received
+    // (payload as its exact JSON text) so that any hash can be recomputed.
+    // `id` is the global insertion order, used to page across sessions.
+    // `tool_name` is an index-only copy of payload.tool_name (not hashed).
+    r#"
+    CREATE TABLE envelopes (
+        id          INTEGER PRIMARY KEY,
+        tenant_id   TEXT    NOT NULL,
+        session_id  TEXT    NOT NULL,
+        seq         INTEGER NOT NULL CHECK (seq >= 0),
+        user_id     TEXT    NOT NULL,
+        ts_unix_ms  INTEGER NOT NULL,
+        event_type  TEXT    NOT NULL,
+        tool_name   TEXT,
+        payload     TEXT    NOT NULL,
+        prev_hash   BLOB,
+        hash        BLOB    NOT NULL,
+        UNIQUE (tenant_id, session_id, seq)
+    );
+    CREATE INDEX envelopes_by_tenant ON envelopes (tenant_id, id);
+    CREATE INDEX envelopes_by_event_type ON envelopes (tenant_id, event_type, id);
+    CREATE INDEX envelopes_by_tool ON envelopes (tenant_id, tool_name, id)
+        WHERE tool_name IS NOT NULL;
+    "#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings a writable database up to [`SCHEMA_VERSION`].
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    check_identity(conn)?;
+    let mut version = user_version(conn)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version == 0 {
+        let objects: i64 =
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+        if objects > 0 {
+            return Err(StoreError::NotALedger(
+                "it already holds tables that are not a ledger's".into(),
+            ));
+        }
+    }
+    while version < SCHEMA_VERSION {
+        let tx = conn.transaction()?;
+        let index = usize::try_from(version).unwrap_or(usize::MAX);
+        tx.execute_batch(MIGRATIONS[index])?;
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+        tx.commit()?;
+        version += 1;
+        tracing::info!(version, "ledger schema migrated");
+    }
+    Ok(())
+}
+
+/// Checks that a database opened read-only is a ledger this build can read.
+pub fn check_readable(conn: &Connection) -> Result<(), StoreError> {
+    check_identity(conn)?;
+    match user_version(conn)? {
+        0 => Err(StoreError::NotALedger("it has no ledger schema".into())),
+        v if v > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
+            found: v,
+            supported: SCHEMA_VERSION,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn check_identity(conn: &Connection) -> Result<(), StoreError> {
+    let id: i64 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
+    if id != 0 && id != APPLICATION_ID {
+        return Err(StoreError::NotALedger(format!(
+            "its application_id is {id:#x}, not an aegis ledger's"
+        )));
+    }
+    Ok(())
+}
+
+fn user_version(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}

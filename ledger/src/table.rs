@@ -1,0 +1,78 @@
+//! Live session state, in memory.
+//!
+//! Who touches it: the writer thread is the only one that inserts or changes
+//! an entry (after each commit, so an entry only ever reflects committed
+//! envelopes); readers take short looks. The lock is a `std::sync::Mutex` held
+//! for a map lookup or one batch of reducer steps, never across I/O or
+//! `.await`. A session missing here (never seen, or seen before a restart) is
+//! rebuilt from the ledger.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::append::Head;
+use crate::session::{SessionState, Snapshot};
+
+/// A session's chain head and reduced state.
+#[derive(Debug, Clone)]
+pub struct SessionEntry {
+    pub head: Head,
+    pub state: SessionState,
+}
+
+/// Sessions of one tenant by id.
+pub(crate) type TenantSessions = HashMap<Box<str>, SessionEntry>;
+
+/// Sessions by tenant, then session id (nested so lookups borrow `&str`).
+#[derive(Debug, Default)]
+pub struct SessionTable {
+    tenants: Mutex<HashMap<Box<str>, TenantSessions>>,
+}
+
+impl SessionTable {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<Box<str>, TenantSessions>> {
+        // A panic while holding the lock cannot leave an entry half-updated in
+        // a way later readers would misread (updates are whole-value), so a
+        // poisoned lock is still usable.
+        self.tenants.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The session's head, if it is in memory.
+    pub fn head(&self, tenant_id: &str, session_id: &str) -> Option<Head> {
+        self.lock()
+            .get(tenant_id)
+            .and_then(|s| s.get(session_id))
+            .map(|e| e.head)
+    }
+
+    /// Runs `f` on the session's in-memory state, if present.
+    pub fn with_state<R>(
+        &self,
+        tenant_id: &str,
+        session_id: &str,
+        f: impl FnOnce(&SessionState) -> R,
+    ) -> Option<R> {
+        self.lock()
+            .get(tenant_id)
+            .and_then(|s| s.get(session_id))
+            .map(|e| f(&e.state))
+    }
+
+    pub fn snapshot(
+        &self,
+        tenant_id: &str,
+        session_id: &str,
+        now_unix_ms: i64,
+    ) -> Option<Snapshot> {
+        self.with_state(tenant_id, session_id, |s| s.snapshot(now_unix_ms))
+    }
+
+    /// Sessions held in memory.
+    pub fn len(&self) -> usize {
+        self.lock().values().map(HashMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

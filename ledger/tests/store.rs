@@ -1,0 +1,410 @@
+//! The SQLite ledger end to end: appends, chain rules, concurrency, restart,
+//! listing, and verification of damaged files.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use aegis_ledger::testing::{Tamper, tamper};
+use aegis_ledger::wire::parse_append;
+use aegis_ledger::*;
+use serde_json::json;
+
+fn open(dir: &Path) -> Ledger {
+    Ledger::open(LedgerConfig::new(dir.join("ledger.db"))).unwrap()
+}
+
+fn event(
+    tenant: &str,
+    session: &str,
+    event_type: EventType,
+    payload: serde_json::Value,
+) -> NewEvent {
+    NewEvent {
+        tenant_id: tenant.into(),
+        user_id: "u1".into(),
+        session_id: session.into(),
+        ts_unix_ms: 1_700_000_000_000,
+        event_type,
+        payload: Payload::from_value(payload),
+    }
+}
+
+fn proposal(tenant: &str, session: &str, n: u64) -> AppendRequest {
+    AppendRequest::at_head(event(
+        tenant,
+        session,
+        EventType::ToolCallProposed,
+        json!({"tool_name": "read_file", "call_id": format!("c{n}"), "args": {"path": format!("/w/{n}")}}),
+    ))
+}
+
+/// Runs an async test body under a timeout.
+fn run<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(60), f)
+                .await
+                .expect("test timed out")
+        });
+}
+
+#[test]
+fn client_sealed_spec_chain_is_accepted_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    let h = ledger.handle();
+    let bodies = [
+        r#"{"tenant_id": "acme", "user_id": "u1", "session_id": "sess-001", "seq": 0, "ts_unix_ms": 1700000000000, "event_type": "MODEL_CALL_STARTED", "payload": {"model_id": "gpt-4o", "call_id": "m1"}, "hash": "1a1b6ca883e2784e32b436f37494361b63047de115481b3009e1593f87974b6b"}"#,
+        r#"{"tenant_id": "acme", "user_id": "u1", "session_id": "sess-001", "seq": 1, "ts_unix_ms": 1700000000001, "event_type": "TOOL_CALL_PROPOSED", "payload": {"tool_name": "read_file", "call_id": "t1", "args": {"path": "/workspace/data.csv"}}, "prev_hash": [26, 27, 108, 168, 131, 226, 120, 78, 50, 180, 54, 243, 116, 148, 54, 27, 99, 4, 125, 225, 21, 72, 27, 48, 9, 225, 89, 63, 135, 151, 75, 107], "hash": [144, 69, 81, 134, 255, 137, 48, 44, 153, 34, 232, 228, 48, 28, 45, 151, 179, 78, 45, 222, 162, 177, 166, 225, 193, 226, 116, 83, 191, 11, 3, 253]}"#,
+    ];
+    for (seq, body) in bodies.iter().enumerate() {
+        let appended = h
+            .append_blocking(parse_append(body.as_bytes()).unwrap())
+            .unwrap();
+        assert_eq!(appended.seq, seq as u64);
+    }
+    // Seq 2 sealed by the sidecar, with the spec's timestamp: the spec's hash.
+    let mut third = event(
+        "acme",
+        "sess-001",
+        EventType::ToolResult,
+        json!({"call_id": "t1", "result": "ok"}),
+    );
+    third.ts_unix_ms = 1700000000002;
+    third.payload = Payload::from_text(r#"{"call_id":"t1","result":"ok"}"#).unwrap();
+    let appended = h.append_blocking(AppendRequest::at_head(third)).unwrap();
+    assert_eq!(
+        appended.hash.to_hex(),
+        "9f56be3ea40210968ed21bf227d90d93d9acaaf8a004723b3eec40cc3834db41"
+    );
+
+    let report = ledger
+        .reader()
+        .verify_session("acme", "sess-001")
+        .unwrap()
+        .unwrap();
+    assert!(report.is_valid(), "{report:?}");
+    assert_eq!(report.envelopes, 3);
+}
+
+#[test]
+fn chain_conflicts_report_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    let h = ledger.handle();
+    let expect = |seq, prev_hash| AppendRequest {
+        seal: Seal::Expect { seq, prev_hash },
+        ..proposal("t", "s", seq)
+    };
+    match h.append_blocking(expect(1, None)).unwrap_err() {
+        AppendError::Conflict { head: None, reason } => {
+            assert!(reason.contains("next seq is 0"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let first = h.append_blocking(expect(0, None)).unwrap();
+    match h.append_blocking(expect(0, None)).unwrap_err() {
+        AppendError::Conflict {
+            head: Some(head), ..
+        } => assert_eq!(
+            head,
+            Head {
+                seq: 0,
+                hash: first.hash
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    let wrong = Digest([7; 32]);
+    assert!(matches!(
+        h.append_blocking(expect(1, Some(wrong))).unwrap_err(),
+        AppendError::Conflict { head: Some(_), .. }
+    ));
+    assert_eq!(
+        h.append_blocking(expect(1, Some(first.hash))).unwrap().seq,
+        1
+    );
+    assert!(matches!(
+        h.append_blocking(AppendRequest {
+            seal: Seal::Expect {
+                seq: 0,
+                prev_hash: Some(wrong)
+            },
+            ..proposal("t", "s", 0)
+        })
+        .unwrap_err(),
+        AppendError::Invalid(_)
+    ));
+    let report = ledger.reader().verify_session("t", "s").unwrap().unwrap();
+    assert!(report.is_valid());
+    assert_eq!(report.envelopes, 2, "refused appends leave nothing behind");
+}
+
+#[test]
+fn concurrent_appenders_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    let handle = ledger.handle();
+    const TASKS: u64 = 32;
+    const SESSIONS: u64 = 8;
+    const EACH: u64 = 40;
+    run(async move {
+        let mut tasks = Vec::new();
+        for task in 0..TASKS {
+            let h = handle.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for n in 0..EACH {
+                    let session = format!("s{}", (task + n) % SESSIONS);
+                    let a = h
+                        .append(proposal("acme", &session, task * 1000 + n))
+                        .await
+                        .unwrap();
+                    acked.push((session, a));
+                }
+                acked
+            }));
+        }
+        let mut seen: HashMap<String, Vec<u64>> = HashMap::new();
+        for t in tasks {
+            for (session, a) in t.await.unwrap() {
+                seen.entry(session).or_default().push(a.seq);
+            }
+        }
+        for (session, mut seqs) in seen {
+            seqs.sort_unstable();
+            assert_eq!(
+                seqs,
+                (0..seqs.len() as u64).collect::<Vec<_>>(),
+                "{session}: every seq once"
+            );
+        }
+    });
+    let mut sessions = 0;
+    let summary = ledger
+        .reader()
+        .verify_all(None, |r| {
+            sessions += 1;
+            assert!(r.is_valid(), "{r:?}")
+        })
+        .unwrap();
+    assert_eq!(summary.envelopes, TASKS * EACH);
+    assert_eq!(summary.sessions, SESSIONS);
+    assert_eq!(summary.invalid_sessions, 0);
+    assert_eq!(sessions, SESSIONS);
+}
+
+#[test]
+fn a_restart_resumes_heads_and_state_from_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    let h = ledger.handle();
+    for n in 0..3 {
+        h.append_blocking(proposal("t", "s", n)).unwrap();
+    }
+    h.append_blocking(AppendRequest::at_head(event(
+        "t",
+        "s",
+        EventType::ToolResult,
+        json!({}),
+    )))
+    .unwrap();
+    let before = h.sessions().snapshot("t", "s", 1_700_000_000_500).unwrap();
+    ledger.close();
+    assert!(matches!(
+        h.append_blocking(proposal("t", "s", 9)),
+        Err(AppendError::Closed)
+    ));
+
+    let ledger = open(dir.path());
+    let h = ledger.handle();
+    assert!(
+        h.sessions().snapshot("t", "s", 0).is_none(),
+        "nothing in memory yet"
+    );
+    let rebuilt = ledger.reader().load_session("t", "s").unwrap().unwrap();
+    assert_eq!(rebuilt.state.snapshot(1_700_000_000_500), before);
+    assert_eq!(before.steps_consumed, 3);
+    assert_eq!(before.tool_calls_consumed, 3);
+    assert!(before.is_tainted);
+    assert_eq!(before.wall_time_ms, 500);
+
+    let next = h.append_blocking(proposal("t", "s", 3)).unwrap();
+    assert_eq!(next.seq, 4);
+    assert_eq!(
+        h.sessions()
+            .snapshot("t", "s", 1_700_000_000_500)
+            .unwrap()
+            .steps_consumed,
+        4
+    );
+    assert!(
+        ledger
+            .reader()
+            .verify_session("t", "s")
+            .unwrap()
+            .unwrap()
+            .is_valid()
+    );
+}
+
+#[test]
+fn listing_pages_across_sessions_and_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    let h = ledger.handle();
+    for n in 0..10 {
+        h.append_blocking(proposal("acme", &format!("s{}", n % 3), n))
+            .unwrap();
+        h.append_blocking(AppendRequest::at_head(event(
+            "acme",
+            &format!("s{}", n % 3),
+            EventType::ToolResult,
+            json!({}),
+        )))
+        .unwrap();
+    }
+    h.append_blocking(proposal("other", "s0", 0)).unwrap();
+    let reader = ledger.reader();
+
+    let mut query = ListQuery {
+        tenant_id: "acme".into(),
+        limit: 3,
+        ..Default::default()
+    };
+    let mut all = Vec::new();
+    loop {
+        let page = reader.list(&query).unwrap();
+        assert!(page.envelopes.len() <= 3);
+        all.extend(page.envelopes);
+        match page.next_page_token {
+            Some(token) => query.page_token = Some(token),
+            None => break,
+        }
+    }
+    assert_eq!(all.len(), 20, "every envelope of the tenant, once");
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(all.iter().all(|e| e.tenant_id == "acme"));
+
+    let session = ListQuery {
+        tenant_id: "acme".into(),
+        session_id: Some("s1".into()),
+        limit: 100,
+        ..Default::default()
+    };
+    let page = reader.list(&session).unwrap();
+    assert_eq!(
+        page.envelopes.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (0..6).collect::<Vec<_>>()
+    );
+    assert_eq!(page.next_page_token, None);
+
+    let by_type = ListQuery {
+        event_type: Some("TOOL_RESULT".into()),
+        ..session.clone()
+    };
+    assert_eq!(reader.list(&by_type).unwrap().envelopes.len(), 3);
+    let by_tool = ListQuery {
+        tool_name: Some("read_file".into()),
+        limit: 100,
+        tenant_id: "acme".into(),
+        ..Default::default()
+    };
+    assert_eq!(reader.list(&by_tool).unwrap().envelopes.len(), 10);
+
+    // A token continues only the listing that issued it.
+    let first = reader
+        .list(&ListQuery {
+            limit: 1,
+            ..session.clone()
+        })
+        .unwrap();
+    let token = first.next_page_token.unwrap();
+    let err = reader
+        .list(&ListQuery {
+            page_token: Some(token),
+            ..by_type
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("other filters"), "{err}");
+    let err = reader
+        .list(&ListQuery {
+            page_token: Some("garbage".into()),
+            ..session.clone()
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("page_token"), "{err}");
+    let err = reader
+        .list(&ListQuery {
+            event_type: Some("NOPE".into()),
+            ..session
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("unknown event type"), "{err}");
+}
+
+#[test]
+fn every_kind_of_damage_is_caught_at_the_right_seq() {
+    for &how in Tamper::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = open(dir.path());
+        let h = ledger.handle();
+        for n in 0..6 {
+            h.append_blocking(proposal("t", "s", n)).unwrap();
+            h.append_blocking(proposal("t", "other", n)).unwrap();
+        }
+        ledger.close();
+        let path = dir.path().join("ledger.db");
+        let bad = tamper(&path, "t", "s", 3, how).unwrap();
+
+        let reader = LedgerReader::open_offline(&path).unwrap();
+        let report = reader.verify_session("t", "s").unwrap().unwrap();
+        let failure = report
+            .failure
+            .unwrap_or_else(|| panic!("{how:?} went unnoticed"));
+        assert_eq!(failure.seq, bad as u64, "{how:?}: {}", failure.reason);
+        let mut invalid = Vec::new();
+        let summary = reader
+            .verify_all(None, |r| {
+                if !r.is_valid() {
+                    invalid.push(r.session_id)
+                }
+            })
+            .unwrap();
+        assert_eq!(invalid, ["s"], "{how:?}: only the damaged session fails");
+        assert_eq!(summary.invalid_sessions, 1);
+    }
+}
+
+#[test]
+fn offline_open_refuses_what_is_not_a_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(LedgerReader::open_offline(&dir.path().join("missing.db")).is_err());
+    let other = dir.path().join("other.db");
+    rusqlite::Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE x (a);")
+        .unwrap();
+    let err = LedgerReader::open_offline(&other).unwrap_err();
+    assert!(err.to_string().contains("not an aegis ledger"), "{err}");
+    let err = Ledger::open(LedgerConfig::new(&other)).unwrap_err();
+    assert!(err.to_string().contains("not an aegis ledger"), "{err}");
+}
+
+#[test]
+fn readiness_ping_and_queue_depth() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    let h = ledger.handle();
+    run(async move {
+        h.ping().await.unwrap();
+        assert_eq!(h.queue_depth(), 0);
+    });
+}

@@ -1,0 +1,245 @@
+//! The `aegis-proxy` command line: argument definitions only. The commands are
+//! carried out elsewhere; `run`'s flags are validated together with the config
+//! file and the environment in [`crate::config`], so they stay raw strings here
+//! and every problem is reported at once.
+//!
+//! Usage errors exit with status 2 (clap's default).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The Aegis security sidecar.
+///
+/// aegis-proxy stands between an AI agent and its tools: it decides each tool
+/// call against the agent's capability manifest and records every step in a
+/// hash-chained ledger before anything is forwarded.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "aegis-proxy", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run the sidecar.
+    ///
+    /// Settings come from the config file, then `AEGIS_*` environment variables,
+    /// then these flags, each overriding the one before; see configs/aegis.yaml.
+    Run(RunFlags),
+    /// Verify a ledger offline.
+    ///
+    /// Recomputes every envelope hash and checks each chain, for the whole
+    /// ledger or only one tenant or session.
+    Verify(VerifyArgs),
+    /// Work with the events recorded in a ledger.
+    Events(EventsArgs),
+}
+
+/// Flags of `run`. Each overrides the config file and the environment; all are
+/// checked when the configuration is loaded.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunFlags {
+    /// Config file (YAML) [env: AEGIS_CONFIG]; without one, only the environment,
+    /// the flags and the built-in defaults apply.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address of the admin/API server (/healthz, /readyz, /metrics, /v1)
+    /// [env: AEGIS_ADMIN_LISTEN] [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+    /// Ledger database file [env: AEGIS_LEDGER_PATH] [default: aegis-ledger.db].
+    #[arg(long, value_name = "PATH")]
+    pub ledger: Option<PathBuf>,
+    /// How hard each ledger commit syncs: `normal` survives a process crash,
+    /// `full` survives power loss [env: AEGIS_LEDGER_SYNCHRONOUS] [default: normal].
+    #[arg(long, value_name = "normal|full")]
+    pub ledger_synchronous: Option<String>,
+    /// File to create once the sidecar is ready to serve [env: AEGIS_READY_FILE].
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `info,aegis_proxy=debug`
+    /// [env: AEGIS_LOG_LEVEL] [default: info].
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Log line format [env: AEGIS_LOG_FORMAT] [default: text].
+    #[arg(long, value_name = "text|json")]
+    pub log_format: Option<String>,
+}
+
+/// Arguments of `verify`.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// Ledger database file to verify.
+    #[arg(long, value_name = "PATH")]
+    pub ledger: PathBuf,
+    /// Verify only this tenant's chains.
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: Option<String>,
+    /// Verify only this session's chain (needs --tenant).
+    #[arg(long, value_name = "SESSION", requires = "tenant")]
+    pub session: Option<String>,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `events`.
+#[derive(Debug, Clone, Args)]
+pub struct EventsArgs {
+    #[command(subcommand)]
+    pub command: EventsCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum EventsCommand {
+    /// Write one session's envelopes to stdout, in chain order.
+    Export(ExportArgs),
+}
+
+/// Arguments of `events export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Ledger database file to read.
+    #[arg(long, value_name = "PATH")]
+    pub ledger: PathBuf,
+    /// Tenant of the session.
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: String,
+    /// Session to export.
+    #[arg(long, value_name = "SESSION")]
+    pub session: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("aegis-proxy").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_without_flags_leaves_everything_to_the_config() {
+        let cli = parse(&["run"]).expect("bare run parses");
+        let Command::Run(flags) = cli.command else {
+            panic!("expected run, got {:?}", cli.command);
+        };
+        assert!(flags.config.is_none() && flags.admin_listen.is_none());
+        assert!(flags.ledger.is_none() && flags.ledger_synchronous.is_none());
+        assert!(flags.ready_file.is_none() && flags.log_level.is_none());
+        assert!(flags.log_format.is_none());
+    }
+
+    #[test]
+    fn run_flags_are_kept_raw() {
+        let cli = parse(&[
+            "run",
+            "--config=c.yaml",
+            "--admin-listen",
+            "not an address",
+            "--ledger",
+            "l.db",
+            "--ledger-synchronous",
+            "sometimes",
+            "--ready-file",
+            "/tmp/ready",
+            "--log-level",
+            "debug",
+            "--log-format",
+            "xml",
+        ])
+        .expect("run flags parse without validation");
+        let Command::Run(flags) = cli.command else {
+            panic!("expected run, got {:?}", cli.command);
+        };
+        assert_eq!(flags.config, Some(PathBuf::from("c.yaml")));
+        assert_eq!(flags.admin_listen.as_deref(), Some("not an address"));
+        assert_eq!(flags.ledger, Some(PathBuf::from("l.db")));
+        assert_eq!(flags.ledger_synchronous.as_deref(), Some("sometimes"));
+        assert_eq!(flags.ready_file, Some(PathBuf::from("/tmp/ready")));
+        assert_eq!(flags.log_level.as_deref(), Some("debug"));
+        assert_eq!(flags.log_format.as_deref(), Some("xml"));
+    }
+
+    #[test]
+    fn verify_session_requires_tenant() {
+        let err = parse(&["verify", "--ledger", "l.db", "--session", "s"])
+            .expect_err("--session without --tenant is refused");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        assert_eq!(err.exit_code(), 2);
+
+        let cli = parse(&[
+            "verify",
+            "--ledger",
+            "l.db",
+            "--tenant",
+            "t",
+            "--session",
+            "s",
+            "--json",
+        ])
+        .expect("verify with tenant and session parses");
+        let Command::Verify(args) = cli.command else {
+            panic!("expected verify, got {:?}", cli.command);
+        };
+        assert_eq!(args.ledger, PathBuf::from("l.db"));
+        assert_eq!(args.tenant.as_deref(), Some("t"));
+        assert_eq!(args.session.as_deref(), Some("s"));
+        assert!(args.json);
+    }
+
+    #[test]
+    fn verify_requires_a_ledger() {
+        let err = parse(&["verify"]).expect_err("--ledger is required");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn events_export_needs_ledger_tenant_and_session() {
+        let cli = parse(&[
+            "events",
+            "export",
+            "--ledger",
+            "l.db",
+            "--tenant",
+            "t",
+            "--session",
+            "s",
+        ])
+        .expect("full export parses");
+        let Command::Events(EventsArgs {
+            command: EventsCommand::Export(args),
+        }) = cli.command
+        else {
+            panic!("expected events export, got {:?}", cli.command);
+        };
+        assert_eq!(
+            (args.ledger, args.tenant.as_str(), args.session.as_str()),
+            (PathBuf::from("l.db"), "t", "s")
+        );
+
+        let err = parse(&["events", "export", "--ledger", "l.db", "--tenant", "t"])
+            .expect_err("--session is required");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        assert!(parse(&["events"]).is_err(), "events needs a subcommand");
+    }
+
+    #[test]
+    fn unknown_flags_and_commands_are_usage_errors() {
+        let err = parse(&["run", "--bogus"]).expect_err("unknown flag");
+        assert_eq!(err.kind(), ErrorKind::UnknownArgument);
+        assert_eq!(err.exit_code(), 2);
+        assert!(parse(&["frobnicate"]).is_err());
+        assert!(parse(&[]).is_err(), "a command is required");
+    }
+}
