@@ -1,1 +1,79 @@
-fn main(){}
+//! `aegis-proxy`: parse arguments, load configuration, run.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use aegis_proxy::cli::{Cli, Command, EventsCommand, RunFlags};
+use aegis_proxy::config::{self, ProcessEnv};
+use aegis_proxy::{app, commands, telemetry};
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(flags) => run(&flags),
+        Command::Verify(args) => commands::verify(&args, &mut std::io::stdout().lock()),
+        Command::Events(events) => match events.command {
+            EventsCommand::Export(args) => commands::export(&args, &mut std::io::stdout().lock()),
+        },
+    }
+}
+
+fn run(flags: &RunFlags) -> ExitCode {
+    let config = match config::load(flags, &ProcessEnv) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("aegis-proxy: invalid configuration:\n{e}");
+            return ExitCode::from(commands::EXIT_USAGE);
+        }
+    };
+    telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("aegis-proxy: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let drain = config.admin.request_timeout.min(Duration::from_secs(30));
+    runtime.block_on(async move {
+        let running = match app::start(config).await {
+            Ok(running) => running,
+            Err(e) => {
+                tracing::error!("start-up failed: {e:#}");
+                eprintln!("aegis-proxy: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let signal = wait_for_signal().await;
+        tracing::info!(signal, "shutting down");
+        running.shutdown(drain).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Waits for SIGTERM (Kubernetes) or SIGINT (a terminal).
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}

@@ -82,6 +82,7 @@ pub struct LedgerHandle {
     queue: mpsc::Sender<Command>,
     sessions: Arc<SessionTable>,
     detector: Arc<dyn LoopDetector>,
+    observer: Arc<dyn LedgerObserver>,
 }
 
 impl std::fmt::Debug for Command {
@@ -98,9 +99,13 @@ impl std::fmt::Debug for Command {
 
 impl LedgerHandle {
     fn prepare(
+        &self,
         request: AppendRequest,
     ) -> Result<(Command, oneshot::Receiver<Result<Appended, AppendError>>), AppendError> {
-        request.check()?;
+        if let Err(e) = request.check() {
+            self.observer.rejected(&e);
+            return Err(e);
+        }
         let effect = Observation::new(
             0,
             0,
@@ -120,7 +125,7 @@ impl LedgerHandle {
     /// Appends and waits until the envelope is committed. Waits for room in
     /// the queue when it is full (backpressure).
     pub async fn append(&self, request: AppendRequest) -> Result<Appended, AppendError> {
-        let (command, answer) = Self::prepare(request)?;
+        let (command, answer) = self.prepare(request)?;
         self.queue
             .send(command)
             .await
@@ -130,7 +135,7 @@ impl LedgerHandle {
 
     /// [`LedgerHandle::append`] for threads outside an async runtime.
     pub fn append_blocking(&self, request: AppendRequest) -> Result<Appended, AppendError> {
-        let (command, answer) = Self::prepare(request)?;
+        let (command, answer) = self.prepare(request)?;
         self.queue
             .blocking_send(command)
             .map_err(|_| AppendError::Closed)?;
@@ -197,7 +202,7 @@ impl LedgerBuilder {
             conn,
             sessions.clone(),
             detector.clone(),
-            observer,
+            observer.clone(),
             config.max_batch.max(1),
         );
         let thread = std::thread::Builder::new()
@@ -212,6 +217,7 @@ impl LedgerBuilder {
                 queue,
                 sessions,
                 detector,
+                observer,
             },
             reader,
             thread: Some(thread),

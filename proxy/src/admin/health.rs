@@ -1,0 +1,51 @@
+//! Liveness, readiness and the metrics scrape.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use serde_json::json;
+
+use super::AdminState;
+use super::error::json_response;
+
+/// How long readiness waits for the ledger writer to answer.
+const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Liveness: the process answers.
+pub fn healthz() -> Response<Full<Bytes>> {
+    json_response(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+/// Readiness: the ledger writer is running and can take the write lock now.
+pub async fn readyz(state: &AdminState) -> Response<Full<Bytes>> {
+    match tokio::time::timeout(READY_PROBE_TIMEOUT, state.ledger.ping()).await {
+        Ok(Ok(())) => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        Ok(Err(e)) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "unavailable", "error": e}),
+        ),
+        Err(_) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "unavailable", "error": "the ledger writer did not answer within 2 s"}),
+        ),
+    }
+}
+
+/// Prometheus text exposition; gauges sampled now.
+pub fn metrics(state: &AdminState) -> Response<Full<Bytes>> {
+    let ledger = &state.metrics.ledger;
+    ledger
+        .queue_depth
+        .set(i64::try_from(state.ledger.queue_depth()).unwrap_or(i64::MAX));
+    ledger
+        .sessions_in_memory
+        .set(i64::try_from(state.ledger.sessions().len()).unwrap_or(i64::MAX));
+    let mut response = Response::new(Full::new(Bytes::from(state.metrics.render())));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}

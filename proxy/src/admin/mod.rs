@@ -1,0 +1,225 @@
+//! The admin/API server: `/healthz`, `/readyz`, `/metrics` and the Aegis `/v1`
+//! API, over HTTP/1.1 and HTTP/2 (hyper).
+//!
+//! `serve` takes an already-bound listener (tests bind port 0), caps
+//! connections with a semaphore (at the cap it stops accepting, so the
+//! kernel's backlog pushes back), bounds every request with a deadline, and
+//! drains in-flight requests on shutdown.
+
+mod error;
+mod events;
+mod health;
+mod request;
+mod sessions;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aegis_ledger::{LedgerHandle, LedgerReader};
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+pub use error::ApiError;
+
+use crate::config::AdminConfig;
+use crate::metrics::Metrics;
+
+/// Longest wait for a request's headers: a slow client cannot hold a slot.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every admin request may use.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    pub ledger: LedgerHandle,
+    pub reader: LedgerReader,
+    pub metrics: Metrics,
+    pub config: AdminConfig,
+}
+
+/// Routes, named for metrics: a closed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Healthz,
+    Readyz,
+    Metrics,
+    Events,
+    Snapshot,
+    Verify,
+    NotFound,
+}
+
+impl Route {
+    fn as_str(self) -> &'static str {
+        match self {
+            Route::Healthz => "healthz",
+            Route::Readyz => "readyz",
+            Route::Metrics => "metrics",
+            Route::Events => "events",
+            Route::Snapshot => "snapshot",
+            Route::Verify => "verify",
+            Route::NotFound => "not_found",
+        }
+    }
+}
+
+/// Serves until `shutdown` turns true, then drains for at most `drain`.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let slots = Arc::new(Semaphore::new(state.config.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let state = state.clone();
+        let service = service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(&state, req).await) }
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "admin connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?drain,
+            "admin connections still open after the drain deadline"
+        );
+    }
+}
+
+/// Routes one request and records its metrics.
+async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let (route, response) =
+        match tokio::time::timeout(state.config.request_timeout, dispatch(state, req)).await {
+            Ok(answer) => answer,
+            Err(_) => (
+                Route::NotFound,
+                ApiError::Timeout(state.config.request_timeout.as_millis()).into_response(),
+            ),
+        };
+    let code = response.status();
+    state
+        .metrics
+        .api_requests
+        .with_label_values(&[route.as_str(), code.as_str()])
+        .inc();
+    state
+        .metrics
+        .api_request_duration
+        .with_label_values(&[route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn dispatch(state: &AdminState, req: Request<Incoming>) -> (Route, Response<Full<Bytes>>) {
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let method = req.method().clone();
+    let (route, result) = match segments.as_slice() {
+        ["healthz"] => (
+            Route::Healthz,
+            only(&method, Method::GET, "GET").map(|()| health::healthz()),
+        ),
+        ["readyz"] => (
+            Route::Readyz,
+            match only(&method, Method::GET, "GET") {
+                Ok(()) => Ok(health::readyz(state).await),
+                Err(e) => Err(e),
+            },
+        ),
+        ["metrics"] => (
+            Route::Metrics,
+            only(&method, Method::GET, "GET").map(|()| health::metrics(state)),
+        ),
+        ["v1", "events"] => (
+            Route::Events,
+            match method {
+                Method::POST => events::append(state, req).await,
+                Method::GET => events::list(state, &req).await,
+                other => Err(ApiError::MethodNotAllowed {
+                    method: other.to_string(),
+                    allow: "GET, POST",
+                }),
+            },
+        ),
+        ["v1", "sessions", id, "snapshot"] => {
+            let id = (*id).to_owned();
+            (
+                Route::Snapshot,
+                match only(&method, Method::GET, "GET") {
+                    Ok(()) => sessions::snapshot(state, &id, &req).await,
+                    Err(e) => Err(e),
+                },
+            )
+        }
+        ["v1", "sessions", id, "verify"] => {
+            let id = (*id).to_owned();
+            (
+                Route::Verify,
+                match only(&method, Method::GET, "GET") {
+                    Ok(()) => sessions::verify(state, &id, &req).await,
+                    Err(e) => Err(e),
+                },
+            )
+        }
+        _ => (
+            Route::NotFound,
+            Err(ApiError::NotFound(format!("no such endpoint: {path}"))),
+        ),
+    };
+    (route, result.unwrap_or_else(ApiError::into_response))
+}
+
+fn only(method: &Method, want: Method, allow: &'static str) -> Result<(), ApiError> {
+    if *method == want {
+        Ok(())
+    } else {
+        Err(ApiError::MethodNotAllowed {
+            method: method.to_string(),
+            allow,
+        })
+    }
+}

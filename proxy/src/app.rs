@@ -1,0 +1,123 @@
+//! Start-up and shutdown wiring: open the ledger, bind the listeners, serve,
+//! announce readiness; on shutdown, drain and close the ledger last.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aegis_ledger::Ledger;
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// A running sidecar.
+#[derive(Debug)]
+pub struct Running {
+    admin_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    admin: JoinHandle<()>,
+    ledger: Ledger,
+    metrics: Metrics,
+}
+
+/// Opens the ledger, binds every listener, starts serving, and writes the
+/// ready file (when configured) with each listener's bound address.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let metrics = Metrics::new().context("cannot create the metrics registry")?;
+    let ledger_config = config.ledger.to_ledger_config();
+    let ledger = tokio::task::spawn_blocking(move || {
+        Ledger::builder(ledger_config)
+            .observer(metrics_observer(&metrics))
+            .open()
+            .map(|ledger| (ledger, metrics))
+    })
+    .await
+    .context("ledger start-up task failed")?;
+    let (ledger, metrics) = ledger
+        .with_context(|| format!("cannot open the ledger at {}", config.ledger.path.display()))?;
+
+    let listener = TcpListener::bind(config.admin.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (admin.listen)", config.admin.listen))?;
+    let admin_addr = listener
+        .local_addr()
+        .context("admin listener has no local address")?;
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let state = Arc::new(AdminState {
+        ledger: ledger.handle(),
+        reader: ledger.reader(),
+        metrics: metrics.clone(),
+        config: config.admin.clone(),
+    });
+    let drain = config.admin.request_timeout;
+    let admin = tokio::spawn(admin::serve(listener, state, shutdown_rx, drain));
+
+    if let Some(path) = &config.ready_file {
+        write_ready_file(path, admin_addr, &config)
+            .with_context(|| format!("cannot write the ready file {}", path.display()))?;
+    }
+    tracing::info!(
+        admin = %admin_addr,
+        ledger = %config.ledger.path.display(),
+        synchronous = %config.ledger.synchronous,
+        "aegis-proxy ready"
+    );
+    Ok(Running {
+        admin_addr,
+        shutdown,
+        admin,
+        ledger,
+        metrics,
+    })
+}
+
+fn metrics_observer(metrics: &Metrics) -> Arc<dyn aegis_ledger::LedgerObserver> {
+    metrics.ledger.clone()
+}
+
+impl Running {
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Stops accepting, lets in-flight requests finish within `deadline`,
+    /// then commits what is queued and closes the ledger.
+    pub async fn shutdown(self, deadline: Duration) {
+        let _ = self.shutdown.send(true);
+        if tokio::time::timeout(deadline, self.admin).await.is_err() {
+            tracing::warn!(?deadline, "admin server did not stop within the deadline");
+        }
+        let ledger = self.ledger;
+        if tokio::task::spawn_blocking(move || ledger.close())
+            .await
+            .is_err()
+        {
+            tracing::error!("closing the ledger failed");
+        }
+        tracing::info!("aegis-proxy stopped");
+    }
+}
+
+/// Writes `{"admin": "ip:port", "pid": n, "ledger": "path"}` atomically
+/// (temporary file, then rename), so a reader never sees half a file.
+fn write_ready_file(path: &Path, admin: SocketAddr, config: &Config) -> std::io::Result<()> {
+    let body = serde_json::json!({
+        "admin": admin.to_string(),
+        "pid": std::process::id(),
+        "ledger": config.ledger.path.display().to_string(),
+    });
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{body}\n"))?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,201 @@
+//! Prometheus metrics: one [`Metrics`] value owns its registry and is passed
+//! to whoever records (no global registry).
+//!
+//! Names are `aegis_<noun>_<unit>`; label values come only from closed sets
+//! (event types, error kinds, routes, status codes) — never ids or free text.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aegis_ledger::{AppendError, EventType, LedgerObserver};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// Every metric the sidecar exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub ledger: Arc<LedgerMetrics>,
+    pub api_requests: IntCounterVec,
+    pub api_request_duration: HistogramVec,
+}
+
+/// Ledger metrics, recorded by the writer thread through [`LedgerObserver`].
+#[derive(Debug)]
+pub struct LedgerMetrics {
+    /// One counter per event type, resolved once (the writer's hot path).
+    appends: Vec<IntCounter>,
+    append_errors: IntCounterVec,
+    commit_duration: Histogram,
+    commit_batch: Histogram,
+    /// Set when scraped.
+    pub queue_depth: IntGauge,
+    /// Set when scraped.
+    pub sessions_in_memory: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let appends_total = IntCounterVec::new(
+            Opts::new(
+                "aegis_ledger_appends_total",
+                "Envelopes committed to the ledger, by event type.",
+            ),
+            &["event_type"],
+        )?;
+        let append_errors = IntCounterVec::new(
+            Opts::new(
+                "aegis_ledger_append_errors_total",
+                "Appends refused or failed, by kind (invalid, hash_mismatch, conflict, storage, closed).",
+            ),
+            &["kind"],
+        )?;
+        let commit_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "aegis_ledger_commit_duration_seconds",
+                "Time to place, insert and commit one group of appends.",
+            )
+            .buckets(vec![
+                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+                0.1, 0.25, 1.0,
+            ]),
+        )?;
+        let commit_batch = Histogram::with_opts(
+            HistogramOpts::new(
+                "aegis_ledger_commit_batch_envelopes",
+                "Envelopes per group commit.",
+            )
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+            ]),
+        )?;
+        let queue_depth = IntGauge::new(
+            "aegis_ledger_queue_depth",
+            "Appends waiting for the ledger writer.",
+        )?;
+        let sessions_in_memory = IntGauge::new(
+            "aegis_ledger_sessions_in_memory",
+            "Sessions whose state is held in memory.",
+        )?;
+        let api_requests = IntCounterVec::new(
+            Opts::new(
+                "aegis_api_requests_total",
+                "Admin/API requests, by route and status code.",
+            ),
+            &["route", "code"],
+        )?;
+        let api_request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "aegis_api_request_duration_seconds",
+                "Admin/API request latency, by route.",
+            )
+            .buckets(vec![
+                0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
+            ]),
+            &["route"],
+        )?;
+        let build_info = IntGauge::with_opts(
+            Opts::new(
+                "aegis_build_info",
+                "Always 1; the version label says which build runs.",
+            )
+            .const_label("version", env!("CARGO_PKG_VERSION")),
+        )?;
+        build_info.set(1);
+
+        registry.register(Box::new(appends_total.clone()))?;
+        registry.register(Box::new(append_errors.clone()))?;
+        registry.register(Box::new(commit_duration.clone()))?;
+        registry.register(Box::new(commit_batch.clone()))?;
+        registry.register(Box::new(queue_depth.clone()))?;
+        registry.register(Box::new(sessions_in_memory.clone()))?;
+        registry.register(Box::new(api_requests.clone()))?;
+        registry.register(Box::new(api_request_duration.clone()))?;
+        registry.register(Box::new(build_info))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+
+        let appends = EventType::ALL
+            .iter()
+            .map(|t| appends_total.with_label_values(&[t.as_str()]))
+            .collect();
+        Ok(Metrics {
+            registry,
+            ledger: Arc::new(LedgerMetrics {
+                appends,
+                append_errors,
+                commit_duration,
+                commit_batch,
+                queue_depth,
+                sessions_in_memory,
+            }),
+            api_requests,
+            api_request_duration,
+        })
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+impl LedgerObserver for LedgerMetrics {
+    fn committed(&self, event_types: &[EventType], duration: Duration) {
+        for t in event_types {
+            // `appends` is in `EventType::ALL` order, which is declaration order.
+            if let Some(counter) = self.appends.get(*t as usize) {
+                counter.inc();
+            }
+        }
+        self.commit_duration.observe(duration.as_secs_f64());
+        self.commit_batch.observe(event_types.len() as f64);
+    }
+
+    fn rejected(&self, error: &AppendError) {
+        let kind = match error {
+            AppendError::Invalid(_) => "invalid",
+            AppendError::HashMismatch { .. } => "hash_mismatch",
+            AppendError::Conflict { .. } => "conflict",
+            AppendError::Storage(_) => "storage",
+            AppendError::Closed => "closed",
+        };
+        self.append_errors.with_label_values(&[kind]).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn every_family_renders_with_its_labels() {
+        let m = Metrics::new().unwrap();
+        m.ledger.committed(
+            &[EventType::ToolResult, EventType::ToolResult],
+            Duration::from_micros(40),
+        );
+        m.ledger.rejected(&AppendError::Closed);
+        let text = String::from_utf8(m.render()).unwrap();
+        for needle in [
+            "aegis_ledger_appends_total{event_type=\"TOOL_RESULT\"} 2",
+            "aegis_ledger_append_errors_total{kind=\"closed\"} 1",
+            "aegis_ledger_commit_duration_seconds_count 1",
+            "aegis_ledger_commit_batch_envelopes_sum 2",
+            "aegis_ledger_queue_depth 0",
+            "aegis_build_info{version=",
+        ] {
+            assert!(text.contains(needle), "missing {needle}\n{text}");
+        }
+    }
+}
