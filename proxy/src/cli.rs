@@ -31,7 +31,10 @@ pub enum Command {
     /// Verify a ledger offline.
     ///
     /// Recomputes every envelope hash and checks each chain, for the whole
-    /// ledger or only one tenant or session.
+    /// ledger or only one tenant or session. Opens the file read-only (verify
+    /// a copy: the stopped sidecar's file, or `ledger.db` with its `-wal`).
+    /// Exit status: 0 every chain verifies; 1 a chain does not, or nothing
+    /// matches --tenant/--session; 2 usage error or unreadable file.
     Verify(VerifyArgs),
     /// Work with the events recorded in a ledger.
     Events(EventsArgs),
@@ -94,7 +97,9 @@ pub struct EventsArgs {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum EventsCommand {
-    /// Write one session's envelopes to stdout, in chain order.
+    /// Write one session's envelopes to stdout as NDJSON, in chain order, in
+    /// the API's wire form (hashes as hex). Exit status 1 when the session has
+    /// no envelopes, 2 when the ledger cannot be read.
     Export(ExportArgs),
 }
 

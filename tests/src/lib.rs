@@ -1,1 +1,252 @@
+//! End-to-end test harness: the sidecar started in-process on `127.0.0.1:0`
+//! with its own temporary ledger, and a small real HTTP client.
+//!
+//! Every test body runs under [`run`], which bounds it in time.
 
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aegis_proxy::app::{self, Running};
+use aegis_proxy::config::Config;
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+/// The longest any one end-to-end test may run.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs an async test body on a multi-thread runtime, under [`TEST_TIMEOUT`].
+pub fn run<F: Future<Output = ()>>(body: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            tokio::time::timeout(TEST_TIMEOUT, body)
+                .await
+                .expect("test timed out")
+        });
+}
+
+/// A sidecar running in this process, with its ledger in a temporary directory.
+#[derive(Debug)]
+pub struct Sidecar {
+    pub running: Running,
+    pub dir: tempfile::TempDir,
+    pub http: Http,
+}
+
+impl Sidecar {
+    /// Starts on a fresh ledger with the default configuration.
+    pub async fn start() -> Sidecar {
+        Sidecar::start_with(|_| {}).await
+    }
+
+    /// Starts on a fresh ledger after `tune` adjusts the configuration.
+    pub async fn start_with(tune: impl FnOnce(&mut Config)) -> Sidecar {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.admin.listen = "127.0.0.1:0".parse().unwrap();
+        config.ledger.path = dir.path().join("ledger.db");
+        tune(&mut config);
+        Sidecar::start_in(dir, config).await
+    }
+
+    /// Starts with `config` (whose ledger may already hold envelopes).
+    pub async fn start_in(dir: tempfile::TempDir, config: Config) -> Sidecar {
+        let running = app::start(config).await.unwrap();
+        let http = Http::new(running.admin_addr());
+        Sidecar { running, dir, http }
+    }
+
+    pub fn ledger_path(&self) -> PathBuf {
+        self.dir.path().join("ledger.db")
+    }
+
+    /// Stops the sidecar (draining, then closing the ledger) and hands back
+    /// its directory.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.running.shutdown(Duration::from_secs(10)).await;
+        self.dir
+    }
+}
+
+/// A minimal HTTP/1.1 client for one server.
+#[derive(Debug, Clone)]
+pub struct Http {
+    addr: SocketAddr,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// A response: status, content type, and the body (parsed when it is JSON).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl Http {
+    pub fn new(addr: SocketAddr) -> Http {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        Http {
+            addr,
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<Bytes>,
+    ) -> Answer {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr));
+        if let Some(ct) = content_type {
+            req = req.header(http::header::CONTENT_TYPE, ct);
+        }
+        let req = req.body(Full::new(body.into())).unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(req))
+            .await
+            .expect("request timed out")
+            .expect("request failed");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or("").to_owned())
+            .unwrap_or_default();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(Method::GET, path, None, Bytes::new()).await
+    }
+
+    /// POSTs a JSON body (given as text, sent byte for byte).
+    pub async fn post_json(&self, path: &str, body: impl Into<Bytes>) -> Answer {
+        self.send(Method::POST, path, Some("application/json"), body)
+            .await
+    }
+
+    /// Every envelope of a session, following `NextToken`.
+    pub async fn session_events(&self, tenant: &str, session: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut token = String::new();
+        loop {
+            let mut path = format!("/v1/events?tenant_id={tenant}&session_id={session}&limit=1000");
+            if !token.is_empty() {
+                path.push_str(&format!("&page_token={token}"));
+            }
+            let page = self.get(&path).await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+            let page = page.json();
+            events.extend(page["Events"].as_array().unwrap().iter().cloned());
+            token = page["NextToken"].as_str().unwrap().to_owned();
+            if token.is_empty() {
+                return events;
+            }
+        }
+    }
+
+    /// The value of one sample in `/metrics` (`name{labels}` exactly as printed).
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        let text = self.get("/metrics").await.text();
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+    }
+}
+
+/// Serialises like Python's `json.dumps` with its defaults: `", "` and `": "`
+/// separators, ASCII-only output (`\uXXXX` escapes), members in the given
+/// order — the exact bytes the Aegis Python SDK sends.
+pub fn python_dumps(value: &Value) -> String {
+    let mut out = String::new();
+    write_python(value, &mut out);
+    out
+}
+
+fn write_python(value: &Value, out: &mut String) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => {
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    '\u{8}' => out.push_str("\\b"),
+                    '\u{c}' => out.push_str("\\f"),
+                    c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                        let mut units = [0u16; 2];
+                        for unit in c.encode_utf16(&mut units) {
+                            out.push_str(&format!("\\u{unit:04x}"));
+                        }
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python(&Value::String(k.clone()), out);
+                out.push_str(": ");
+                write_python(v, out);
+            }
+            out.push('}');
+        }
+    }
+}
