@@ -223,7 +223,16 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     run(async {
         let sidecar = Sidecar::start_with(|c| c.admin.max_body_bytes = 4096).await;
         let http = &sidecar.http;
-        let cases: Vec<(Method, &str, Option<&str>, String, StatusCode, &str)> = vec![
+        // (method, path, content type, body, status, what the error must say)
+        type Case<'a> = (
+            Method,
+            &'a str,
+            Option<&'a str>,
+            String,
+            StatusCode,
+            &'a str,
+        );
+        let cases: Vec<Case> = vec![
             (
                 Method::POST,
                 "/v1/events",
