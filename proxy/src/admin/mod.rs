@@ -132,14 +132,13 @@ pub async fn serve(
 /// Routes one request and records its metrics.
 async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let started = Instant::now();
-    let (route, response) =
-        match tokio::time::timeout(state.config.request_timeout, dispatch(state, req)).await {
-            Ok(answer) => answer,
-            Err(_) => (
-                Route::NotFound,
-                ApiError::Timeout(state.config.request_timeout.as_millis()).into_response(),
-            ),
-        };
+    let (route, session) = route(req.uri().path());
+    let timeout = state.config.request_timeout;
+    let result = match tokio::time::timeout(timeout, dispatch(state, route, session, req)).await {
+        Ok(result) => result,
+        Err(_) => Err(ApiError::Timeout(timeout.as_millis())),
+    };
+    let response = result.unwrap_or_else(ApiError::into_response);
     let code = response.status();
     state
         .metrics
@@ -154,63 +153,56 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
     response
 }
 
-async fn dispatch(state: &AdminState, req: Request<Incoming>) -> (Route, Response<Full<Bytes>>) {
-    let path = req.uri().path().to_owned();
+/// Which route a path is, and the raw session id segment for session routes.
+fn route(path: &str) -> (Route, Option<String>) {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["healthz"] => (Route::Healthz, None),
+        ["readyz"] => (Route::Readyz, None),
+        ["metrics"] => (Route::Metrics, None),
+        ["v1", "events"] => (Route::Events, None),
+        ["v1", "sessions", id, "snapshot"] => (Route::Snapshot, Some((*id).to_owned())),
+        ["v1", "sessions", id, "verify"] => (Route::Verify, Some((*id).to_owned())),
+        _ => (Route::NotFound, None),
+    }
+}
+
+async fn dispatch(
+    state: &AdminState,
+    route: Route,
+    session: Option<String>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     let method = req.method().clone();
-    let (route, result) = match segments.as_slice() {
-        ["healthz"] => (
-            Route::Healthz,
-            only(&method, Method::GET, "GET").map(|()| health::healthz()),
-        ),
-        ["readyz"] => (
-            Route::Readyz,
-            match only(&method, Method::GET, "GET") {
-                Ok(()) => Ok(health::readyz(state).await),
-                Err(e) => Err(e),
-            },
-        ),
-        ["metrics"] => (
-            Route::Metrics,
-            only(&method, Method::GET, "GET").map(|()| health::metrics(state)),
-        ),
-        ["v1", "events"] => (
-            Route::Events,
-            match method {
-                Method::POST => events::append(state, req).await,
-                Method::GET => events::list(state, &req).await,
-                other => Err(ApiError::MethodNotAllowed {
-                    method: other.to_string(),
-                    allow: "GET, POST",
-                }),
-            },
-        ),
-        ["v1", "sessions", id, "snapshot"] => {
-            let id = (*id).to_owned();
-            (
-                Route::Snapshot,
-                match only(&method, Method::GET, "GET") {
-                    Ok(()) => sessions::snapshot(state, &id, &req).await,
-                    Err(e) => Err(e),
-                },
-            )
+    let session = session.unwrap_or_default();
+    match route {
+        Route::Healthz => only(&method, Method::GET, "GET").map(|()| health::healthz()),
+        Route::Readyz => {
+            only(&method, Method::GET, "GET")?;
+            Ok(health::readyz(state).await)
         }
-        ["v1", "sessions", id, "verify"] => {
-            let id = (*id).to_owned();
-            (
-                Route::Verify,
-                match only(&method, Method::GET, "GET") {
-                    Ok(()) => sessions::verify(state, &id, &req).await,
-                    Err(e) => Err(e),
-                },
-            )
+        Route::Metrics => only(&method, Method::GET, "GET").map(|()| health::metrics(state)),
+        Route::Events => match method {
+            Method::POST => events::append(state, req).await,
+            Method::GET => events::list(state, &req).await,
+            other => Err(ApiError::MethodNotAllowed {
+                method: other.to_string(),
+                allow: "GET, POST",
+            }),
+        },
+        Route::Snapshot => {
+            only(&method, Method::GET, "GET")?;
+            sessions::snapshot(state, &session, &req).await
         }
-        _ => (
-            Route::NotFound,
-            Err(ApiError::NotFound(format!("no such endpoint: {path}"))),
-        ),
-    };
-    (route, result.unwrap_or_else(ApiError::into_response))
+        Route::Verify => {
+            only(&method, Method::GET, "GET")?;
+            sessions::verify(state, &session, &req).await
+        }
+        Route::NotFound => Err(ApiError::NotFound(format!(
+            "no such endpoint: {}",
+            req.uri().path()
+        ))),
+    }
 }
 
 fn only(method: &Method, want: Method, allow: &'static str) -> Result<(), ApiError> {
@@ -221,5 +213,28 @@ fn only(method: &Method, want: Method, allow: &'static str) -> Result<(), ApiErr
             method: method.to_string(),
             allow,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_to_routes() {
+        let cases = [
+            ("/healthz", Route::Healthz, None),
+            ("/readyz", Route::Readyz, None),
+            ("/metrics", Route::Metrics, None),
+            ("/v1/events", Route::Events, None),
+            ("/v1/sessions/a%2Fb/snapshot", Route::Snapshot, Some("a%2Fb")),
+            ("/v1/sessions/s/verify", Route::Verify, Some("s")),
+            ("/v1/sessions/s", Route::NotFound, None),
+            ("/v1/events/", Route::NotFound, None),
+            ("/", Route::NotFound, None),
+        ];
+        for (path, want, session) in cases {
+            assert_eq!(route(path), (want, session.map(str::to_owned)), "{path}");
+        }
     }
 }
