@@ -2,7 +2,7 @@
 //! announce readiness; on shutdown, drain and close the ledger last.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,11 +24,16 @@ pub struct Running {
     admin: JoinHandle<()>,
     ledger: Ledger,
     metrics: Metrics,
+    ready_file: Option<PathBuf>,
 }
 
 /// Opens the ledger, binds every listener, starts serving, and writes the
 /// ready file (when configured) with each listener's bound address.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    if let Some(path) = &config.ready_file {
+        // A file left by an earlier run would announce its (dead) addresses.
+        remove_ready_file(path);
+    }
     let metrics = Metrics::new().context("cannot create the metrics registry")?;
     let ledger_config = config.ledger.to_ledger_config();
     let ledger = tokio::task::spawn_blocking(move || {
@@ -75,6 +80,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         admin,
         ledger,
         metrics,
+        ready_file: config.ready_file,
     })
 }
 
@@ -94,6 +100,9 @@ impl Running {
     /// Stops accepting, lets in-flight requests finish within `deadline`,
     /// then commits what is queued and closes the ledger.
     pub async fn shutdown(self, deadline: Duration) {
+        if let Some(path) = &self.ready_file {
+            remove_ready_file(path);
+        }
         let _ = self.shutdown.send(true);
         if tokio::time::timeout(deadline, self.admin).await.is_err() {
             tracing::warn!(?deadline, "admin server did not stop within the deadline");
@@ -106,6 +115,16 @@ impl Running {
             tracing::error!("closing the ledger failed");
         }
         tracing::info!("aegis-proxy stopped");
+    }
+}
+
+fn remove_ready_file(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove the ready file")
+        }
     }
 }
 

@@ -40,6 +40,15 @@ fn run(flags: &RunFlags) -> ExitCode {
     };
     let drain = config.admin.request_timeout.min(Duration::from_secs(30));
     runtime.block_on(async move {
+        // Handlers go in before start-up, so that a SIGTERM sent as soon as
+        // the ready file appears drains instead of killing the process.
+        let signals = match Signals::install() {
+            Ok(signals) => signals,
+            Err(e) => {
+                eprintln!("aegis-proxy: cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let running = match app::start(config).await {
             Ok(running) => running,
             Err(e) => {
@@ -48,32 +57,49 @@ fn run(flags: &RunFlags) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let signal = wait_for_signal().await;
+        let signal = signals.recv().await;
         tracing::info!(signal, "shutting down");
         running.shutdown(drain).await;
         ExitCode::SUCCESS
     })
 }
 
-/// Waits for SIGTERM (Kubernetes) or SIGINT (a terminal).
-async fn wait_for_signal() -> &'static str {
+/// SIGTERM (Kubernetes) and SIGINT (a terminal), listened for from creation.
+struct Signals {
     #[cfg(unix)]
-    {
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn install() -> std::io::Result<Signals> {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {})
+    }
+
+    /// Waits for the first signal; names it.
+    async fn recv(mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
     }
 }
