@@ -10,6 +10,13 @@ use super::error::json_response;
 use super::request::{path_segment, query, required};
 use super::{AdminState, ApiError};
 
+/// The session named by the path and the `tenant_id` query parameter.
+fn session_of<B>(raw_id: &str, req: &Request<B>) -> Result<(String, String), ApiError> {
+    let session = path_segment(raw_id)?;
+    let tenant = required(&query(req, &["tenant_id"])?, "tenant_id")?;
+    Ok((tenant, session))
+}
+
 fn unknown(tenant: &str, session: &str) -> ApiError {
     ApiError::NotFound(format!(
         "no envelopes for tenant {tenant:?} session {session:?}"
@@ -22,8 +29,7 @@ pub async fn snapshot<B>(
     raw_id: &str,
     req: &Request<B>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let session = path_segment(raw_id)?;
-    let tenant = required(&query(req, &["tenant_id"])?, "tenant_id")?;
+    let (tenant, session) = session_of(raw_id, req)?;
     let now = now_unix_ms();
     let snapshot = match state.ledger.sessions().snapshot(&tenant, &session, now) {
         Some(snapshot) => snapshot,
@@ -49,8 +55,7 @@ pub async fn verify<B>(
     raw_id: &str,
     req: &Request<B>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let session = path_segment(raw_id)?;
-    let tenant = required(&query(req, &["tenant_id"])?, "tenant_id")?;
+    let (tenant, session) = session_of(raw_id, req)?;
     let reader = state.reader.clone();
     let (t, s) = (tenant.clone(), session.clone());
     let report = tokio::task::spawn_blocking(move || reader.verify_session(&t, &s))
