@@ -62,6 +62,11 @@ impl Payload {
         &self.canonical
     }
 
+    /// The stored text and the canonical bytes, dropping the parsed value.
+    pub fn into_parts(self) -> (String, Vec<u8>) {
+        (self.text, self.canonical)
+    }
+
     /// `payload.tool_name` when it is a string: indexed for listing by tool.
     pub fn tool_name(&self) -> Option<&str> {
         self.value.get("tool_name").and_then(Value::as_str)
@@ -92,14 +97,8 @@ impl Preimage<'_> {
         out.put(b",\"payload\":");
         out.put(self.payload);
         if let (true, Some(prev)) = (self.seq > 0, self.prev_hash) {
-            out.put(b",\"prev_hash\":[");
-            for (i, byte) in prev.0.iter().enumerate() {
-                if i > 0 {
-                    out.put(b",");
-                }
-                canon::write_u64_as_double(out, u64::from(*byte));
-            }
-            out.put(b"]");
+            out.put(b",\"prev_hash\":");
+            write_byte_array(out, prev);
         }
         out.put(b",\"seq\":");
         canon::write_u64_as_double(out, self.seq);
@@ -127,6 +126,34 @@ impl Preimage<'_> {
         self.write(&mut hasher);
         Digest(hasher.finalize().into())
     }
+}
+
+/// Writes a digest as the JSON array of its 32 byte values, in one piece (the
+/// hasher is fed one slice rather than 64 small ones).
+fn write_byte_array<S: Sink + ?Sized>(out: &mut S, digest: &Digest) {
+    // "[" + 32 numbers of at most 3 digits + 31 commas + "]"
+    let mut buf = [0u8; 2 + 32 * 3 + 31];
+    let mut at = 0;
+    buf[at] = b'[';
+    at += 1;
+    for (i, &byte) in digest.0.iter().enumerate() {
+        if i > 0 {
+            buf[at] = b',';
+            at += 1;
+        }
+        if byte >= 100 {
+            buf[at] = b'0' + byte / 100;
+            at += 1;
+        }
+        if byte >= 10 {
+            buf[at] = b'0' + byte / 10 % 10;
+            at += 1;
+        }
+        buf[at] = b'0' + byte % 10;
+        at += 1;
+    }
+    buf[at] = b']';
+    out.put(&buf[..=at]);
 }
 
 /// A sealed envelope: every field of the contract, validated.

@@ -95,6 +95,7 @@ impl LedgerReader {
             Connection::open_with_flags(file_uri(&pool.path, "mode=ro"), flags)?
         };
         conn.busy_timeout(Duration::from_secs(5))?;
+        super::stable_plans(&conn)?;
         Ok(conn)
     }
 

@@ -4,10 +4,16 @@
 //! queued (up to `max_batch`) and commits all their appends in one
 //! transaction. Callers are answered only after that commit, so `(seq, hash)`
 //! in hand means durable (to the configured `synchronous` level).
+//!
+//! When a batch shows concurrency (two or more appends) but the queue has
+//! drained, the writer waits up to `group_wait` for the appenders it just
+//! answered, so that concurrent callers share commits instead of settling into
+//! two alternating half-size groups (measured: 30 → 50 envelopes per commit
+//! with 64 appenders). A lone caller never waits.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
@@ -15,6 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::reader::load_session;
 use super::{Command, LedgerObserver};
 use crate::append::{AppendError, AppendRequest, Appended, Head, Seal};
+use crate::digest::Digest;
+use crate::envelope::Preimage;
 use crate::event::EventType;
 use crate::session::{Effect, LoopDetector, Observation, SessionState};
 use crate::table::{SessionEntry, SessionTable};
@@ -23,20 +31,57 @@ const INSERT: &str = "INSERT INTO envelopes \
     (tenant_id, session_id, seq, user_id, ts_unix_ms, event_type, tool_name, payload, prev_hash, hash) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
-type SessionKey = (Box<str>, Box<str>);
-
 type Reply = oneshot::Sender<Result<Appended, AppendError>>;
 
-/// An append taken off the queue.
-type Queued = (Box<AppendRequest>, Effect, Reply);
-
-/// An append placed in the chain and inserted, waiting for the commit.
-struct Placed {
-    key: SessionKey,
-    appended: Appended,
-    observation: Observation,
+/// What the writer needs of one append: the fields it stores and hashes, and
+/// the reducer's view of it — computed by the caller, without the parsed
+/// payload (which stays, and is freed, on the caller's thread).
+#[derive(Debug)]
+pub(super) struct Entry {
+    tenant_id: String,
+    user_id: String,
+    session_id: String,
+    ts_unix_ms: i64,
     event_type: EventType,
-    reply: oneshot::Sender<Result<Appended, AppendError>>,
+    payload_text: String,
+    payload_canonical: Vec<u8>,
+    tool_name: Option<String>,
+    pub(super) seal: Seal,
+    effect: Effect,
+}
+
+impl Entry {
+    pub(super) fn new(request: AppendRequest) -> Entry {
+        let AppendRequest { event, seal } = request;
+        let effect = Observation::new(0, 0, event.event_type, event.payload.value()).effect;
+        let tool_name = event.payload.tool_name().map(str::to_owned);
+        let (payload_text, payload_canonical) = event.payload.into_parts();
+        Entry {
+            tenant_id: event.tenant_id,
+            user_id: event.user_id,
+            session_id: event.session_id,
+            ts_unix_ms: event.ts_unix_ms,
+            event_type: event.event_type,
+            payload_text,
+            payload_canonical,
+            tool_name,
+            seal,
+            effect,
+        }
+    }
+
+    fn preimage<'a>(&'a self, seq: u64, prev_hash: Option<&'a Digest>) -> Preimage<'a> {
+        Preimage {
+            tenant_id: &self.tenant_id,
+            user_id: &self.user_id,
+            session_id: &self.session_id,
+            seq,
+            ts_unix_ms: self.ts_unix_ms,
+            event_type: self.event_type.as_str(),
+            payload: &self.payload_canonical,
+            prev_hash,
+        }
+    }
 }
 
 pub(super) struct Writer {
@@ -45,6 +90,12 @@ pub(super) struct Writer {
     detector: Arc<dyn LoopDetector>,
     observer: Arc<dyn LedgerObserver>,
     max_batch: usize,
+    group_wait: Duration,
+}
+
+pub(super) struct WriterSettings {
+    pub max_batch: usize,
+    pub group_wait: Duration,
 }
 
 impl Writer {
@@ -53,14 +104,15 @@ impl Writer {
         sessions: Arc<SessionTable>,
         detector: Arc<dyn LoopDetector>,
         observer: Arc<dyn LedgerObserver>,
-        max_batch: usize,
+        settings: WriterSettings,
     ) -> Writer {
         Writer {
             conn,
             sessions,
             detector,
             observer,
-            max_batch,
+            max_batch: settings.max_batch.max(1),
+            group_wait: settings.group_wait,
         }
     }
 
@@ -68,11 +120,10 @@ impl Writer {
         let mut batch = Vec::with_capacity(self.max_batch);
         while let Some(first) = inbox.blocking_recv() {
             batch.push(first);
-            while batch.len() < self.max_batch {
-                match inbox.try_recv() {
-                    Ok(command) => batch.push(command),
-                    Err(_) => break,
-                }
+            self.drain(&mut inbox, &mut batch);
+            if batch.len() >= 2 && batch.len() < self.max_batch && !self.group_wait.is_zero() {
+                std::thread::sleep(self.group_wait);
+                self.drain(&mut inbox, &mut batch);
             }
             if batch.iter().any(|c| matches!(c, Command::Shutdown)) {
                 // Refuse new commands; those already queued are still served.
@@ -80,29 +131,39 @@ impl Writer {
             }
             self.process(&mut batch);
         }
+        // Fold the whole WAL back in: a stopped ledger is one file.
         if let Err(e) = self.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
             tracing::warn!(error = %e, "ledger checkpoint at shutdown failed");
         }
         tracing::debug!("ledger writer stopped");
     }
 
+    fn drain(&self, inbox: &mut mpsc::Receiver<Command>, batch: &mut Vec<Command>) {
+        while batch.len() < self.max_batch {
+            match inbox.try_recv() {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
+            }
+        }
+    }
+
     fn process(&mut self, batch: &mut Vec<Command>) {
         let started = Instant::now();
         let mut pings = Vec::new();
-        let mut appends = Vec::with_capacity(batch.len());
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
         for command in batch.drain(..) {
             match command {
-                Command::Append {
-                    request,
-                    effect,
-                    reply,
-                } => appends.push((request, effect, reply)),
+                Command::Append { entry, reply } => {
+                    entries.push(entry);
+                    replies.push(Some(reply));
+                }
                 Command::Ping(reply) => pings.push(reply),
                 Command::Shutdown => {}
             }
         }
-        if !appends.is_empty() {
-            self.commit(appends, started);
+        if !entries.is_empty() {
+            self.commit(&entries, &mut replies, started);
         }
         if !pings.is_empty() {
             let status = self.check_writable();
@@ -112,62 +173,55 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, appends: Vec<Queued>, started: Instant) {
+    fn commit(&mut self, entries: &[Box<Entry>], replies: &mut [Option<Reply>], started: Instant) {
         // Heads as this batch moves them, and sessions loaded from disk.
-        let mut heads: HashMap<SessionKey, Option<Head>> = HashMap::new();
-        let mut loaded: HashMap<SessionKey, SessionEntry> = HashMap::new();
-        let mut placed: Vec<Placed> = Vec::with_capacity(appends.len());
+        let mut heads: HashMap<(&str, &str), Option<Head>> = HashMap::new();
+        let mut loaded: Vec<(usize, SessionEntry)> = Vec::new();
+        // (index into entries, what was appended)
+        let mut placed: Vec<(usize, Appended)> = Vec::with_capacity(entries.len());
 
         let tx = match self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
         {
             Ok(tx) => tx,
-            Err(e) => {
-                let reason = e.to_string();
-                return fail_all(&*self.observer, appends.into_iter().map(|a| a.2), &reason);
-            }
+            Err(e) => return fail_all(&*self.observer, replies, &e.to_string()),
         };
         let mut failure: Option<String> = None;
-        let mut rest = appends.into_iter();
-        for (request, effect, reply) in rest.by_ref() {
-            let e = &request.event;
-            let key: SessionKey = (e.tenant_id.as_str().into(), e.session_id.as_str().into());
+        for (i, e) in entries.iter().enumerate() {
+            let key = (e.tenant_id.as_str(), e.session_id.as_str());
             let head = match heads.get(&key) {
                 Some(head) => *head,
-                None => match self.sessions.head(&e.tenant_id, &e.session_id) {
+                None => match self.sessions.head(key.0, key.1) {
                     Some(head) => Some(head),
-                    None => match load_session(&tx, &e.tenant_id, &e.session_id, &*self.detector) {
+                    None => match load_session(&tx, key.0, key.1, &*self.detector) {
                         Ok(Some(entry)) => {
                             let head = entry.head;
-                            loaded.insert(key.clone(), entry);
+                            loaded.push((i, entry));
                             Some(head)
                         }
                         Ok(None) => None,
                         Err(err) => {
-                            let error = AppendError::Storage(err.to_string());
-                            self.observer.rejected(&error);
-                            let _ = reply.send(Err(error));
                             failure = Some(err.to_string());
                             break;
                         }
                     },
                 },
             };
-            let (seq, prev_hash) = match place(&request, head) {
+            let (seq, prev_hash) = match place(e.seal, head) {
                 Ok(position) => position,
                 Err(err) => {
                     self.observer.rejected(&err);
-                    let _ = reply.send(Err(err));
+                    if let Some(reply) = replies[i].take() {
+                        let _ = reply.send(Err(err));
+                    }
                     heads.insert(key, head);
                     continue;
                 }
             };
-            let hash = match request.seal {
+            let hash = match e.seal {
                 Seal::Client { hash, .. } => hash,
-                Seal::AtHead | Seal::Expect { .. } => {
-                    request.preimage(seq, prev_hash.as_ref()).hash()
-                }
+                Seal::AtHead | Seal::Expect { .. } => e.preimage(seq, prev_hash.as_ref()).hash(),
             };
             let inserted = tx.prepare_cached(INSERT).and_then(|mut stmt| {
                 stmt.execute(params![
@@ -177,71 +231,74 @@ impl Writer {
                     e.user_id,
                     e.ts_unix_ms,
                     e.event_type.as_str(),
-                    e.payload.tool_name(),
-                    e.payload.text(),
+                    e.tool_name,
+                    e.payload_text,
                     prev_hash.as_ref().map(|p| &p.0[..]),
                     &hash.0[..],
                 ])
             });
             if let Err(err) = inserted {
                 failure = Some(err.to_string());
-                let _ = reply.send(Err(AppendError::Storage(err.to_string())));
                 break;
             }
-            heads.insert(key.clone(), Some(Head { seq, hash }));
-            placed.push(Placed {
-                key,
-                appended: Appended { seq, hash },
-                observation: Observation {
-                    seq,
-                    ts_unix_ms: e.ts_unix_ms,
-                    effect,
-                },
-                event_type: e.event_type,
-                reply,
-            });
+            heads.insert(key, Some(Head { seq, hash }));
+            placed.push((i, Appended { seq, hash }));
         }
 
-        if failure.is_none() {
-            if let Err(err) = tx.commit() {
-                failure = Some(err.to_string());
-            }
-        } else {
-            drop(tx); // rolls back
+        if failure.is_none()
+            && let Err(err) = tx.commit()
+        {
+            failure = Some(err.to_string());
         }
+        // (On failure the transaction was dropped above: rolled back.)
         if let Some(reason) = failure {
             tracing::error!(error = %reason, "ledger commit failed; the batch was not recorded");
             // Our cached heads may no longer match the disk: reload on next use.
             self.sessions.lock().clear();
-            fail_all(
-                &*self.observer,
-                placed.into_iter().map(|p| p.reply).chain(rest.map(|a| a.2)),
-                &reason,
-            );
-            return;
+            return fail_all(&*self.observer, replies, &reason);
         }
 
         {
             let mut tenants = self.sessions.lock();
-            for (key, entry) in loaded {
-                tenants.entry(key.0).or_default().insert(key.1, entry);
+            for (i, entry) in loaded {
+                let e = &entries[i];
+                tenants
+                    .entry(e.tenant_id.as_str().into())
+                    .or_default()
+                    .insert(e.session_id.as_str().into(), entry);
             }
-            for p in &placed {
-                let sessions = tenants.entry(p.key.0.clone()).or_default();
-                let entry = sessions
-                    .entry(p.key.1.clone())
-                    .or_insert_with(|| SessionEntry {
-                        head: p.appended.into(),
-                        state: SessionState::new(&*self.detector),
-                    });
-                entry.head = p.appended.into();
-                entry.state.apply(&p.observation, &*self.detector);
+            for &(i, appended) in &placed {
+                let e = &entries[i];
+                // Allocate keys only for sessions not seen before.
+                let sessions = match tenants.get_mut(e.tenant_id.as_str()) {
+                    Some(sessions) => sessions,
+                    None => tenants.entry(e.tenant_id.as_str().into()).or_default(),
+                };
+                let entry = match sessions.get_mut(e.session_id.as_str()) {
+                    Some(entry) => entry,
+                    None => sessions
+                        .entry(e.session_id.as_str().into())
+                        .or_insert_with(|| SessionEntry {
+                            head: appended.into(),
+                            state: SessionState::new(&*self.detector),
+                        }),
+                };
+                entry.head = appended.into();
+                let observation = Observation {
+                    seq: appended.seq,
+                    ts_unix_ms: e.ts_unix_ms,
+                    effect: e.effect.clone(),
+                };
+                entry.state.apply(&observation, &*self.detector);
             }
         }
-        let event_types: Vec<EventType> = placed.iter().map(|p| p.event_type).collect();
+        let event_types: Vec<EventType> =
+            placed.iter().map(|&(i, _)| entries[i].event_type).collect();
         self.observer.committed(&event_types, started.elapsed());
-        for p in placed {
-            let _ = p.reply.send(Ok(p.appended));
+        for (i, appended) in placed {
+            if let Some(reply) = replies[i].take() {
+                let _ = reply.send(Ok(appended));
+            }
         }
     }
 
@@ -253,27 +310,21 @@ impl Writer {
     }
 }
 
-/// Answers every reply with the same storage failure.
-fn fail_all(
-    observer: &dyn LedgerObserver,
-    replies: impl Iterator<Item = oneshot::Sender<Result<Appended, AppendError>>>,
-    reason: &str,
-) {
+/// Answers every reply not yet answered with the same storage failure.
+fn fail_all(observer: &dyn LedgerObserver, replies: &mut [Option<Reply>], reason: &str) {
     let error = AppendError::Storage(reason.to_owned());
-    for reply in replies {
+    for reply in replies.iter_mut().filter_map(Option::take) {
         observer.rejected(&error);
         let _ = reply.send(Err(error.clone()));
     }
 }
 
-/// Where `request` goes in a chain whose head is `head`: its seq and prev_hash.
-fn place(
-    request: &AppendRequest,
-    head: Option<Head>,
-) -> Result<(u64, Option<crate::digest::Digest>), AppendError> {
+/// Where an append sealed as `seal` goes in a chain whose head is `head`:
+/// its seq and prev_hash.
+fn place(seal: Seal, head: Option<Head>) -> Result<(u64, Option<Digest>), AppendError> {
     let next = head.map_or(0, |h| h.seq + 1);
     let head_hash = head.map(|h| h.hash);
-    let (seq, prev_hash) = match request.seal {
+    let (seq, prev_hash) = match seal {
         Seal::AtHead => return Ok((next, head_hash)),
         Seal::Expect { seq, prev_hash } | Seal::Client { seq, prev_hash, .. } => (seq, prev_hash),
     };
