@@ -115,12 +115,21 @@ pub fn open_observed(
     synchronous: Synchronous,
     observer: Arc<dyn LedgerObserver>,
 ) -> Result<Ledger, StoreError> {
-    Ledger::builder(LedgerConfig {
-        synchronous,
-        ..LedgerConfig::new(dir.join("ledger.db"))
-    })
-    .observer(observer)
-    .open()
+    open_configured(
+        LedgerConfig {
+            synchronous,
+            ..LedgerConfig::new(dir.join("ledger.db"))
+        },
+        observer,
+    )
+}
+
+/// Opens a new ledger with `config`, observed by `observer`.
+pub fn open_configured(
+    config: LedgerConfig,
+    observer: Arc<dyn LedgerObserver>,
+) -> Result<Ledger, StoreError> {
+    Ledger::builder(config).observer(observer).open()
 }
 
 /// How many of `total` appends appender `k` of `appenders` makes: an even
@@ -133,10 +142,19 @@ pub fn share(total: usize, appenders: usize, k: usize) -> usize {
 /// goes to [`session_id`]`(k)`. Built ahead so that payload parsing and
 /// canonicalisation stay out of a timed append loop.
 pub fn tool_call_requests(appenders: usize, total: usize) -> Vec<Vec<AppendRequest>> {
+    tool_call_requests_from(0, appenders, total)
+}
+
+/// [`tool_call_requests`] to sessions `first_session..first_session + appenders`.
+pub fn tool_call_requests_from(
+    first_session: usize,
+    appenders: usize,
+    total: usize,
+) -> Vec<Vec<AppendRequest>> {
     let mut next_call = 0u64;
     (0..appenders)
         .map(|k| {
-            let session = session_id(k);
+            let session = session_id(first_session + k);
             (0..share(total, appenders, k))
                 .map(|_| {
                     next_call += 1;

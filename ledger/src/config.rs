@@ -3,7 +3,6 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Duration;
 
 /// How much a commit waits for the disk (SQLite `PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -56,11 +55,6 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 /// Default largest group commit: bounds one transaction's latency and memory.
 pub const DEFAULT_MAX_BATCH: usize = 1024;
 
-/// Default longest wait for more appends when a batch shows concurrency:
-/// far below one commit's cost, long enough for the appenders just answered
-/// to queue their next appends; a lone appender never waits.
-pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_micros(100);
-
 /// Everything needed to open a ledger.
 #[derive(Debug, Clone)]
 pub struct LedgerConfig {
@@ -71,9 +65,6 @@ pub struct LedgerConfig {
     pub queue_capacity: usize,
     /// Most appends committed in one transaction.
     pub max_batch: usize,
-    /// How long the writer waits for more appends before committing a batch
-    /// of two or more that did not fill up (zero: never wait).
-    pub group_wait: Duration,
 }
 
 impl LedgerConfig {
@@ -83,7 +74,6 @@ impl LedgerConfig {
             synchronous: Synchronous::default(),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_batch: DEFAULT_MAX_BATCH,
-            group_wait: DEFAULT_GROUP_WAIT,
         }
     }
 }

@@ -39,8 +39,7 @@ pub mod wire;
 
 pub use append::{AppendError, AppendRequest, Appended, Head, NewEvent, Seal, now_unix_ms};
 pub use config::{
-    DEFAULT_GROUP_WAIT, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY, LedgerConfig,
-    ParseSynchronousError, Synchronous,
+    DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY, LedgerConfig, ParseSynchronousError, Synchronous,
 };
 pub use digest::Digest;
 pub use envelope::{Envelope, Payload, Preimage};

@@ -191,10 +191,7 @@ impl LedgerBuilder {
             sessions.clone(),
             detector.clone(),
             observer.clone(),
-            writer::WriterSettings {
-                max_batch: config.max_batch,
-                group_wait: config.group_wait,
-            },
+            config.max_batch,
         );
         let thread = std::thread::Builder::new()
             .name("aegis-ledger-writer".into())
