@@ -227,7 +227,11 @@ mod tests {
             ("/readyz", Route::Readyz, None),
             ("/metrics", Route::Metrics, None),
             ("/v1/events", Route::Events, None),
-            ("/v1/sessions/a%2Fb/snapshot", Route::Snapshot, Some("a%2Fb")),
+            (
+                "/v1/sessions/a%2Fb/snapshot",
+                Route::Snapshot,
+                Some("a%2Fb"),
+            ),
             ("/v1/sessions/s/verify", Route::Verify, Some("s")),
             ("/v1/sessions/s", Route::NotFound, None),
             ("/v1/events/", Route::NotFound, None),
