@@ -73,6 +73,16 @@ impl LedgerReader {
             match reader.with_conn(schema::check_readable) {
                 Ok(()) => return Ok(reader),
                 Err(StoreError::Sqlite(e)) if !immutable => {
+                    // Immutable mode reads the main file only: never let it
+                    // silently skip envelopes still in the WAL.
+                    if let Some(wal) = pending_wal(path) {
+                        return Err(StoreError::BadQuery(format!(
+                            "cannot open {} read-only ({e}), and its WAL {} holds envelopes \
+                             not yet in the main file; verify a copy in a writable directory",
+                            path.display(),
+                            wal.display()
+                        )));
+                    }
                     tracing::debug!(error = %e, "read-only open failed; retrying as immutable");
                 }
                 Err(e) => return Err(e),
@@ -219,6 +229,16 @@ impl LedgerReader {
         let detector = self.inner.detector.clone();
         self.with_conn(|conn| load_session(conn, tenant_id, session_id, &*detector))
     }
+}
+
+/// The database's WAL file, when it exists and holds frames.
+fn pending_wal(path: &Path) -> Option<PathBuf> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = PathBuf::from(wal);
+    std::fs::metadata(&wal)
+        .is_ok_and(|m| m.len() > 0)
+        .then_some(wal)
 }
 
 /// `file:` URI for `path` with a query, escaping what URIs reserve.
@@ -381,5 +401,30 @@ impl ListQuery {
         after
             .parse()
             .map_err(|_| bad("is not a token this server issued"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_wal_counts_only_when_it_holds_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("l.db");
+        assert_eq!(pending_wal(&db), None);
+        std::fs::write(dir.path().join("l.db-wal"), b"").unwrap();
+        assert_eq!(pending_wal(&db), None);
+        std::fs::write(dir.path().join("l.db-wal"), b"frames").unwrap();
+        assert_eq!(pending_wal(&db), Some(dir.path().join("l.db-wal")));
+    }
+
+    #[test]
+    fn uris_escape_what_sqlite_would_read_as_uri_syntax() {
+        assert_eq!(
+            file_uri(Path::new("/a b/c?d#e%f.db"), "mode=ro"),
+            "file:/a b/c%3fd%23e%25f.db?mode=ro"
+        );
     }
 }
