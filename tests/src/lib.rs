@@ -43,6 +43,26 @@ pub struct Sidecar {
     pub running: Running,
     pub dir: tempfile::TempDir,
     pub http: Http,
+    /// What it was started with (listening on port 0 again on a restart).
+    pub config: Config,
+}
+
+/// A stopped sidecar: its directory and configuration, ready to start again.
+#[derive(Debug)]
+pub struct Stopped {
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+}
+
+impl Stopped {
+    pub fn ledger_path(&self) -> PathBuf {
+        self.config.ledger.path.clone()
+    }
+
+    /// Starts again on the same ledger.
+    pub async fn start(self) -> Sidecar {
+        Sidecar::start_in(self.dir, self.config).await
+    }
 }
 
 impl Sidecar {
@@ -63,20 +83,28 @@ impl Sidecar {
 
     /// Starts with `config` (whose ledger may already hold envelopes).
     pub async fn start_in(dir: tempfile::TempDir, config: Config) -> Sidecar {
-        let running = app::start(config).await.unwrap();
+        let running = app::start(config.clone()).await.unwrap();
         let http = Http::new(running.admin_addr());
-        Sidecar { running, dir, http }
+        Sidecar {
+            running,
+            dir,
+            http,
+            config,
+        }
     }
 
     pub fn ledger_path(&self) -> PathBuf {
-        self.dir.path().join("ledger.db")
+        self.config.ledger.path.clone()
     }
 
-    /// Stops the sidecar (draining, then closing the ledger) and hands back
-    /// its directory.
-    pub async fn stop(self) -> tempfile::TempDir {
+    /// Stops the sidecar (draining, then closing the ledger); what it hands
+    /// back starts it again on the same ledger.
+    pub async fn stop(self) -> Stopped {
         self.running.shutdown(Duration::from_secs(10)).await;
-        self.dir
+        Stopped {
+            dir: self.dir,
+            config: self.config,
+        }
     }
 }
 

@@ -542,11 +542,7 @@ fn snapshots_survive_a_restart() {
             (json!(3), json!(1), json!(true))
         );
 
-        let mut config = aegis_proxy::config::Config::default();
-        config.admin.listen = "127.0.0.1:0".parse().unwrap();
-        config.ledger.path = sidecar.ledger_path();
-        let dir = sidecar.stop().await;
-        let sidecar = Sidecar::start_in(dir, config).await;
+        let sidecar = sidecar.stop().await.start().await;
         let after = sidecar.http.get(path).await.json();
         for field in [
             "steps_consumed",

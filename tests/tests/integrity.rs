@@ -6,16 +6,8 @@ use std::collections::HashMap;
 
 use aegis_e2e::{Sidecar, run};
 use aegis_ledger::testing::{Tamper, tamper};
-use aegis_proxy::config::Config;
 use http::StatusCode;
 use serde_json::json;
-
-fn config_for(sidecar: &Sidecar) -> Config {
-    let mut config = Config::default();
-    config.admin.listen = "127.0.0.1:0".parse().unwrap();
-    config.ledger.path = sidecar.ledger_path();
-    config
-}
 
 /// Each kind of damage to a stored envelope is reported by
 /// `GET /v1/sessions/{id}/verify` with the damaged seq; other sessions stay valid.
@@ -39,11 +31,10 @@ fn http_verify_finds_every_kind_of_damage_at_the_right_seq() {
                     );
                 }
             }
-            let config = config_for(&sidecar);
-            let dir = sidecar.stop().await;
-            let bad_seq = tamper(&config.ledger.path, "t", "s", 3, how).unwrap();
+            let stopped = sidecar.stop().await;
+            let bad_seq = tamper(&stopped.ledger_path(), "t", "s", 3, how).unwrap();
 
-            let sidecar = Sidecar::start_in(dir, config).await;
+            let sidecar = stopped.start().await;
             let verdict = sidecar.http.get("/v1/sessions/s/verify?tenant_id=t").await;
             assert_eq!(verdict.status, StatusCode::OK);
             let verdict = verdict.json();
