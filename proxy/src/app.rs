@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aegis_ledger::Ledger;
+use aegis_ledger::{Ledger, LedgerObserver};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -36,16 +36,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let metrics = Metrics::new().context("cannot create the metrics registry")?;
     let ledger_config = config.ledger.to_ledger_config();
+    let observer: Arc<dyn LedgerObserver> = metrics.ledger.clone();
+    // Opening may create, migrate and scan the file: not on a runtime worker.
     let ledger = tokio::task::spawn_blocking(move || {
-        Ledger::builder(ledger_config)
-            .observer(metrics_observer(&metrics))
-            .open()
-            .map(|ledger| (ledger, metrics))
+        Ledger::builder(ledger_config).observer(observer).open()
     })
     .await
-    .context("ledger start-up task failed")?;
-    let (ledger, metrics) = ledger
-        .with_context(|| format!("cannot open the ledger at {}", config.ledger.path.display()))?;
+    .context("ledger start-up task failed")?
+    .with_context(|| format!("cannot open the ledger at {}", config.ledger.path.display()))?;
 
     let listener = TcpListener::bind(config.admin.listen)
         .await
@@ -82,10 +80,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics,
         ready_file: config.ready_file,
     })
-}
-
-fn metrics_observer(metrics: &Metrics) -> Arc<dyn aegis_ledger::LedgerObserver> {
-    metrics.ledger.clone()
 }
 
 impl Running {
