@@ -108,7 +108,7 @@ pub async fn serve(
             let state = state.clone();
             async move { Ok::<_, Infallible>(handle(&state, req).await) }
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             if let Err(e) = conn.await {
