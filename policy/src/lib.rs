@@ -5,11 +5,22 @@
 //! approval. It does no I/O (no tokio, no hyper, no SQLite), so decisions are
 //! pure functions that take microseconds.
 //!
-//! This first stage holds the decision vocabulary shared by every surface —
-//! outcomes and Aegis's reason codes — whose strings are a public,
-//! append-only contract (ledger rows, metric labels, API answers). The
-//! manifest model and `decide()` follow (DESIGN.md, "Policy semantics").
+//! - [`manifest`]: `aegis.dev/manifest/v0.1` (JSON or YAML), validated with
+//!   every problem reported by its field path.
+//! - [`domain`]: network destinations and domain allowlists (normalisation,
+//!   IDNA, wildcards) — where egress bypasses are stopped.
+//! - [`decide`]: the rule order of DESIGN.md ("Policy semantics") over a
+//!   manifest compiled once.
+//! - [`conformance`]: the Aegis conformance packs and the Aegis decide request.
+//! - [`Outcome`], [`Reason`]: the decision vocabulary, whose strings are a
+//!   public, append-only contract (ledger rows, metric labels, API answers).
 
+pub mod conformance;
+pub mod decide;
+pub mod domain;
+pub mod manifest;
 mod reason;
 
+pub use decide::{CompiledManifest, Constraints, Decision, Proposal, SessionFacts, decide};
+pub use manifest::{Manifest, ManifestError};
 pub use reason::{Outcome, Reason};

@@ -1,0 +1,246 @@
+//! `decide()`: one proposed tool call, the session's facts and a compiled
+//! manifest in; a [`Decision`] out. Pure, no I/O, no allocation on the allow
+//! path. The rule order is DESIGN.md's ("Policy semantics"); the first rule
+//! that matches decides:
+//!
+//! 1. tool not declared → deny `PERMISSION_UNDECLARED`
+//! 2. network tool (`net*`, `mcp.http*`) whose destination is not allowed → deny `EGRESS_DENY`
+//! 3. any budget reached (`consumed >= max`) → deny `BUDGET_EXCEEDED`
+//! 4. a loop detected in the session → deny `LOOP_DETECTED`
+//! 5. tainted session, high-risk sink, no registered sanitizer key → deny `TAINTED_TO_HIGH_RISK`
+//! 6. exec tool whose binary is not allowlisted → deny `EXEC_DENY`
+//! 7. tool requires approval → `require_approval` / `APPROVAL_REQUIRED`
+//! 8. otherwise allow `OK`, with the output and time constraints.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use crate::domain::{DomainSet, destination};
+use crate::manifest::Manifest;
+use crate::reason::{Outcome, Reason};
+
+/// Aegis's high-risk sink prefixes, used unless the manifest's
+/// `policy.high_risk_sinks` overrides them.
+pub const DEFAULT_HIGH_RISK_SINKS: &[&str] = &[
+    "exec",
+    "fs.write",
+    "write_file",
+    "db.write",
+    "database.write",
+    "net.post",
+    "net.put",
+    "net.patch",
+    "net.delete",
+    "mcp.https.post",
+    "mcp.https.put",
+];
+
+/// A manifest compiled for deciding: sets and matchers built once at load.
+#[derive(Debug, Clone)]
+pub struct CompiledManifest {
+    tools: HashSet<String>,
+    approval_required: HashSet<String>,
+    domains: DomainSet,
+    /// `None` when the manifest declares no `exec` permission.
+    exec_bins: Option<HashSet<String>>,
+    sinks: Vec<String>,
+    max_steps: u64,
+    max_tool_calls: u64,
+    max_wall_time_ms: u64,
+    constraints: Constraints,
+}
+
+impl CompiledManifest {
+    pub fn new(manifest: &Manifest) -> CompiledManifest {
+        let p = &manifest.permissions;
+        CompiledManifest {
+            tools: p.tools.iter().cloned().collect(),
+            approval_required: p.approval_required.iter().cloned().collect(),
+            domains: DomainSet::new(p.net.domains.iter().cloned()),
+            exec_bins: p
+                .exec
+                .as_ref()
+                .map(|exec| exec.allowed_bins.iter().cloned().collect()),
+            sinks: manifest.policy.high_risk_sinks.clone().unwrap_or_else(|| {
+                DEFAULT_HIGH_RISK_SINKS
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect()
+            }),
+            max_steps: p.budgets.max_steps,
+            max_tool_calls: p.budgets.max_tool_calls,
+            max_wall_time_ms: p.budgets.max_wall_time_ms,
+            constraints: Constraints {
+                max_output_bytes: p.budgets.max_output_bytes,
+                timeout_ms: p.budgets.timeout_ms,
+            },
+        }
+    }
+
+    fn is_sink(&self, tool: &str) -> bool {
+        self.sinks
+            .iter()
+            .any(|prefix| tool.starts_with(prefix.as_str()))
+    }
+}
+
+/// A proposed tool call, as read from a `TOOL_CALL_PROPOSED` payload.
+#[derive(Debug, Clone, Copy)]
+pub struct Proposal<'a> {
+    pub tool_name: &'a str,
+    /// `payload.args` (`null` when absent).
+    pub args: &'a Value,
+    /// `payload.sanitizer_key`, when the caller claims its input was sanitised.
+    pub sanitizer_key: Option<&'a str>,
+}
+
+impl<'a> Proposal<'a> {
+    /// Reads a proposal from an event payload; `None` without a string
+    /// `tool_name`.
+    pub fn from_payload(payload: &'a Value) -> Option<Proposal<'a>> {
+        Some(Proposal {
+            tool_name: payload.get("tool_name")?.as_str()?,
+            args: payload.get("args").unwrap_or(&Value::Null),
+            sanitizer_key: payload.get("sanitizer_key").and_then(Value::as_str),
+        })
+    }
+}
+
+/// What the decision needs to know about the session so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionFacts<'a> {
+    pub steps_consumed: u64,
+    pub tool_calls_consumed: u64,
+    pub wall_time_ms: u64,
+    pub is_tainted: bool,
+    pub sanitized_keys: &'a [String],
+    /// The loop found in the session, if any.
+    pub loop_violation: Option<&'a str>,
+}
+
+/// Limits an allowed call runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Constraints {
+    pub max_output_bytes: u64,
+    pub timeout_ms: u64,
+}
+
+/// The verdict on one proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: Outcome,
+    pub reason: Reason,
+    /// Set when the call may run (allow).
+    pub constraints: Option<Constraints>,
+}
+
+impl Decision {
+    fn deny(reason: Reason) -> Decision {
+        Decision {
+            outcome: Outcome::Deny,
+            reason,
+            constraints: None,
+        }
+    }
+
+    /// A sentence for the agent (and the operator) saying why.
+    pub fn explanation(&self) -> &'static str {
+        match self.reason {
+            Reason::PermissionUndeclared => "the tool is not declared in the agent's manifest",
+            Reason::EgressDeny => "the destination is not in the manifest's network allowlist",
+            Reason::BudgetExceeded => {
+                "the session has used up a budget (steps, tool calls or wall time)"
+            }
+            Reason::LoopDetected => "the session is repeating the same calls",
+            Reason::TaintedToHighRisk => {
+                "untrusted content entered the session, and this tool is a high-risk sink"
+            }
+            Reason::ExecDeny => "the binary is not in the manifest's exec allowlist",
+            Reason::ApprovalRequired => "the manifest requires a human approval for this tool",
+            Reason::Ok => "allowed",
+            Reason::RateLimited => "the tool's rate limit is reached",
+            Reason::ManifestUnavailable => "no valid manifest is loaded",
+        }
+    }
+}
+
+/// Decides one proposal. Rules in DESIGN.md's order; the first match wins.
+pub fn decide(
+    proposal: &Proposal<'_>,
+    session: &SessionFacts<'_>,
+    manifest: &CompiledManifest,
+) -> Decision {
+    let tool = proposal.tool_name;
+    if !manifest.tools.contains(tool) {
+        return Decision::deny(Reason::PermissionUndeclared);
+    }
+    if is_network_tool(tool) {
+        let allowed =
+            destination(proposal.args).is_ok_and(|host| manifest.domains.is_allowed(&host));
+        if !allowed {
+            return Decision::deny(Reason::EgressDeny);
+        }
+    }
+    if session.steps_consumed >= manifest.max_steps
+        || session.tool_calls_consumed >= manifest.max_tool_calls
+        || session.wall_time_ms >= manifest.max_wall_time_ms
+    {
+        return Decision::deny(Reason::BudgetExceeded);
+    }
+    if session.loop_violation.is_some_and(|v| !v.is_empty()) {
+        return Decision::deny(Reason::LoopDetected);
+    }
+    if session.is_tainted && manifest.is_sink(tool) {
+        let sanitized = proposal
+            .sanitizer_key
+            .is_some_and(|key| session.sanitized_keys.iter().any(|k| k == key));
+        if !sanitized {
+            return Decision::deny(Reason::TaintedToHighRisk);
+        }
+    }
+    if is_exec_tool(tool) {
+        let allowed = match (&manifest.exec_bins, exec_binary(proposal.args)) {
+            (Some(bins), Some(bin)) => bins.contains(bin),
+            _ => false,
+        };
+        if !allowed {
+            return Decision::deny(Reason::ExecDeny);
+        }
+    }
+    if manifest.approval_required.contains(tool) {
+        return Decision {
+            outcome: Outcome::RequireApproval,
+            reason: Reason::ApprovalRequired,
+            constraints: None,
+        };
+    }
+    Decision {
+        outcome: Outcome::Allow,
+        reason: Reason::Ok,
+        constraints: Some(manifest.constraints),
+    }
+}
+
+/// Network tools: `net`, `net.*` and `mcp.http*` (`mcp.https`, `mcp.http.get`...).
+pub fn is_network_tool(tool: &str) -> bool {
+    tool.starts_with("net") || tool.starts_with("mcp.http")
+}
+
+/// Exec tools: `exec` and `exec.*`.
+pub fn is_exec_tool(tool: &str) -> bool {
+    tool == "exec" || tool.starts_with("exec.")
+}
+
+/// The binary an exec call runs: `args.bin`, else the first word of `args.cmd`.
+pub fn exec_binary(args: &Value) -> Option<&str> {
+    if let Some(bin) = args.get("bin").and_then(Value::as_str) {
+        return Some(bin);
+    }
+    args.get("cmd")
+        .and_then(Value::as_str)
+        .and_then(|cmd| cmd.split_whitespace().next())
+}
+
+#[cfg(test)]
+mod tests;

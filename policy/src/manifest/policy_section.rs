@@ -1,0 +1,174 @@
+//! Validation of our optional `policy` section (Aegis ignores it): sink
+//! override, non-tainting tools, loop thresholds, per-tool rate limits. Tool
+//! names it mentions must be declared in `permissions.tools`, so a typo is
+//! reported rather than silently configuring nothing.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::check::{DeclaredTools, Validator, got, key_path};
+use super::raw::{self, Field, RawLoops, RawPolicy, RawRateLimit};
+use super::{LoopSettings, MAX_SEQUENCE_LIMIT, PolicySection, RateLimit};
+
+impl Validator {
+    pub(super) fn policy(&mut self, raw: RawPolicy, declared: DeclaredTools<'_>) -> PolicySection {
+        let high_risk_sinks = raw
+            .high_risk_sinks
+            .map(|sinks| self.string_list("policy.high_risk_sinks", Some(sinks)));
+        let non_tainting_tools =
+            self.string_list("policy.non_tainting_tools", raw.non_tainting_tools);
+        if let Some(tools) = declared {
+            for (i, tool) in non_tainting_tools.iter().enumerate() {
+                if !tools.contains(tool) {
+                    self.undeclared(format!("policy.non_tainting_tools[{i}]"), tool);
+                }
+            }
+        }
+        let loops = match self.section("policy.loops", raw.loops) {
+            Some(loops) => self.loops(loops),
+            None => LoopSettings::default(),
+        };
+        let rate_limits = match self.section("policy.rate_limits", raw.rate_limits) {
+            Some(limits) => self.rate_limits(limits, declared),
+            None => BTreeMap::new(),
+        };
+        self.unknown("policy", raw.unknown, raw::POLICY_FIELDS);
+        PolicySection {
+            high_risk_sinks,
+            non_tainting_tools,
+            loops,
+            rate_limits,
+        }
+    }
+
+    fn loops(&mut self, raw: RawLoops) -> LoopSettings {
+        let defaults = LoopSettings::default();
+        let calls = self.count(
+            "identical_calls",
+            raw.identical_calls,
+            defaults.identical_calls,
+        );
+        let window = self.count(
+            "identical_window",
+            raw.identical_window,
+            defaults.identical_window,
+        );
+        let min_seq = self.count("min_sequence", raw.min_sequence, defaults.min_sequence);
+        let max_seq = self.count("max_sequence", raw.max_sequence, defaults.max_sequence);
+        if let Some(calls) = calls {
+            self.at_least("identical_calls", calls, 2, None);
+            if let Some(window) = window {
+                self.at_least("identical_window", window, calls, Some("identical_calls"));
+            }
+        }
+        if let Some(min_seq) = min_seq {
+            self.at_least("min_sequence", min_seq, 2, None);
+            if let Some(max_seq) = max_seq {
+                self.at_least("max_sequence", max_seq, min_seq, Some("min_sequence"));
+            }
+        }
+        if let Some(max_seq) = max_seq.filter(|&n| n > MAX_SEQUENCE_LIMIT) {
+            let message = format!("must be at most {MAX_SEQUENCE_LIMIT}, got {max_seq}");
+            self.problem("policy.loops.max_sequence", message);
+        }
+        self.unknown("policy.loops", raw.unknown, raw::LOOPS_FIELDS);
+        LoopSettings {
+            identical_calls: calls.unwrap_or(defaults.identical_calls),
+            identical_window: window.unwrap_or(defaults.identical_window),
+            min_sequence: min_seq.unwrap_or(defaults.min_sequence),
+            max_sequence: max_seq.unwrap_or(defaults.max_sequence),
+        }
+    }
+
+    /// A loop threshold: `None` (reported) when not a non-negative integer.
+    fn count(&mut self, field: &str, raw: Option<Value>, default: usize) -> Option<usize> {
+        let Some(value) = raw else {
+            return Some(default);
+        };
+        let count = value.as_u64().and_then(|n| usize::try_from(n).ok());
+        if count.is_none() {
+            let message = format!("must be an integer, got {}", got(&value));
+            self.problem(format!("policy.loops.{field}"), message);
+        }
+        count
+    }
+
+    /// `value >= min`, where `min` may be another field (`named`).
+    fn at_least(&mut self, field: &str, value: usize, min: usize, named: Option<&str>) {
+        if value < min {
+            let bound = match named {
+                Some(name) => format!("{name} ({min})"),
+                None => min.to_string(),
+            };
+            let message = format!("must be at least {bound}, got {value}");
+            self.problem(format!("policy.loops.{field}"), message);
+        }
+    }
+
+    fn rate_limits(
+        &mut self,
+        raw: BTreeMap<String, Field<RawRateLimit>>,
+        declared: DeclaredTools<'_>,
+    ) -> BTreeMap<String, RateLimit> {
+        let mut limits = BTreeMap::new();
+        for (tool, raw) in raw {
+            let path = key_path("policy.rate_limits", &tool);
+            if declared.is_some_and(|tools| !tools.contains(&tool)) {
+                self.undeclared(path.clone(), &tool);
+            }
+            let raw = match raw {
+                Field::Ok(raw) => raw,
+                Field::Bad(v) => {
+                    self.expected(path, "a mapping with per_second and burst", &v);
+                    continue;
+                }
+            };
+            let per_second = self.per_second(&path, raw.per_second);
+            let burst = self.burst(&path, raw.burst);
+            self.unknown(&path, raw.unknown, raw::RATE_LIMIT_FIELDS);
+            if let (Some(per_second), Some(burst)) = (per_second, burst) {
+                limits.insert(tool, RateLimit { per_second, burst });
+            }
+        }
+        limits
+    }
+
+    fn per_second(&mut self, base: &str, raw: Option<Value>) -> Option<f64> {
+        let path = format!("{base}.per_second");
+        let Some(value) = raw else {
+            self.problem(path, "required");
+            return None;
+        };
+        match value.as_f64() {
+            Some(rate) if rate.is_finite() && rate > 0.0 => Some(rate),
+            _ => {
+                self.problem(
+                    path,
+                    format!("must be a positive number, got {}", got(&value)),
+                );
+                None
+            }
+        }
+    }
+
+    fn burst(&mut self, base: &str, raw: Option<Value>) -> Option<u32> {
+        let path = format!("{base}.burst");
+        let Some(value) = raw else {
+            self.problem(path, "required");
+            return None;
+        };
+        match value.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(burst) if burst > 0 => Some(burst),
+            _ => {
+                let message = format!(
+                    "must be a positive integer up to {}, got {}",
+                    u32::MAX,
+                    got(&value)
+                );
+                self.problem(path, message);
+                None
+            }
+        }
+    }
+}

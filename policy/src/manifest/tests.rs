@@ -1,0 +1,392 @@
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use super::*;
+
+mod rules;
+
+/// The manifest of the Aegis quick start (`aegis-manifest.json`).
+const QUICK_START: &str = r#"{
+  "schema": "aegis.dev/manifest/v0.1",
+  "name": "my-research-skill",
+  "version": "1.0.0",
+  "publisher": "acme-corp",
+  "permissions": {
+    "tools": ["read_file", "mcp.https"],
+    "net": {"domains": ["api.openai.com", "*.wikipedia.org"]},
+    "budgets": {
+      "max_steps": 24,
+      "max_tool_calls": 12,
+      "max_wall_time_ms": 120000
+    }
+  },
+  "sandbox": {"required": true},
+  "integrity": {}
+}"#;
+
+/// The same manifest, written as YAML.
+const QUICK_START_YAML: &str = r#"
+schema: aegis.dev/manifest/v0.1
+name: my-research-skill
+version: "1.0.0"
+publisher: acme-corp
+permissions:
+  tools: [read_file, mcp.https]
+  net:
+    domains: [api.openai.com, "*.wikipedia.org"]
+  budgets: {max_steps: 24, max_tool_calls: 12, max_wall_time_ms: 120000}
+sandbox:
+  required: true
+integrity: {}
+"#;
+
+/// The smallest valid manifest, as a value to mutate.
+fn minimal() -> Value {
+    json!({
+        "schema": "aegis.dev/manifest/v0.1",
+        "name": "test-skill",
+        "version": "0.1.0",
+        "publisher": "acme",
+        "permissions": {"tools": ["read_file"]},
+        "sandbox": {"required": false}
+    })
+}
+
+fn problems(value: &Value) -> Vec<String> {
+    match Manifest::from_value(value) {
+        Ok(m) => panic!("expected problems, got {m:?}"),
+        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn quick_start_manifest_loads() {
+    let m = Manifest::from_json(QUICK_START).unwrap();
+    assert_eq!(m.schema, SCHEMA_V0_1);
+    assert_eq!(m.name, "my-research-skill");
+    assert_eq!(m.permissions.tools, ["read_file", "mcp.https"]);
+    let domains: Vec<String> = m
+        .permissions
+        .net
+        .domains
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(domains, ["api.openai.com", "*.wikipedia.org"]);
+    assert!(m.sandbox.required);
+    assert_eq!(m.integrity, json!({}));
+    assert_eq!(m.permissions.exec, None);
+}
+
+#[test]
+fn json_and_yaml_forms_give_equal_manifests() {
+    let from_json = Manifest::from_json(QUICK_START).unwrap();
+    assert_eq!(Manifest::from_yaml(QUICK_START_YAML).unwrap(), from_json);
+    assert_eq!(
+        Manifest::parse(QUICK_START_YAML.as_bytes()).unwrap(),
+        from_json
+    );
+    let padded = format!("\u{feff} \n\t{QUICK_START}");
+    assert_eq!(Manifest::parse(padded.as_bytes()).unwrap(), from_json);
+}
+
+/// Every `request.manifest` of the six Aegis conformance packs, as `(id, manifest)`.
+fn pack_manifests() -> Vec<(String, Value)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/packs");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 6, "packs in {}", dir.display());
+    let mut out = Vec::new();
+    for file in files {
+        let pack: Value = serde_saphyr::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        for test in pack["tests"].as_array().unwrap() {
+            let id = test["id"].as_str().unwrap().to_owned();
+            out.push((id, test["request"]["manifest"].clone()));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_conformance_pack_manifest_loads_strictly() {
+    let manifests = pack_manifests();
+    assert_eq!(manifests.len(), 19);
+    let rejected: Vec<String> = manifests
+        .iter()
+        .filter_map(|(id, value)| {
+            Manifest::from_value(value)
+                .err()
+                .map(|e| format!("{id}:\n{e}"))
+        })
+        .collect();
+    assert!(
+        rejected.is_empty(),
+        "rejected by a strict load:\n{}",
+        rejected.join("\n")
+    );
+}
+
+#[test]
+fn defaults_apply_when_absent() {
+    let m = Manifest::from_value(&minimal()).unwrap();
+    let b = &m.permissions.budgets;
+    assert_eq!(
+        (b.max_steps, b.max_tool_calls, b.max_wall_time_ms),
+        (24, 12, 120_000)
+    );
+    assert_eq!((b.max_output_bytes, b.timeout_ms), (1_048_576, 30_000));
+    assert_eq!(b.max_model_calls, None);
+    assert_eq!(*b, Budgets::default());
+    assert_eq!(m.policy, PolicySection::default());
+    assert_eq!(m.policy.high_risk_sinks, None);
+    let loops = &m.policy.loops;
+    let got = (
+        loops.identical_calls,
+        loops.identical_window,
+        loops.min_sequence,
+        loops.max_sequence,
+    );
+    assert_eq!(got, (3, 20, 3, 7));
+    assert_eq!(m.integrity, json!({}));
+    assert_eq!(
+        m.sandbox,
+        Sandbox {
+            required: false,
+            image: None,
+            mounts: vec![]
+        }
+    );
+    assert!(m.permissions.fs.read_roots.is_empty() && m.permissions.secrets.is_empty());
+
+    // Explicit values replace the defaults, field by field; null means absent.
+    let mut v = minimal();
+    v["permissions"]["budgets"] =
+        json!({"max_steps": 5, "timeout_ms": 100, "max_output_bytes": null});
+    let b = Manifest::from_value(&v).unwrap().permissions.budgets;
+    assert_eq!((b.max_steps, b.max_tool_calls, b.timeout_ms), (5, 12, 100));
+    assert_eq!(b.max_output_bytes, DEFAULT_MAX_OUTPUT_BYTES);
+}
+
+#[test]
+fn an_empty_tool_list_is_allowed() {
+    let mut v = minimal();
+    v["permissions"]["tools"] = json!([]);
+    assert!(
+        Manifest::from_value(&v)
+            .unwrap()
+            .permissions
+            .tools
+            .is_empty()
+    );
+}
+
+#[test]
+fn full_manifest_with_every_field_loads() {
+    let yaml = r#"
+schema: aegis.dev/manifest/v0.1
+name: k8s-deployer
+version: 1.0.0
+publisher: platform-team
+permissions:
+  tools: [read_file, exec, mcp.https, net.fetch, search_docs]
+  fs: {read_roots: [/workspace], write_roots: [/workspace/out]}
+  net: {domains: [registry.k8s.io, "*.example.com"]}
+  secrets: [GITHUB_TOKEN]
+  exec: {allowed_bins: [/usr/local/bin/kubectl], arg_patterns: ["^get .*$"]}
+  approval_required: [exec]
+  budgets: {max_steps: 10, max_tool_calls: 5, max_output_bytes: 4096,
+            timeout_ms: 1000, max_wall_time_ms: 600000, max_model_calls: 10}
+sandbox:
+  required: true
+  image: ghcr.io/platform-team/k8s-deployer@sha256:abc
+  mounts: [/workspace, {source: /data, target: /data, readonly: true, extra: 1}]
+integrity:
+  files: {skill.py: abc123}
+  tree_sha256: abc123
+  signature: cosign-ref
+  anything_else: [kept]
+policy:
+  high_risk_sinks: [exec, fs.write]
+  non_tainting_tools: [search_docs]
+  loops: {identical_calls: 2, identical_window: 2, min_sequence: 2, max_sequence: 10}
+  rate_limits: {net.fetch: {per_second: 2, burst: 5}}
+"#;
+    let m = Manifest::from_yaml(yaml).unwrap();
+    let p = &m.permissions;
+    assert_eq!(p.fs.write_roots, ["/workspace/out"]);
+    assert_eq!(p.secrets, ["GITHUB_TOKEN"]);
+    let exec = p.exec.as_ref().unwrap();
+    assert_eq!(exec.allowed_bins, ["/usr/local/bin/kubectl"]);
+    assert_eq!(exec.arg_patterns, ["^get .*$"]);
+    assert_eq!(p.approval_required, ["exec"]);
+    assert_eq!(p.budgets.max_model_calls, Some(10));
+    assert_eq!(p.budgets.max_output_bytes, 4096);
+    assert_eq!(m.sandbox.mounts.len(), 2);
+    assert_eq!(m.integrity["anything_else"], json!(["kept"]));
+    assert_eq!(
+        m.policy.high_risk_sinks,
+        Some(vec!["exec".to_owned(), "fs.write".to_owned()])
+    );
+    assert_eq!(m.policy.non_tainting_tools, ["search_docs"]);
+    assert_eq!(m.policy.loops.max_sequence, 10);
+    let limit = RateLimit {
+        per_second: 2.0,
+        burst: 5,
+    };
+    assert_eq!(m.policy.rate_limits.get("net.fetch"), Some(&limit));
+}
+
+#[test]
+fn every_problem_is_reported_with_its_path() {
+    let v = json!({
+        "schema": "aegis.dev/manifest/v0.2",
+        "version": 1.0,
+        "publisher": "",
+        "permissions": {
+            "tools": ["read_file", "exec", 7, "read_file", ""],
+            "net": {"domains": ["api.example.com", "*.ok.com", "a.*.com"]},
+            "exec": {"allowed_bins": "/bin/sh"},
+            "approval_required": ["deploy", "exec"],
+            "budgets": {"max_steps": 0, "max_tool_calls": -1, "timeout_ms": 2.5, "max_wall_time_ms": "60000"},
+            "network": {}
+        },
+        "sandbox": {"required": false, "mounts": "/data"},
+        "integrity": {"files": {"a.py": 1}, "signature": false},
+        "policy": {
+            "non_tainting_tools": ["search_docs"],
+            "loops": {"identical_calls": 1, "min_sequence": 4, "max_sequence": 3},
+            "rate_limits": {"exec": {"per_second": 0, "burst": 0}, "net.fetch": {"per_second": 1, "burst": 1}},
+            "sinks": []
+        },
+        "extra": true
+    });
+    let domain_error = crate::domain::DomainPattern::parse("a.*.com").unwrap_err();
+    let domain_problem = super::validate::domain_message("a.*.com", &domain_error);
+    let expected = vec![
+        r#"schema: must be "aegis.dev/manifest/v0.1", got "aegis.dev/manifest/v0.2""#.to_owned(),
+        "name: required".to_owned(),
+        "version: expected a string, got 1.0".to_owned(),
+        "publisher: must not be empty".to_owned(),
+        "permissions.tools[2]: expected a string, got 7".to_owned(),
+        r#"permissions.tools[3]: "read_file" is already declared at permissions.tools[0]"#.to_owned(),
+        "permissions.tools[4]: must not be empty".to_owned(),
+        format!("permissions.net.domains[2]: {domain_problem}"),
+        r#"permissions.exec.allowed_bins: expected a list of strings, got "/bin/sh""#.to_owned(),
+        r#"permissions.approval_required[0]: "deploy" is not declared in permissions.tools"#.to_owned(),
+        "permissions.budgets.max_steps: must be a positive integer, got 0".to_owned(),
+        "permissions.budgets.max_tool_calls: must be a positive integer, got -1".to_owned(),
+        "permissions.budgets.timeout_ms: must be a positive integer, got 2.5".to_owned(),
+        r#"permissions.budgets.max_wall_time_ms: must be a positive integer, got "60000""#.to_owned(),
+        "permissions.network: unknown field (expected one of: tools, fs, net, secrets, exec, \
+         approval_required, budgets)"
+            .to_owned(),
+        "sandbox.required: must be true when exec, fs.write or network permissions are declared \
+         (declared: permissions.tools[1] \"exec\", permissions.net.domains)"
+            .to_owned(),
+        r#"sandbox.mounts: expected a list, got "/data""#.to_owned(),
+        r#"integrity.files["a.py"]: expected a string, got 1"#.to_owned(),
+        "integrity.signature: expected a string, got false".to_owned(),
+        r#"policy.non_tainting_tools[0]: "search_docs" is not declared in permissions.tools"#.to_owned(),
+        "policy.loops.identical_calls: must be at least 2, got 1".to_owned(),
+        "policy.loops.max_sequence: must be at least min_sequence (4), got 3".to_owned(),
+        r#"policy.rate_limits["exec"].per_second: must be a positive number, got 0"#.to_owned(),
+        r#"policy.rate_limits["exec"].burst: must be a positive integer up to 4294967295, got 0"#.to_owned(),
+        r#"policy.rate_limits["net.fetch"]: "net.fetch" is not declared in permissions.tools"#.to_owned(),
+        "policy.sinks: unknown field (expected one of: high_risk_sinks, non_tainting_tools, loops, \
+         rate_limits)"
+            .to_owned(),
+        "extra: unknown field (expected one of: schema, name, version, publisher, permissions, \
+         sandbox, integrity, policy)"
+            .to_owned(),
+    ];
+    assert_eq!(problems(&v), expected);
+
+    // Display: one `path: message` per line, in the same order.
+    let error = Manifest::from_value(&v).unwrap_err();
+    assert_eq!(error.to_string(), expected.join("\n"));
+}
+
+#[test]
+fn unknown_fields_are_rejected_with_their_path() {
+    let cases: &[(&str, Value, &str)] = &[
+        ("top level", json!({"descripton": "x"}), "descripton"),
+        (
+            "permissions",
+            json!({"permissions": {"tools": [], "tool": []}}),
+            "permissions.tool",
+        ),
+        (
+            "fs",
+            json!({"permissions": {"tools": [], "fs": {"roots": []}}}),
+            "permissions.fs.roots",
+        ),
+        (
+            "net",
+            json!({"permissions": {"tools": [], "net": {"domain": []}}}),
+            "permissions.net.domain",
+        ),
+        (
+            "exec",
+            json!({"permissions": {"tools": [], "exec": {"bins": []}}}),
+            "permissions.exec.bins",
+        ),
+        (
+            "budgets",
+            json!({"permissions": {"tools": [], "budgets": {"max_step": 1}}}),
+            "permissions.budgets.max_step",
+        ),
+        (
+            "sandbox",
+            json!({"sandbox": {"required": false, "img": "x"}}),
+            "sandbox.img",
+        ),
+        ("policy", json!({"policy": {"loop": {}}}), "policy.loop"),
+        (
+            "loops",
+            json!({"policy": {"loops": {"window": 3}}}),
+            "policy.loops.window",
+        ),
+        (
+            "rate limit",
+            json!({"permissions": {"tools": ["t"]}, "policy": {"rate_limits": {"t": {"per_second": 1, "burst": 1, "rate": 2}}}}),
+            r#"policy.rate_limits["t"].rate"#,
+        ),
+    ];
+    for (name, patch, path) in cases {
+        let mut v = minimal();
+        merge(&mut v, patch);
+        let found = problems(&v);
+        let expected_prefix = format!("{path}: unknown field (expected one of: ");
+        assert_eq!(found.len(), 1, "{name}: {found:?}");
+        assert!(found[0].starts_with(&expected_prefix), "{name}: {found:?}");
+    }
+}
+
+#[test]
+fn free_form_places_accept_unknown_keys() {
+    let mut v = minimal();
+    v["integrity"] = json!({"files": {}, "vendor_ext": {"x": 1}});
+    v["sandbox"]["mounts"] = json!([{"source": "/a", "anything": true}, "/b"]);
+    let m = Manifest::from_value(&v).unwrap();
+    assert_eq!(m.integrity["vendor_ext"], json!({"x": 1}));
+    assert_eq!(m.sandbox.mounts.len(), 2);
+}
+
+/// Deep-merges `patch` into `base` (objects merge, anything else replaces).
+fn merge(base: &mut Value, patch: &Value) {
+    match (base, patch) {
+        (Value::Object(base), Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge(base.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+        (base, patch) => *base = patch.clone(),
+    }
+}
