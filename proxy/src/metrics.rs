@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aegis_ledger::{AppendError, EventType, LedgerObserver};
+use aegis_policy::{Outcome, Reason};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -20,6 +21,8 @@ pub struct Metrics {
     pub ledger: Arc<LedgerMetrics>,
     pub api_requests: IntCounterVec,
     pub api_request_duration: HistogramVec,
+    decisions: IntCounterVec,
+    decision_duration: Histogram,
 }
 
 /// Ledger metrics, recorded by the writer thread through [`LedgerObserver`].
@@ -97,6 +100,29 @@ impl Metrics {
             ]),
             &["route"],
         )?;
+        let decisions = IntCounterVec::new(
+            Opts::new(
+                "aegis_policy_decisions_total",
+                "Policy decisions, by outcome and reason.",
+            ),
+            &["outcome", "reason"],
+        )?;
+        let decision_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "aegis_policy_decision_duration_seconds",
+                "Time to decide one proposal.",
+            )
+            .buckets(vec![
+                0.000_000_5,
+                0.000_001,
+                0.000_002_5,
+                0.000_005,
+                0.000_01,
+                0.000_05,
+                0.000_1,
+                0.001,
+            ]),
+        )?;
         let build_info = IntGauge::with_opts(
             Opts::new(
                 "aegis_build_info",
@@ -114,6 +140,8 @@ impl Metrics {
         registry.register(Box::new(sessions_in_memory.clone()))?;
         registry.register(Box::new(api_requests.clone()))?;
         registry.register(Box::new(api_request_duration.clone()))?;
+        registry.register(Box::new(decisions.clone()))?;
+        registry.register(Box::new(decision_duration.clone()))?;
         registry.register(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -136,7 +164,17 @@ impl Metrics {
             }),
             api_requests,
             api_request_duration,
+            decisions,
+            decision_duration,
         })
+    }
+
+    /// Counts one policy decision.
+    pub fn record_decision(&self, outcome: Outcome, reason: Reason, took: Duration) {
+        self.decisions
+            .with_label_values(&[outcome.as_str(), reason.as_str()])
+            .inc();
+        self.decision_duration.observe(took.as_secs_f64());
     }
 
     /// The text exposition of every metric.

@@ -9,6 +9,7 @@
 mod error;
 mod events;
 mod health;
+mod policy;
 mod request;
 mod sessions;
 
@@ -54,6 +55,7 @@ enum Route {
     Events,
     Snapshot,
     Verify,
+    Decide,
     NotFound,
 }
 
@@ -66,6 +68,7 @@ impl Route {
             Route::Events => "events",
             Route::Snapshot => "snapshot",
             Route::Verify => "verify",
+            Route::Decide => "decide",
             Route::NotFound => "not_found",
         }
     }
@@ -161,6 +164,7 @@ fn route(path: &str) -> (Route, Option<String>) {
         ["readyz"] => (Route::Readyz, None),
         ["metrics"] => (Route::Metrics, None),
         ["v1", "events"] => (Route::Events, None),
+        ["v1", "policy", "decide"] => (Route::Decide, None),
         ["v1", "sessions", id, "snapshot"] => (Route::Snapshot, Some((*id).to_owned())),
         ["v1", "sessions", id, "verify"] => (Route::Verify, Some((*id).to_owned())),
         _ => (Route::NotFound, None),
@@ -198,6 +202,10 @@ async fn dispatch(
             only(&method, Method::GET, "GET")?;
             sessions::verify(state, &session, &req).await
         }
+        Route::Decide => {
+            only(&method, Method::POST, "POST")?;
+            policy::decide(state, req).await
+        }
         Route::NotFound => Err(ApiError::NotFound(format!(
             "no such endpoint: {}",
             req.uri().path()
@@ -233,6 +241,7 @@ mod tests {
                 Some("a%2Fb"),
             ),
             ("/v1/sessions/s/verify", Route::Verify, Some("s")),
+            ("/v1/policy/decide", Route::Decide, None),
             ("/v1/sessions/s", Route::NotFound, None),
             ("/v1/events/", Route::NotFound, None),
             ("/", Route::NotFound, None),

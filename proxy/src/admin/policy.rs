@@ -1,0 +1,110 @@
+//! `POST /v1/policy/decide` — the Aegis decide API.
+//!
+//! Body: `{event, snapshot?, manifest?, tenant_id?, session_id?}`. The
+//! decision is made here, by the sidecar's engine: with `snapshot` absent but
+//! `tenant_id` and `session_id` given, on that session's live state (a session
+//! with no envelopes has consumed nothing). Without a `manifest` the answer
+//! is a fail-closed `deny`/`MANIFEST_UNAVAILABLE` until the live manifest
+//! store serves one.
+
+use std::time::Instant;
+
+use aegis_ledger::now_unix_ms;
+use aegis_policy::conformance::evaluate;
+use aegis_policy::{Decision, Outcome, Reason};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use super::error::json_response;
+use super::request::json_body;
+use super::{AdminState, ApiError};
+
+pub async fn decide(
+    state: &AdminState,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let body = json_body(req, state.config.max_body_bytes).await?;
+    let mut request: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
+    let Some(fields) = request.as_object_mut() else {
+        return Err(ApiError::BadRequest("body must be a JSON object".into()));
+    };
+    if !fields.get("event").is_some_and(Value::is_object) {
+        return Err(ApiError::BadRequest(
+            "event is required and must be an object".into(),
+        ));
+    }
+    if !fields.contains_key("snapshot") {
+        let snapshot = match (text(fields, "tenant_id")?, text(fields, "session_id")?) {
+            (Some(tenant), Some(session)) => live_snapshot(state, tenant, session).await?,
+            (None, None) => Value::Object(Default::default()),
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "tenant_id and session_id go together (to decide on that session's live state)"
+                        .into(),
+                ));
+            }
+        };
+        fields.insert("snapshot".into(), snapshot);
+    }
+    let started = Instant::now();
+    let decision = if fields.contains_key("manifest") {
+        evaluate(&request).map_err(ApiError::BadRequest)?
+    } else {
+        Decision {
+            outcome: Outcome::Deny,
+            reason: Reason::ManifestUnavailable,
+            constraints: None,
+        }
+    };
+    state
+        .metrics
+        .record_decision(decision.outcome, decision.reason, started.elapsed());
+    let constraints = match decision.constraints {
+        Some(c) => json!({"max_output_bytes": c.max_output_bytes, "timeout_ms": c.timeout_ms}),
+        None => json!({}),
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "outcome": decision.outcome.as_str(),
+            "reason": decision.reason.as_str(),
+            "constraints": constraints,
+        }),
+    ))
+}
+
+fn text(fields: &serde_json::Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::BadRequest(format!(
+            "{name} must be a non-empty string"
+        ))),
+    }
+}
+
+/// The session's snapshot from memory, else rebuilt from the ledger; a
+/// session with no envelopes yet is fresh.
+async fn live_snapshot(
+    state: &AdminState,
+    tenant: String,
+    session: String,
+) -> Result<Value, ApiError> {
+    let now = now_unix_ms();
+    let snapshot = match state.ledger.sessions().snapshot(&tenant, &session, now) {
+        Some(snapshot) => snapshot,
+        None => {
+            let reader = state.reader.clone();
+            tokio::task::spawn_blocking(move || reader.load_session(&tenant, &session))
+                .await
+                .map_err(|e| ApiError::Internal(format!("snapshot task failed: {e}")))??
+                .map(|entry| entry.state.snapshot(now))
+                .unwrap_or_default()
+        }
+    };
+    serde_json::to_value(snapshot).map_err(|e| ApiError::Internal(e.to_string()))
+}
