@@ -11,6 +11,8 @@
 //!   IDNA, wildcards) — where egress bypasses are stopped.
 //! - [`decide`]: the rule order of DESIGN.md ("Policy semantics") over a
 //!   manifest compiled once.
+//! - [`loops`]: loop detection over a session's recent proposals.
+//! - [`rate`]: per-tool token buckets (`RATE_LIMITED`).
 //! - [`conformance`]: the Aegis conformance packs and the Aegis decide request.
 //! - [`Outcome`], [`Reason`]: the decision vocabulary, whose strings are a
 //!   public, append-only contract (ledger rows, metric labels, API answers).
@@ -18,7 +20,9 @@
 pub mod conformance;
 pub mod decide;
 pub mod domain;
+pub mod loops;
 pub mod manifest;
+pub mod rate;
 mod reason;
 
 pub use decide::{CompiledManifest, Constraints, Decision, Proposal, SessionFacts, decide};
