@@ -38,6 +38,16 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Work with the events recorded in a ledger.
     Events(EventsArgs),
+    /// Work with capability manifests.
+    Manifest(ManifestArgs),
+    /// Decide one proposed tool call offline, as `POST /v1/policy/decide` would.
+    ///
+    /// Prints the Aegis answer `{outcome, reason, constraints}` as JSON.
+    /// Exit status: 0 a decision was made (whatever it is); 2 an input file
+    /// cannot be read or is invalid.
+    Decide(DecideArgs),
+    /// Run the Aegis conformance packs.
+    Conformance(ConformanceArgs),
 }
 
 /// Flags of `run`. Each overrides the config file and the environment; all are
@@ -115,6 +125,71 @@ pub struct ExportArgs {
     /// Session to export.
     #[arg(long, value_name = "SESSION")]
     pub session: String,
+}
+
+/// Arguments of `manifest`.
+#[derive(Debug, Clone, Args)]
+pub struct ManifestArgs {
+    #[command(subcommand)]
+    pub command: ManifestCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ManifestCommand {
+    /// Check a manifest file (JSON or YAML) and report every problem, one
+    /// `path: message` per line. Exit status: 0 valid; 1 invalid; 2 the file
+    /// cannot be read.
+    Validate(ValidateArgs),
+}
+
+/// Arguments of `manifest validate`.
+#[derive(Debug, Clone, Args)]
+pub struct ValidateArgs {
+    /// Manifest file (JSON or YAML).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// Arguments of `decide`.
+#[derive(Debug, Clone, Args)]
+pub struct DecideArgs {
+    /// Capability manifest (JSON or YAML).
+    #[arg(long, value_name = "FILE")]
+    pub manifest: PathBuf,
+    /// The event, as JSON: `{event_type, payload}`.
+    #[arg(long, value_name = "FILE")]
+    pub event: PathBuf,
+    /// The session snapshot, as JSON (`steps_consumed`, `is_tainted`...);
+    /// without one, a fresh session.
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: Option<PathBuf>,
+}
+
+/// Arguments of `conformance`.
+#[derive(Debug, Clone, Args)]
+pub struct ConformanceArgs {
+    #[command(subcommand)]
+    pub command: ConformanceCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConformanceCommand {
+    /// Run pack files against the in-process engine and print a table per
+    /// pack. Exit status: 0 every test passes; 1 a test fails; 2 a pack cannot
+    /// be read or parsed.
+    Run(ConformanceRunArgs),
+}
+
+/// Arguments of `conformance run`.
+#[derive(Debug, Clone, Args)]
+pub struct ConformanceRunArgs {
+    /// Pack YAML files, or directories whose `*.yaml` / `*.yml` files are
+    /// packs (run in name order).
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Print every result as one JSON document instead of tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]
@@ -237,6 +312,45 @@ mod tests {
             .expect_err("--session is required");
         assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
         assert!(parse(&["events"]).is_err(), "events needs a subcommand");
+    }
+
+    #[test]
+    fn policy_commands_parse() {
+        let cli = parse(&["manifest", "validate", "m.yaml"]).expect("validate parses");
+        let Command::Manifest(ManifestArgs {
+            command: ManifestCommand::Validate(args),
+        }) = cli.command
+        else {
+            panic!("expected manifest validate, got {:?}", cli.command);
+        };
+        assert_eq!(args.file, PathBuf::from("m.yaml"));
+        assert!(
+            parse(&["manifest", "validate"]).is_err(),
+            "FILE is required"
+        );
+
+        let cli =
+            parse(&["decide", "--manifest", "m.json", "--event", "e.json"]).expect("decide parses");
+        let Command::Decide(args) = cli.command else {
+            panic!("expected decide, got {:?}", cli.command);
+        };
+        assert_eq!(args.manifest, PathBuf::from("m.json"));
+        assert_eq!(args.event, PathBuf::from("e.json"));
+        assert!(args.snapshot.is_none());
+        let err = parse(&["decide", "--manifest", "m.json"]).expect_err("--event is required");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+
+        let cli = parse(&["conformance", "run", "a", "b.yaml", "--json"]).expect("run parses");
+        let Command::Conformance(ConformanceArgs {
+            command: ConformanceCommand::Run(args),
+        }) = cli.command
+        else {
+            panic!("expected conformance run, got {:?}", cli.command);
+        };
+        assert_eq!(args.paths, [PathBuf::from("a"), PathBuf::from("b.yaml")]);
+        assert!(args.json);
+        let err = parse(&["conformance", "run"]).expect_err("a PATH is required");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
     }
 
     #[test]

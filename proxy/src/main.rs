@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use aegis_proxy::cli::{Cli, Command, EventsCommand, RunFlags};
+use aegis_proxy::cli::{
+    Cli, Command, ConformanceCommand, EventsCommand, ManifestCommand, RunFlags,
+};
 use aegis_proxy::config::{self, ProcessEnv};
 use aegis_proxy::{app, commands, telemetry};
 use clap::Parser as _;
@@ -15,6 +17,17 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::verify(&args, &mut std::io::stdout().lock()),
         Command::Events(events) => match events.command {
             EventsCommand::Export(args) => commands::export(&args, &mut std::io::stdout().lock()),
+        },
+        Command::Manifest(manifest) => match manifest.command {
+            ManifestCommand::Validate(args) => {
+                commands::policy::validate(&args, &mut std::io::stdout().lock())
+            }
+        },
+        Command::Decide(args) => commands::policy::decide(&args, &mut std::io::stdout().lock()),
+        Command::Conformance(conformance) => match conformance.command {
+            ConformanceCommand::Run(args) => {
+                commands::policy::conformance_run(&args, &mut std::io::stdout().lock())
+            }
         },
     }
 }

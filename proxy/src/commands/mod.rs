@@ -1,5 +1,6 @@
 //! The offline commands: `verify` and `events export`. They open the ledger
-//! file read-only and never touch a running sidecar.
+//! file read-only and never touch a running sidecar. The policy commands
+//! (`manifest validate`, `decide`, `conformance run`) are in [`policy`].
 
 use std::io::{BufWriter, Write};
 use std::ops::ControlFlow;
@@ -9,6 +10,8 @@ use aegis_ledger::{LedgerReader, SessionReport};
 use serde_json::json;
 
 use crate::cli::{ExportArgs, VerifyArgs};
+
+pub mod policy;
 
 /// Exit code: every chain verifies / the export is complete.
 pub const EXIT_OK: u8 = 0;
