@@ -152,13 +152,26 @@ fn decides_on_a_sessions_live_state() {
                 .1["reason"],
             "TAINTED_TO_HIGH_RISK"
         );
-        append(
-            &sidecar,
-            "taint",
-            "POLICY_DECISION",
-            json!({"action": "register_sanitizer", "sanitizer_key": "html-stripped"}),
-        )
-        .await;
+        let registered = sidecar
+            .http
+            .post_json(
+                "/v1/sessions/taint/sanitizers?tenant_id=acme",
+                r#"{"sanitizer_key": "html-stripped"}"#,
+            )
+            .await;
+        assert_eq!(
+            registered.status,
+            StatusCode::CREATED,
+            "{}",
+            registered.text()
+        );
+        // The registration is an envelope in the session's chain.
+        let events = sidecar.http.session_events("acme", "taint").await;
+        assert_eq!(
+            events.last().unwrap()["payload"],
+            json!({"action": "register_sanitizer", "sanitizer_key": "html-stripped"})
+        );
+        assert_eq!(events.last().unwrap()["event_type"], "POLICY_DECISION");
         assert_eq!(
             decide(&sidecar, live("write_file", "taint", keyed)).await.1["reason"],
             "OK"
@@ -204,6 +217,45 @@ fn bad_decide_requests_are_400() {
         assert!(
             answer["error"].as_str().unwrap().contains("schema"),
             "{answer}"
+        );
+        for (path, body, needle) in [
+            (
+                "/v1/sessions/s/sanitizers?tenant_id=acme",
+                r#"{}"#,
+                "sanitizer_key is required",
+            ),
+            (
+                "/v1/sessions/s/sanitizers?tenant_id=acme",
+                r#"{"sanitizer_key": 7}"#,
+                "sanitizer_key is required",
+            ),
+            (
+                "/v1/sessions/s/sanitizers",
+                r#"{"sanitizer_key": "k"}"#,
+                "tenant_id is required",
+            ),
+            (
+                "/v1/sessions/s/sanitizers?tenant_id=acme",
+                r#"{"sanitizer_key": "k", "user_id": 1}"#,
+                "user_id must be a string",
+            ),
+        ] {
+            let answer = sidecar.http.post_json(path, body).await;
+            assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path} {body}");
+            assert!(
+                answer.json()["error"].as_str().unwrap().contains(needle),
+                "{}",
+                answer.text()
+            );
+        }
+        assert_eq!(
+            sidecar
+                .http
+                .get("/v1/events?tenant_id=acme&session_id=s")
+                .await
+                .json()["Events"],
+            json!([]),
+            "refused registrations record nothing"
         );
         let get = sidecar.http.get("/v1/policy/decide").await;
         assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);

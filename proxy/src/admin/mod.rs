@@ -55,6 +55,7 @@ enum Route {
     Events,
     Snapshot,
     Verify,
+    Sanitizers,
     Decide,
     NotFound,
 }
@@ -68,6 +69,7 @@ impl Route {
             Route::Events => "events",
             Route::Snapshot => "snapshot",
             Route::Verify => "verify",
+            Route::Sanitizers => "sanitizers",
             Route::Decide => "decide",
             Route::NotFound => "not_found",
         }
@@ -167,6 +169,7 @@ fn route(path: &str) -> (Route, Option<String>) {
         ["v1", "policy", "decide"] => (Route::Decide, None),
         ["v1", "sessions", id, "snapshot"] => (Route::Snapshot, Some((*id).to_owned())),
         ["v1", "sessions", id, "verify"] => (Route::Verify, Some((*id).to_owned())),
+        ["v1", "sessions", id, "sanitizers"] => (Route::Sanitizers, Some((*id).to_owned())),
         _ => (Route::NotFound, None),
     }
 }
@@ -201,6 +204,10 @@ async fn dispatch(
         Route::Verify => {
             only(&method, Method::GET, "GET")?;
             sessions::verify(state, &session, &req).await
+        }
+        Route::Sanitizers => {
+            only(&method, Method::POST, "POST")?;
+            sessions::register_sanitizer(state, &session, req).await
         }
         Route::Decide => {
             only(&method, Method::POST, "POST")?;
@@ -241,6 +248,7 @@ mod tests {
                 Some("a%2Fb"),
             ),
             ("/v1/sessions/s/verify", Route::Verify, Some("s")),
+            ("/v1/sessions/s/sanitizers", Route::Sanitizers, Some("s")),
             ("/v1/policy/decide", Route::Decide, None),
             ("/v1/sessions/s", Route::NotFound, None),
             ("/v1/events/", Route::NotFound, None),

@@ -1,13 +1,16 @@
-//! `GET /v1/sessions/{id}/snapshot` and `GET /v1/sessions/{id}/verify`.
+//! `GET /v1/sessions/{id}/snapshot`, `GET /v1/sessions/{id}/verify` and
+//! `POST /v1/sessions/{id}/sanitizers`.
 
-use aegis_ledger::now_unix_ms;
+use aegis_ledger::session::REGISTER_SANITIZER_ACTION;
+use aegis_ledger::{AppendRequest, EventType, NewEvent, Payload, now_unix_ms};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use serde_json::json;
+use hyper::body::Incoming;
+use serde_json::{Value, json};
 
 use super::error::json_response;
-use super::request::{path_segment, query, required};
+use super::request::{json_body, path_segment, query, required};
 use super::{AdminState, ApiError};
 
 /// The session named by the path and the `tenant_id` query parameter.
@@ -74,5 +77,51 @@ pub async fn verify<B>(
             "error": error,
             "envelopes": report.envelopes,
         }),
+    ))
+}
+
+/// Registers a sanitizer key for the session: appends the `POLICY_DECISION`
+/// envelope the session reducer understands
+/// (`{"action": "register_sanitizer", "sanitizer_key": k}`), so the
+/// registration is recorded in the chain like everything else. A tainted
+/// session's call to a high-risk sink that carries this key then passes the
+/// taint rule. Answers `201 {"seq", "hash"}` once committed.
+pub async fn register_sanitizer(
+    state: &AdminState,
+    raw_id: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (tenant, session) = session_of(raw_id, &req)?;
+    let body = json_body(req, state.config.max_body_bytes).await?;
+    let body: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
+    let key = match body.get("sanitizer_key") {
+        Some(Value::String(key)) if !key.is_empty() => key.clone(),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "sanitizer_key is required and must be a non-empty string".into(),
+            ));
+        }
+    };
+    let user_id = match body.get("user_id") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(user)) => user.clone(),
+        Some(_) => return Err(ApiError::BadRequest("user_id must be a string".into())),
+    };
+    let payload = json!({"action": REGISTER_SANITIZER_ACTION, "sanitizer_key": key});
+    let appended = state
+        .ledger
+        .append(AppendRequest::at_head(NewEvent {
+            tenant_id: tenant,
+            user_id,
+            session_id: session,
+            ts_unix_ms: now_unix_ms(),
+            event_type: EventType::PolicyDecision,
+            payload: Payload::from_value(payload),
+        }))
+        .await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({"seq": appended.seq, "hash": appended.hash.to_hex()}),
     ))
 }
