@@ -136,6 +136,7 @@ pub fn evaluate(request: &Value) -> Result<Decision, String> {
             .unwrap_or(false),
         sanitized_keys: &sanitized,
         loop_violation: snapshot.get("loop_violation").and_then(Value::as_str),
+        ..SessionFacts::default()
     };
     Ok(decide(&proposal, &facts, &compiled))
 }

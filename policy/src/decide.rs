@@ -6,18 +6,24 @@
 //! 1. tool not declared → deny `PERMISSION_UNDECLARED`
 //! 2. network tool (`net*`, `mcp.http*`) whose destination is not allowed → deny `EGRESS_DENY`
 //! 3. any budget reached (`consumed >= max`) → deny `BUDGET_EXCEEDED`
-//! 4. a loop detected in the session → deny `LOOP_DETECTED`
+//! 4. a loop recorded in the session, or one this call would complete → deny `LOOP_DETECTED`
 //! 5. tainted session, high-risk sink, no registered sanitizer key → deny `TAINTED_TO_HIGH_RISK`
 //! 6. exec tool whose binary is not allowlisted → deny `EXEC_DENY`
+//! 6½. the tool's rate limit reached (when the caller passes the session's
+//!    limiter) → deny `RATE_LIMITED`; checked last among the denials so that
+//!    only a call that would otherwise run takes a token
 //! 7. tool requires approval → `require_approval` / `APPROVAL_REQUIRED`
 //! 8. otherwise allow `OK`, with the output and time constraints.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
 
 use serde_json::Value;
 
 use crate::domain::{DomainSet, destination};
-use crate::manifest::Manifest;
+use crate::loops::{CallKey, LoopRules};
+use crate::manifest::{Manifest, RateLimit};
+use crate::rate::RateLimiter;
 use crate::reason::{Outcome, Reason};
 
 /// Aegis's high-risk sink prefixes, used unless the manifest's
@@ -49,6 +55,8 @@ pub struct CompiledManifest {
     max_tool_calls: u64,
     max_wall_time_ms: u64,
     constraints: Constraints,
+    loops: LoopRules,
+    rate_limits: BTreeMap<String, RateLimit>,
 }
 
 impl CompiledManifest {
@@ -75,7 +83,19 @@ impl CompiledManifest {
                 max_output_bytes: p.budgets.max_output_bytes,
                 timeout_ms: p.budgets.timeout_ms,
             },
+            loops: LoopRules::new(&manifest.policy.loops),
+            rate_limits: manifest.policy.rate_limits.clone(),
         }
+    }
+
+    /// The manifest's loop thresholds (`policy.loops`).
+    pub fn loop_rules(&self) -> &LoopRules {
+        &self.loops
+    }
+
+    /// A fresh set of token buckets for one session (`policy.rate_limits`).
+    pub fn new_rate_limiter(&self) -> RateLimiter {
+        RateLimiter::new(&self.rate_limits)
     }
 
     fn is_sink(&self, tool: &str) -> bool {
@@ -93,6 +113,10 @@ pub struct Proposal<'a> {
     pub args: &'a Value,
     /// `payload.sanitizer_key`, when the caller claims its input was sanitised.
     pub sanitizer_key: Option<&'a str>,
+    /// Digest of the canonical `args` (the ledger's `ToolCall::digest_args`),
+    /// when the caller can compute it: lets rule 4 see a loop this call would
+    /// complete. Without it, only a loop already recorded counts.
+    pub args_digest: Option<[u8; 16]>,
 }
 
 impl<'a> Proposal<'a> {
@@ -103,6 +127,7 @@ impl<'a> Proposal<'a> {
             tool_name: payload.get("tool_name")?.as_str()?,
             args: payload.get("args").unwrap_or(&Value::Null),
             sanitizer_key: payload.get("sanitizer_key").and_then(Value::as_str),
+            args_digest: None,
         })
     }
 }
@@ -117,6 +142,12 @@ pub struct SessionFacts<'a> {
     pub sanitized_keys: &'a [String],
     /// The loop found in the session, if any.
     pub loop_violation: Option<&'a str>,
+    /// The session's recent proposals, oldest first (for rule 4 with
+    /// [`Proposal::args_digest`]).
+    pub history: &'a [CallKey<'a>],
+    /// The session's token buckets and the time now; without them no rate
+    /// limit applies.
+    pub rate: Option<(&'a RateLimiter, Instant)>,
 }
 
 /// Limits an allowed call runs under.
@@ -188,7 +219,9 @@ pub fn decide(
     {
         return Decision::deny(Reason::BudgetExceeded);
     }
-    if session.loop_violation.is_some_and(|v| !v.is_empty()) {
+    if session.loop_violation.is_some_and(|v| !v.is_empty())
+        || completes_loop(proposal, session, manifest)
+    {
         return Decision::deny(Reason::LoopDetected);
     }
     if session.is_tainted && manifest.is_sink(tool) {
@@ -208,6 +241,11 @@ pub fn decide(
             return Decision::deny(Reason::ExecDeny);
         }
     }
+    if let Some((limiter, now)) = session.rate
+        && !limiter.check(tool, now)
+    {
+        return Decision::deny(Reason::RateLimited);
+    }
     if manifest.approval_required.contains(tool) {
         return Decision {
             outcome: Outcome::RequireApproval,
@@ -220,6 +258,23 @@ pub fn decide(
         reason: Reason::Ok,
         constraints: Some(manifest.constraints),
     }
+}
+
+/// Whether this call, recorded after the session's history, would form a loop.
+fn completes_loop(
+    proposal: &Proposal<'_>,
+    session: &SessionFacts<'_>,
+    manifest: &CompiledManifest,
+) -> bool {
+    let Some(args_digest) = proposal.args_digest else {
+        return false;
+    };
+    let next = CallKey {
+        seq: u64::MAX,
+        tool_name: proposal.tool_name,
+        args_digest,
+    };
+    manifest.loops.detect_with(session.history, next).is_some()
 }
 
 /// Network tools: `net`, `net.*` and `mcp.http*` (`mcp.https`, `mcp.http.get`...).

@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::loops::CallKey;
 
 fn manifest(permissions: Value) -> CompiledManifest {
     let m = json!({
@@ -439,4 +440,112 @@ fn proposals_need_a_tool_name() {
     assert!(Proposal::from_payload(&json!({"args": {}})).is_none());
     assert!(Proposal::from_payload(&json!({"tool_name": 5})).is_none());
     assert!(Proposal::from_payload(&json!(null)).is_none());
+}
+
+#[test]
+fn a_call_that_would_complete_a_loop_is_denied() {
+    let m = manifest(json!({"tools": ["a", "b", "c", "read_file"]}));
+    let same = [7u8; 16];
+    let other = [8u8; 16];
+    let key = |seq, tool_name, args_digest| CallKey {
+        seq,
+        tool_name,
+        args_digest,
+    };
+    let proposal = |tool: &'static str, digest| Proposal {
+        tool_name: tool,
+        args: &Value::Null,
+        sanitizer_key: None,
+        args_digest: digest,
+    };
+    let twice = [key(0, "read_file", same), key(1, "read_file", same)];
+    let facts = SessionFacts {
+        history: &twice,
+        ..fresh()
+    };
+    assert_eq!(
+        decide(&proposal("read_file", Some(same)), &facts, &m).reason,
+        Reason::LoopDetected
+    );
+    assert_eq!(
+        decide(&proposal("read_file", Some(other)), &facts, &m).reason,
+        Reason::Ok
+    );
+    assert_eq!(
+        decide(&proposal("read_file", None), &facts, &m).reason,
+        Reason::Ok,
+        "without the digest only a recorded loop counts"
+    );
+    let budget_spent = SessionFacts {
+        steps_consumed: 24,
+        ..facts
+    };
+    assert_eq!(
+        decide(&proposal("read_file", Some(same)), &budget_spent, &m).reason,
+        Reason::BudgetExceeded
+    );
+
+    let sequence = [
+        key(0, "a", same),
+        key(1, "b", same),
+        key(2, "c", same),
+        key(3, "a", other),
+        key(4, "b", other),
+    ];
+    let facts = SessionFacts {
+        history: &sequence,
+        ..fresh()
+    };
+    assert_eq!(
+        decide(&proposal("c", Some(other)), &facts, &m).reason,
+        Reason::LoopDetected
+    );
+    assert_eq!(
+        decide(&proposal("a", Some([9; 16])), &facts, &m).reason,
+        Reason::Ok
+    );
+}
+
+#[test]
+fn rate_limits_take_tokens_only_from_calls_that_would_run() {
+    let m = CompiledManifest::new(
+        &Manifest::from_value(&json!({
+            "schema": "aegis.dev/manifest/v0.1", "name": "t", "version": "1", "publisher": "p",
+            "permissions": {"tools": ["read_file", "write_file"]}, "sandbox": {"required": false},
+            "integrity": {}, "policy": {"rate_limits": {"read_file": {"per_second": 1.0, "burst": 2}}}
+        }))
+        .unwrap(),
+    );
+    let limiter = m.new_rate_limiter();
+    let now = std::time::Instant::now();
+    let read = json!({"tool_name": "read_file"});
+    let read = Proposal::from_payload(&read).unwrap();
+    let limited = SessionFacts {
+        rate: Some((&limiter, now)),
+        ..fresh()
+    };
+    // Denied for its budget: no token taken.
+    let spent = SessionFacts {
+        steps_consumed: 24,
+        ..limited
+    };
+    for _ in 0..5 {
+        assert_eq!(decide(&read, &spent, &m).reason, Reason::BudgetExceeded);
+    }
+    assert_eq!(decide(&read, &limited, &m).reason, Reason::Ok);
+    assert_eq!(decide(&read, &limited, &m).reason, Reason::Ok);
+    assert_eq!(decide(&read, &limited, &m).reason, Reason::RateLimited);
+    assert_eq!(decide(&read, &limited, &m).outcome, Outcome::Deny);
+    // A second later one token is back; other tools were never limited.
+    let later = SessionFacts {
+        rate: Some((&limiter, now + std::time::Duration::from_secs(1))),
+        ..fresh()
+    };
+    assert_eq!(decide(&read, &later, &m).reason, Reason::Ok);
+    assert_eq!(decide(&read, &later, &m).reason, Reason::RateLimited);
+    let write = json!({"tool_name": "write_file"});
+    assert_eq!(
+        decide(&Proposal::from_payload(&write).unwrap(), &later, &m).reason,
+        Reason::Ok
+    );
 }
