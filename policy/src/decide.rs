@@ -9,11 +9,12 @@
 //! 4. a loop recorded in the session, or one this call would complete → deny `LOOP_DETECTED`
 //! 5. tainted session, high-risk sink, no registered sanitizer key → deny `TAINTED_TO_HIGH_RISK`
 //! 6. exec tool whose binary is not allowlisted → deny `EXEC_DENY`
-//! 6½. the tool's rate limit reached (when the caller passes the session's
-//!    limiter) → deny `RATE_LIMITED`; checked last among the denials so that
-//!    only a call that would otherwise run takes a token
 //! 7. tool requires approval → `require_approval` / `APPROVAL_REQUIRED`
 //! 8. otherwise allow `OK`, with the output and time constraints.
+//!
+//! Between 6 and 7, when the caller passes the session's token buckets, a
+//! tool over its rate limit is denied `RATE_LIMITED`: last among the denials,
+//! so that only a call that would otherwise run takes a token.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
