@@ -59,18 +59,25 @@ pub struct CaseResult {
 
 /// Runs one test against the in-process engine.
 pub fn run_case(case: &Case) -> CaseResult {
+    run_case_with(case, |request| {
+        evaluate(request).map(|d| (d.outcome.as_str().to_owned(), d.reason.as_str().to_owned()))
+    })
+}
+
+/// Runs one test with `decide` answering the request with `(outcome,
+/// reason)` — the in-process engine, or a server's `/v1/policy/decide`.
+pub fn run_case_with(
+    case: &Case,
+    decide: impl FnOnce(&Value) -> Result<(String, String), String>,
+) -> CaseResult {
     let expected = match &case.expect.reason {
         Some(reason) => format!("{} {reason}", case.expect.outcome),
         None => case.expect.outcome.clone(),
     };
-    let (passed, got) = match evaluate(&case.request) {
-        Ok(decision) => (
-            matches(
-                &case.expect,
-                decision.outcome.as_str(),
-                decision.reason.as_str(),
-            ),
-            format!("{} {}", decision.outcome, decision.reason),
+    let (passed, got) = match decide(&case.request) {
+        Ok((outcome, reason)) => (
+            matches(&case.expect, &outcome, &reason),
+            format!("{outcome} {reason}"),
         ),
         Err(e) => (false, format!("error: {e}")),
     };

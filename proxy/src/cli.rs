@@ -190,6 +190,11 @@ pub struct ConformanceRunArgs {
     /// Print every result as one JSON document instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Ask a running server's `POST /v1/policy/decide` instead of the
+    /// in-process engine, e.g. `http://127.0.0.1:8080` (an aegis-proxy, or
+    /// any server of the Aegis decide API).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
 }
 
 #[cfg(test)]

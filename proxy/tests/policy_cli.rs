@@ -285,3 +285,55 @@ fn conformance_run_passes_a_passing_pack_and_refuses_a_broken_one() {
     let out = aegis(["conformance".as_ref(), "run".as_ref(), missing.as_os_str()]);
     out.expect_code(2, "a missing pack");
 }
+
+#[test]
+fn conformance_run_against_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::Server::on_ledger(dir.path(), &dir.path().join("ledger.db"), &[]);
+    let url = format!("http://{}", server.addr);
+    let packs = packs_dir();
+    let out = aegis([
+        "conformance".as_ref(),
+        "run".as_ref(),
+        "--server".as_ref(),
+        url.as_ref(),
+        packs.as_os_str(),
+    ]);
+    out.expect_code(1, "one test fails against the server too");
+    assert!(
+        out.stdout.lines().any(|l| l == "18 of 19 passed"),
+        "{}",
+        out.stdout
+    );
+    let failing: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains(" FAIL "))
+        .collect();
+    assert_eq!(failing.len(), 1, "{}", out.stdout);
+    assert!(
+        failing[0].starts_with("PI-003 ") && failing[0].contains("EXEC_DENY"),
+        "{}",
+        failing[0]
+    );
+    server.terminate();
+
+    // Nothing listening: every case is an error, and the run fails.
+    let out = aegis([
+        "conformance".as_ref(),
+        "run".as_ref(),
+        "--server".as_ref(),
+        url.as_ref(),
+        packs.as_os_str(),
+    ]);
+    out.expect_code(1, "no server");
+    assert!(out.stdout.contains("0 of 19 passed"), "{}", out.stdout);
+    let bad = aegis([
+        "conformance".as_ref(),
+        "run".as_ref(),
+        "--server".as_ref(),
+        "ftp://x".as_ref(),
+        packs.as_os_str(),
+    ]);
+    bad.expect_code(2, "not an http URL");
+}

@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::cli::{ExportArgs, VerifyArgs};
 
 pub mod policy;
+mod remote;
 
 /// Exit code: every chain verifies / the export is complete.
 pub const EXIT_OK: u8 = 0;

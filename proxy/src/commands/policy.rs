@@ -141,8 +141,8 @@ struct Loaded {
 }
 
 /// `aegis-proxy conformance run`: every test of every pack against the
-/// in-process engine; a table per pack and `N of M passed`, or one JSON
-/// document.
+/// in-process engine, or a server's `/v1/policy/decide` (`--server`); a table
+/// per pack and `N of M passed`, or one JSON document.
 pub fn conformance_run(args: &ConformanceRunArgs, out: &mut dyn Write) -> ExitCode {
     let (packs, errors) = load_packs(&args.paths);
     if !errors.is_empty() {
@@ -151,6 +151,18 @@ pub fn conformance_run(args: &ConformanceRunArgs, out: &mut dyn Write) -> ExitCo
         }
         return ExitCode::from(EXIT_USAGE);
     }
+    let server = match args
+        .server
+        .as_deref()
+        .map(super::remote::Server::new)
+        .transpose()
+    {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("aegis-proxy conformance run: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let results: Vec<(&Loaded, Vec<CaseResult>)> = packs
         .iter()
         .map(|loaded| {
@@ -158,7 +170,12 @@ pub fn conformance_run(args: &ConformanceRunArgs, out: &mut dyn Write) -> ExitCo
                 .pack
                 .tests
                 .iter()
-                .map(conformance::run_case)
+                .map(|case| match &server {
+                    Some(server) => {
+                        conformance::run_case_with(case, |request| server.decide(request))
+                    }
+                    None => conformance::run_case(case),
+                })
                 .collect();
             (loaded, results)
         })

@@ -1,0 +1,90 @@
+//! A blocking client of a server's Aegis decide API, for `conformance run
+//! --server`: one request at a time, each under a timeout.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+/// Longest wait for one decision (connect, send, answer).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A server answering `POST /v1/policy/decide`.
+pub struct Server {
+    endpoint: Uri,
+    runtime: tokio::runtime::Runtime,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Server {
+    /// `base` is `http://host:port` (TLS to the server is not supported yet).
+    pub fn new(base: &str) -> Result<Server, String> {
+        let base = base.trim_end_matches('/');
+        if !base.starts_with("http://") {
+            return Err(format!("--server must be an http:// URL, got {base:?}"));
+        }
+        let endpoint: Uri = format!("{base}/v1/policy/decide")
+            .parse()
+            .map_err(|e| format!("--server {base:?} is not a valid URL: {e}"))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(REQUEST_TIMEOUT));
+        let client = {
+            let _entered = runtime.enter();
+            Client::builder(TokioExecutor::new()).build(connector)
+        };
+        Ok(Server {
+            endpoint,
+            runtime,
+            client,
+        })
+    }
+
+    /// The server's `(outcome, reason)` for an Aegis decide request.
+    pub fn decide(&self, request: &Value) -> Result<(String, String), String> {
+        let req = Request::post(self.endpoint.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(request.to_string())))
+            .map_err(|e| format!("cannot build the request: {e}"))?;
+        let answer = self.runtime.block_on(async {
+            let response = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(req))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "no answer from {} within {REQUEST_TIMEOUT:?}",
+                        self.endpoint
+                    )
+                })?
+                .map_err(|e| format!("{}: {e}", self.endpoint))?;
+            let status = response.status();
+            let body = tokio::time::timeout(REQUEST_TIMEOUT, response.into_body().collect())
+                .await
+                .map_err(|_| format!("the answer from {} did not finish in time", self.endpoint))?
+                .map_err(|e| format!("{}: {e}", self.endpoint))?
+                .to_bytes();
+            Ok::<_, String>((status, body))
+        })?;
+        let (status, body) = answer;
+        let body: Value = serde_json::from_slice(&body)
+            .map_err(|e| format!("HTTP {status}: the answer is not JSON ({e})"))?;
+        if status != StatusCode::OK {
+            let error = body.get("error").and_then(Value::as_str).unwrap_or("");
+            return Err(format!("HTTP {status}: {error}"));
+        }
+        let field = |name: &str| {
+            body.get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("the answer has no string {name:?}: {body}"))
+        };
+        Ok((field("outcome")?, field("reason")?))
+    }
+}
