@@ -101,22 +101,26 @@ pub fn matches(expect: &Expect, outcome: &str, reason: &str) -> bool {
 }
 
 /// Decides an Aegis decide request `{event, snapshot, manifest}` whose
-/// manifest and snapshot are given in full. Events other than
-/// `TOOL_CALL_PROPOSED` are allowed (there is nothing to decide).
+/// manifest and snapshot are given in full.
 pub fn evaluate(request: &Value) -> Result<Decision, String> {
     let manifest = request
         .get("manifest")
         .ok_or("the request has no manifest")?;
     let manifest = Manifest::from_value(manifest).map_err(|e| format!("invalid manifest: {e}"))?;
-    let compiled = CompiledManifest::new(&manifest);
+    evaluate_with(request, &CompiledManifest::new(&manifest))
+}
+
+/// Decides an Aegis decide request's `event` on its `snapshot` (absent:
+/// a fresh session) against `manifest`. Events other than
+/// `TOOL_CALL_PROPOSED` are allowed (there is nothing to decide).
+pub fn evaluate_with(request: &Value, manifest: &CompiledManifest) -> Result<Decision, String> {
     let event = request.get("event").ok_or("the request has no event")?;
-    let allow = Decision {
-        outcome: Outcome::Allow,
-        reason: Reason::Ok,
-        constraints: None,
-    };
     if event.get("event_type").and_then(Value::as_str) != Some("TOOL_CALL_PROPOSED") {
-        return Ok(allow);
+        return Ok(Decision {
+            outcome: Outcome::Allow,
+            reason: Reason::Ok,
+            constraints: None,
+        });
     }
     let payload = event.get("payload").unwrap_or(&Value::Null);
     let proposal =
@@ -145,7 +149,7 @@ pub fn evaluate(request: &Value) -> Result<Decision, String> {
         loop_violation: snapshot.get("loop_violation").and_then(Value::as_str),
         ..SessionFacts::default()
     };
-    Ok(decide(&proposal, &facts, &compiled))
+    Ok(decide(&proposal, &facts, manifest))
 }
 
 #[cfg(test)]

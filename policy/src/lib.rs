@@ -2,8 +2,8 @@
 //!
 //! The sidecar's judgement: given one proposed tool call, the session's state
 //! and the agent's capability manifest, decide allow / deny / require
-//! approval. It does no I/O (no tokio, no hyper, no SQLite), so decisions are
-//! pure functions that take microseconds.
+//! approval. It does no I/O (no tokio, no hyper, no SQLite) outside
+//! [`store`], so decisions are pure functions that take microseconds.
 //!
 //! - [`manifest`]: `aegis.dev/manifest/v0.1` (JSON or YAML), validated with
 //!   every problem reported by its field path.
@@ -14,6 +14,8 @@
 //! - [`loops`]: loop detection over a session's recent proposals.
 //! - [`rate`]: per-tool token buckets (`RATE_LIMITED`).
 //! - [`conformance`]: the Aegis conformance packs and the Aegis decide request.
+//! - [`store`]: the live manifest behind `ArcSwap`, reloaded from its file
+//!   (directory watch, SIGHUP, API) — the one module that does I/O.
 //! - [`Outcome`], [`Reason`]: the decision vocabulary, whose strings are a
 //!   public, append-only contract (ledger rows, metric labels, API answers).
 
@@ -24,7 +26,11 @@ pub mod loops;
 pub mod manifest;
 pub mod rate;
 mod reason;
+pub mod store;
 
 pub use decide::{CompiledManifest, Constraints, Decision, Proposal, SessionFacts, decide};
 pub use manifest::{Manifest, ManifestError};
 pub use reason::{Outcome, Reason};
+pub use store::{
+    LoadedManifest, ManifestLoadError, ManifestStatus, ManifestStore, ReloadOutcome, WatchGuard,
+};

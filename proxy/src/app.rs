@@ -1,19 +1,23 @@
-//! Start-up and shutdown wiring: open the ledger, bind the listeners, serve,
-//! announce readiness; on shutdown, drain and close the ledger last.
+//! Start-up and shutdown wiring: load the manifest and watch it, open the
+//! ledger, bind the listeners, serve, announce readiness; on shutdown, drain
+//! and close the ledger last.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aegis_ledger::{Ledger, LedgerObserver};
+use aegis_ledger::{Ledger, LedgerObserver, LoopDetector};
+use aegis_policy::{ManifestStore, ReloadOutcome, WatchGuard};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::admin::manifest::report;
 use crate::admin::{self, AdminState};
 use crate::config::Config;
+use crate::loops::ManifestLoops;
 use crate::metrics::Metrics;
 
 /// A running sidecar.
@@ -24,6 +28,9 @@ pub struct Running {
     admin: JoinHandle<()>,
     ledger: Ledger,
     metrics: Metrics,
+    manifests: ManifestStore,
+    /// Stops the manifest directory watch when dropped.
+    _watch: WatchGuard,
     ready_file: Option<PathBuf>,
 }
 
@@ -35,11 +42,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         remove_ready_file(path);
     }
     let metrics = Metrics::new().context("cannot create the metrics registry")?;
+    let (manifests, watch) = open_manifest(config.manifest.clone(), &metrics).await?;
     let ledger_config = config.ledger.to_ledger_config();
     let observer: Arc<dyn LedgerObserver> = metrics.ledger.clone();
+    // The session reducer finds loops with the live manifest's thresholds.
+    let loops: Arc<dyn LoopDetector> = Arc::new(ManifestLoops::new(manifests.clone()));
     // Opening may create, migrate and scan the file: not on a runtime worker.
     let ledger = tokio::task::spawn_blocking(move || {
-        Ledger::builder(ledger_config).observer(observer).open()
+        Ledger::builder(ledger_config)
+            .observer(observer)
+            .loop_detector(loops)
+            .open()
     })
     .await
     .context("ledger start-up task failed")?
@@ -58,6 +71,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         reader: ledger.reader(),
         metrics: metrics.clone(),
         config: config.admin.clone(),
+        manifests: manifests.clone(),
     });
     let drain = config.admin.request_timeout;
     let admin = tokio::spawn(admin::serve(listener, state, shutdown_rx, drain));
@@ -70,6 +84,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         admin = %admin_addr,
         ledger = %config.ledger.path.display(),
         synchronous = %config.ledger.synchronous,
+        manifest = ?config.manifest,
         "aegis-proxy ready"
     );
     Ok(Running {
@@ -78,8 +93,48 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         admin,
         ledger,
         metrics,
+        manifests,
+        _watch: watch,
         ready_file: config.ready_file,
     })
+}
+
+/// Loads the configured manifest (an invalid one stops start-up, with every
+/// problem) and starts watching its directory; with none configured, an
+/// empty store (decisions fail closed).
+async fn open_manifest(
+    path: Option<PathBuf>,
+    metrics: &Metrics,
+) -> anyhow::Result<(ManifestStore, WatchGuard)> {
+    let Some(path) = path else {
+        let store = ManifestStore::empty();
+        let watch = store.watch(|_| {})?;
+        return Ok((store, watch));
+    };
+    let on_reload = {
+        let metrics = metrics.clone();
+        move |outcome: &ReloadOutcome| report(outcome, &metrics, "watch")
+    };
+    // Reading the file and creating the watch block.
+    let (store, watch) = tokio::task::spawn_blocking(move || {
+        let store = ManifestStore::open(path)?;
+        let watch = store.watch(on_reload)?;
+        Ok::<_, aegis_policy::ManifestLoadError>((store, watch))
+    })
+    .await
+    .context("manifest start-up task failed")??;
+    if let Some(live) = store.current() {
+        metrics.manifest.set_generation(live.generation);
+        tracing::info!(
+            generation = live.generation,
+            sha256 = %live.sha256,
+            path = %live.path.display(),
+            name = %live.manifest.name,
+            version = %live.manifest.version,
+            "manifest loaded"
+        );
+    }
+    Ok((store, watch))
 }
 
 impl Running {
@@ -89,6 +144,22 @@ impl Running {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Re-reads the manifest (SIGHUP), off the runtime's workers; logs and
+    /// counts the outcome like every other reload.
+    pub async fn reload_manifest(&self) -> Option<ReloadOutcome> {
+        let store = self.manifests.clone();
+        match tokio::task::spawn_blocking(move || store.reload()).await {
+            Ok(outcome) => {
+                report(&outcome, &self.metrics, "sighup");
+                Some(outcome)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "manifest reload task failed");
+                None
+            }
+        }
     }
 
     /// Stops accepting, lets in-flight requests finish within `deadline`,

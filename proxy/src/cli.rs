@@ -79,6 +79,10 @@ pub struct RunFlags {
     /// Log line format [env: AEGIS_LOG_FORMAT] [default: text].
     #[arg(long, value_name = "text|json")]
     pub log_format: Option<String>,
+    /// Capability manifest (JSON or YAML), reloaded live when it changes
+    /// [env: AEGIS_MANIFEST]; without one, decisions fail closed.
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
 }
 
 /// Arguments of `verify`.

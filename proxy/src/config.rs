@@ -9,7 +9,8 @@
 //! in one [`ConfigError`].
 //!
 //! Nothing here reloads: changing any of these needs a restart. Only the
-//! capability manifest reloads live, and it is not part of this file.
+//! capability manifest's *contents* reload live (`manifest.path` names the
+//! file; see `aegis_policy::store`).
 //!
 //! Each setting's environment variable (`ENV_*`) and default (`DEFAULT_*`) sit
 //! together below, in the order of the example file `configs/aegis.yaml`.
@@ -31,7 +32,7 @@ use aegis_ledger::{LedgerConfig, Synchronous};
 use crate::cli::RunFlags;
 
 pub use env::{Env, ProcessEnv};
-pub use raw::{RawAdmin, RawConfig, RawLedger, RawLog};
+pub use raw::{RawAdmin, RawConfig, RawLedger, RawLog, RawManifest};
 
 // ---- the config file itself -------------------------------------------------
 
@@ -109,6 +110,14 @@ pub const ENV_LOG_FORMAT: &str = "AEGIS_LOG_FORMAT";
 /// Readable in a terminal; log collectors should ask for `json`.
 pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
 
+// ---- manifest: the capability manifest, reloaded live ----------------------
+
+/// The agent's capability manifest (JSON or YAML). No default: without one,
+/// every decision fails closed with `MANIFEST_UNAVAILABLE`. The file (not
+/// this setting) reloads live: the directory is watched, and SIGHUP and
+/// `POST /v1/manifest/reload` reload it too.
+pub const ENV_MANIFEST: &str = "AEGIS_MANIFEST";
+
 // ---- ready_file ---------------------------------------------------------------
 
 /// A file created once the sidecar is ready (no default: none is written), for
@@ -123,6 +132,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub ledger: LedgerSettings,
     pub log: LogConfig,
+    /// The capability manifest file; `None` when none is configured.
+    pub manifest: Option<PathBuf>,
     /// Created (empty) once the sidecar is ready to serve.
     pub ready_file: Option<PathBuf>,
     /// The config file these settings were read from, if any.

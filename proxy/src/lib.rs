@@ -19,5 +19,6 @@ pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod loops;
 pub mod metrics;
 pub mod telemetry;

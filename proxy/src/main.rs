@@ -55,7 +55,7 @@ fn run(flags: &RunFlags) -> ExitCode {
     runtime.block_on(async move {
         // Handlers go in before start-up, so that a SIGTERM sent as soon as
         // the ready file appears drains instead of killing the process.
-        let signals = match Signals::install() {
+        let mut signals = match Signals::install() {
             Ok(signals) => signals,
             Err(e) => {
                 eprintln!("aegis-proxy: cannot install signal handlers: {e}");
@@ -70,19 +70,37 @@ fn run(flags: &RunFlags) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let signal = signals.recv().await;
+        let signal = loop {
+            match signals.recv().await {
+                Signal::Hangup => {
+                    let _ = running.reload_manifest().await;
+                }
+                Signal::Stop(name) => break name,
+            }
+        };
         tracing::info!(signal, "shutting down");
         running.shutdown(drain).await;
         ExitCode::SUCCESS
     })
 }
 
-/// SIGTERM (Kubernetes) and SIGINT (a terminal), listened for from creation.
+/// What a signal asks for.
+enum Signal {
+    /// SIGHUP: reload the manifest.
+    Hangup,
+    /// SIGTERM or SIGINT (named): drain and exit.
+    Stop(&'static str),
+}
+
+/// SIGTERM (Kubernetes), SIGINT (a terminal) and SIGHUP (reload the
+/// manifest), listened for from creation.
 struct Signals {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
     int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -92,6 +110,7 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
         })
     }
 
@@ -100,19 +119,20 @@ impl Signals {
         Ok(Signals {})
     }
 
-    /// Waits for the first signal; names it.
-    async fn recv(mut self) -> &'static str {
+    /// Waits for the next signal.
+    async fn recv(&mut self) -> Signal {
         #[cfg(unix)]
         {
             tokio::select! {
-                _ = self.term.recv() => "SIGTERM",
-                _ = self.int.recv() => "SIGINT",
+                _ = self.term.recv() => Signal::Stop("SIGTERM"),
+                _ = self.int.recv() => Signal::Stop("SIGINT"),
+                _ = self.hup.recv() => Signal::Hangup,
             }
         }
         #[cfg(not(unix))]
         {
             let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
+            Signal::Stop("SIGINT")
         }
     }
 }

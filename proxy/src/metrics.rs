@@ -2,13 +2,14 @@
 //! to whoever records (no global registry).
 //!
 //! Names are `aegis_<noun>_<unit>`; label values come only from closed sets
-//! (event types, error kinds, routes, status codes) — never ids or free text.
+//! (event types, error kinds, routes, status codes, reload results) — never
+//! ids, paths or free text.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aegis_ledger::{AppendError, EventType, LedgerObserver};
-use aegis_policy::{Outcome, Reason};
+use aegis_policy::{Outcome, Reason, ReloadOutcome};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -23,6 +24,41 @@ pub struct Metrics {
     pub api_request_duration: HistogramVec,
     decisions: IntCounterVec,
     decision_duration: Histogram,
+    pub manifest: ManifestMetrics,
+}
+
+/// The live manifest and its reloads; recorded by the watcher thread, the
+/// SIGHUP handler and the reload endpoint.
+#[derive(Debug, Clone)]
+pub struct ManifestMetrics {
+    generation: IntGauge,
+    /// One counter per result (`reloaded`, `unchanged`, `failed`).
+    reloads: IntCounterVec,
+    last_reload_success: IntGauge,
+}
+
+impl ManifestMetrics {
+    /// The live manifest's generation (0: none loaded).
+    pub fn set_generation(&self, generation: u64) {
+        self.generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one reload attempt; `not_configured` is not an attempt.
+    pub fn record_reload(&self, outcome: &ReloadOutcome) {
+        let live = match outcome {
+            ReloadOutcome::Reloaded(live) | ReloadOutcome::Unchanged(live) => live,
+            ReloadOutcome::Failed(_) => {
+                self.reloads.with_label_values(&[outcome.as_str()]).inc();
+                self.last_reload_success.set(0);
+                return;
+            }
+            ReloadOutcome::NotConfigured => return,
+        };
+        self.reloads.with_label_values(&[outcome.as_str()]).inc();
+        self.last_reload_success.set(1);
+        self.set_generation(live.generation);
+    }
 }
 
 /// Ledger metrics, recorded by the writer thread through [`LedgerObserver`].
@@ -123,6 +159,26 @@ impl Metrics {
                 0.001,
             ]),
         )?;
+        let manifest_generation = IntGauge::new(
+            "aegis_manifest_generation",
+            "Generation of the live manifest: 1 at start-up, +1 per reload that changed it; 0 when none is loaded.",
+        )?;
+        let manifest_reloads = IntCounterVec::new(
+            Opts::new(
+                "aegis_manifest_reloads_total",
+                "Manifest reload attempts, by result (reloaded, unchanged, failed).",
+            ),
+            &["result"],
+        )?;
+        let manifest_last_reload_success = IntGauge::new(
+            "aegis_manifest_last_reload_success",
+            "1 when the latest manifest load or reload succeeded, 0 when it failed (the previous manifest stays live).",
+        )?;
+        // Every result is exported from the start, so a rate() sees the first failure.
+        for result in ["reloaded", "unchanged", "failed"] {
+            manifest_reloads.with_label_values(&[result]);
+        }
+        manifest_last_reload_success.set(1);
         let build_info = IntGauge::with_opts(
             Opts::new(
                 "aegis_build_info",
@@ -142,6 +198,9 @@ impl Metrics {
         registry.register(Box::new(api_request_duration.clone()))?;
         registry.register(Box::new(decisions.clone()))?;
         registry.register(Box::new(decision_duration.clone()))?;
+        registry.register(Box::new(manifest_generation.clone()))?;
+        registry.register(Box::new(manifest_reloads.clone()))?;
+        registry.register(Box::new(manifest_last_reload_success.clone()))?;
         registry.register(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -166,6 +225,11 @@ impl Metrics {
             api_request_duration,
             decisions,
             decision_duration,
+            manifest: ManifestMetrics {
+                generation: manifest_generation,
+                reloads: manifest_reloads,
+                last_reload_success: manifest_last_reload_success,
+            },
         })
     }
 
@@ -232,6 +296,27 @@ mod tests {
             "aegis_ledger_commit_batch_envelopes_sum 2",
             "aegis_ledger_queue_depth 0",
             "aegis_build_info{version=",
+            "aegis_manifest_generation 0",
+            "aegis_manifest_reloads_total{result=\"failed\"} 0",
+            "aegis_manifest_last_reload_success 1",
+        ] {
+            assert!(text.contains(needle), "missing {needle}\n{text}");
+        }
+    }
+
+    #[test]
+    fn manifest_reloads_are_counted_by_result() {
+        let m = Metrics::new().unwrap();
+        m.manifest.set_generation(1);
+        m.manifest
+            .record_reload(&ReloadOutcome::Failed("schema: unsupported".into()));
+        m.manifest.record_reload(&ReloadOutcome::NotConfigured);
+        let text = String::from_utf8(m.render()).unwrap();
+        for needle in [
+            "aegis_manifest_generation 1",
+            "aegis_manifest_reloads_total{result=\"failed\"} 1",
+            "aegis_manifest_reloads_total{result=\"reloaded\"} 0",
+            "aegis_manifest_last_reload_success 0",
         ] {
             assert!(text.contains(needle), "missing {needle}\n{text}");
         }

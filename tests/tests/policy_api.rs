@@ -268,3 +268,51 @@ fn broken_schema() -> Value {
     m["schema"] = json!("aegis.dev/manifest/v9");
     m
 }
+
+/// The reducer finds loops with the live manifest's thresholds, and the live
+/// decision denies the session until it terminates.
+#[test]
+fn loops_found_by_the_live_manifests_rules() {
+    run(async {
+        let manifest_dir = tempfile::tempdir().unwrap();
+        let path = manifest_dir.path().join("manifest.json");
+        let mut live = manifest();
+        live["permissions"]["budgets"] = json!({"max_tool_calls": 100});
+        live["policy"] = json!({"loops": {"identical_calls": 2, "identical_window": 5}});
+        std::fs::write(&path, live.to_string()).unwrap();
+        let sidecar = Sidecar::start_with(|c| c.manifest = Some(path.clone())).await;
+        let ask =
+            json!({"event": proposal("read_file"), "tenant_id": "acme", "session_id": "loopy"});
+
+        let call = json!({"tool_name": "read_file", "args": {"path": "/w/a"}});
+        append(&sidecar, "loopy", "TOOL_CALL_PROPOSED", call.clone()).await;
+        assert_eq!(decide(&sidecar, ask.clone()).await.1["reason"], "OK");
+        // Same arguments, other member order: identical. Two make a loop here.
+        append(
+            &sidecar,
+            "loopy",
+            "TOOL_CALL_PROPOSED",
+            json!({"args": {"path": "/w/a"}, "tool_name": "read_file"}),
+        )
+        .await;
+        let snapshot = sidecar
+            .http
+            .get("/v1/sessions/loopy/snapshot?tenant_id=acme")
+            .await
+            .json();
+        assert!(
+            snapshot["loop_violation"]
+                .as_str()
+                .unwrap()
+                .contains("read_file"),
+            "{snapshot}"
+        );
+        let (_, answer) = decide(&sidecar, ask.clone()).await;
+        assert_eq!(answer["reason"], "LOOP_DETECTED");
+        assert_eq!(answer["manifest_generation"], 1);
+
+        append(&sidecar, "loopy", "TERMINATION", json!({"reason": "done"})).await;
+        assert_eq!(decide(&sidecar, ask).await.1["reason"], "OK");
+        sidecar.stop().await;
+    });
+}

@@ -9,6 +9,7 @@
 mod error;
 mod events;
 mod health;
+pub(crate) mod manifest;
 mod policy;
 mod request;
 mod sessions;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aegis_ledger::{LedgerHandle, LedgerReader};
+use aegis_policy::ManifestStore;
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body_util::Full;
@@ -44,6 +46,8 @@ pub struct AdminState {
     pub reader: LedgerReader,
     pub metrics: Metrics,
     pub config: AdminConfig,
+    /// The live manifest (read lock-free per decision) and its reloads.
+    pub manifests: ManifestStore,
 }
 
 /// Routes, named for metrics: a closed set.
@@ -57,6 +61,8 @@ enum Route {
     Verify,
     Sanitizers,
     Decide,
+    Manifest,
+    ManifestReload,
     NotFound,
 }
 
@@ -71,6 +77,8 @@ impl Route {
             Route::Verify => "verify",
             Route::Sanitizers => "sanitizers",
             Route::Decide => "decide",
+            Route::Manifest => "manifest",
+            Route::ManifestReload => "manifest_reload",
             Route::NotFound => "not_found",
         }
     }
@@ -167,6 +175,8 @@ fn route(path: &str) -> (Route, Option<String>) {
         ["metrics"] => (Route::Metrics, None),
         ["v1", "events"] => (Route::Events, None),
         ["v1", "policy", "decide"] => (Route::Decide, None),
+        ["v1", "manifest"] => (Route::Manifest, None),
+        ["v1", "manifest", "reload"] => (Route::ManifestReload, None),
         ["v1", "sessions", id, "snapshot"] => (Route::Snapshot, Some((*id).to_owned())),
         ["v1", "sessions", id, "verify"] => (Route::Verify, Some((*id).to_owned())),
         ["v1", "sessions", id, "sanitizers"] => (Route::Sanitizers, Some((*id).to_owned())),
@@ -213,6 +223,11 @@ async fn dispatch(
             only(&method, Method::POST, "POST")?;
             policy::decide(state, req).await
         }
+        Route::Manifest => only(&method, Method::GET, "GET").map(|()| manifest::status(state)),
+        Route::ManifestReload => {
+            only(&method, Method::POST, "POST")?;
+            manifest::reload(state).await
+        }
         Route::NotFound => Err(ApiError::NotFound(format!(
             "no such endpoint: {}",
             req.uri().path()
@@ -250,6 +265,8 @@ mod tests {
             ("/v1/sessions/s/verify", Route::Verify, Some("s")),
             ("/v1/sessions/s/sanitizers", Route::Sanitizers, Some("s")),
             ("/v1/policy/decide", Route::Decide, None),
+            ("/v1/manifest", Route::Manifest, None),
+            ("/v1/manifest/reload", Route::ManifestReload, None),
             ("/v1/sessions/s", Route::NotFound, None),
             ("/v1/events/", Route::NotFound, None),
             ("/", Route::NotFound, None),

@@ -3,14 +3,15 @@
 //! Body: `{event, snapshot?, manifest?, tenant_id?, session_id?}`. The
 //! decision is made here, by the sidecar's engine: with `snapshot` absent but
 //! `tenant_id` and `session_id` given, on that session's live state (a session
-//! with no envelopes has consumed nothing). Without a `manifest` the answer
-//! is a fail-closed `deny`/`MANIFEST_UNAVAILABLE` until the live manifest
-//! store serves one.
+//! with no envelopes has consumed nothing). Without a `manifest`, on the live
+//! manifest (the answer then also carries `manifest_sha256` and
+//! `manifest_generation`, which Aegis clients ignore); with none loaded, a
+//! fail-closed `deny`/`MANIFEST_UNAVAILABLE`.
 
 use std::time::Instant;
 
 use aegis_ledger::now_unix_ms;
-use aegis_policy::conformance::evaluate;
+use aegis_policy::conformance::{evaluate, evaluate_with};
 use aegis_policy::{Decision, Outcome, Reason};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -51,8 +52,13 @@ pub async fn decide(
         fields.insert("snapshot".into(), snapshot);
     }
     let started = Instant::now();
+    let mut live = None;
     let decision = if fields.contains_key("manifest") {
         evaluate(&request).map_err(ApiError::BadRequest)?
+    } else if let Some(loaded) = state.manifests.current() {
+        let decision = evaluate_with(&request, &loaded.compiled).map_err(ApiError::BadRequest)?;
+        live = Some(loaded);
+        decision
     } else {
         Decision {
             outcome: Outcome::Deny,
@@ -67,16 +73,20 @@ pub async fn decide(
         Some(c) => json!({"max_output_bytes": c.max_output_bytes, "timeout_ms": c.timeout_ms}),
         None => json!({}),
     };
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "outcome": decision.outcome.as_str(),
-            "reason": decision.reason.as_str(),
-            "constraints": constraints,
-        }),
-    ))
+    let mut answer = json!({
+        "outcome": decision.outcome.as_str(),
+        "reason": decision.reason.as_str(),
+        "constraints": constraints,
+    });
+    if let Some(live) = live {
+        answer["manifest_sha256"] = json!(live.sha256);
+        answer["manifest_generation"] = json!(live.generation);
+    }
+    Ok(json_response(StatusCode::OK, &answer))
 }
 
+/// Decides `{event, snapshot}` on the live compiled manifest: what
+/// [`evaluate`] does after compiling the request's own manifest.
 fn text(fields: &serde_json::Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
     match fields.get(name) {
         None | Some(Value::Null) => Ok(None),

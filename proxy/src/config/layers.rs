@@ -156,6 +156,7 @@ pub(super) fn resolve(
     let admin = file.admin.unwrap_or_default();
     let ledger = file.ledger.unwrap_or_default();
     let log = file.log.unwrap_or_default();
+    let manifest = file.manifest.unwrap_or_default();
     let mut c = Checker { problems };
     let env_string = |key: &'static str| env::string(env, key);
     let env_path = |key: &'static str| env::string(env, key).map(PathBuf::from);
@@ -280,6 +281,12 @@ pub(super) fn resolve(
     let value = flag_over(flags.log_format.clone(), "--log-format", value);
     let format = c.setting("log.format", value, DEFAULT_LOG_FORMAT, |text| text.parse());
 
+    let value = over_file(manifest.path, env_path(ENV_MANIFEST), ENV_MANIFEST);
+    let value = flag_over(flags.manifest.clone(), "--manifest", value);
+    let manifest = c.setting("manifest.path", value, None, |path| {
+        non_empty_path(path).map(Some)
+    });
+
     let value = over_file(file.ready_file, env_path(ENV_READY_FILE), ENV_READY_FILE);
     let value = flag_over(flags.ready_file.clone(), "--ready-file", value);
     let ready_file = c.setting("ready_file", value, None, |path| {
@@ -307,6 +314,7 @@ pub(super) fn resolve(
             max_batch,
         },
         log: LogConfig { level, format },
+        manifest,
         ready_file,
         source,
     })

@@ -17,6 +17,7 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     pub ledger: Option<RawLedger>,
     pub log: Option<RawLog>,
+    pub manifest: Option<RawManifest>,
     pub ready_file: Option<PathBuf>,
 }
 
@@ -48,6 +49,13 @@ pub struct RawLedger {
 pub struct RawLog {
     pub level: Option<String>,
     pub format: Option<String>,
+}
+
+/// `manifest:` in the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawManifest {
+    pub path: Option<PathBuf>,
 }
 
 impl RawConfig {

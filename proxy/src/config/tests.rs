@@ -335,3 +335,34 @@ fn log_format_round_trips() {
     assert!(" Json ".parse::<LogFormat>().is_ok());
     assert!("yaml".parse::<LogFormat>().is_err());
 }
+
+#[test]
+fn manifest_path_is_layered_file_env_flag() {
+    let file = yaml_file("manifest:\n  path: /etc/aegis/file.yaml\n");
+    let flags = flags_with_config(file.path());
+    let config = load(&flags, &env(&[])).expect("valid");
+    assert_eq!(config.manifest, Some(PathBuf::from("/etc/aegis/file.yaml")));
+
+    let vars = env(&[(ENV_MANIFEST, "/env.yaml")]);
+    let config = load(&flags, &vars).expect("valid");
+    assert_eq!(config.manifest, Some(PathBuf::from("/env.yaml")));
+
+    let flags = RunFlags {
+        manifest: Some(PathBuf::from("/flag.yaml")),
+        ..flags
+    };
+    let config = load(&flags, &vars).expect("valid");
+    assert_eq!(config.manifest, Some(PathBuf::from("/flag.yaml")));
+
+    let file = yaml_file("manifest:\n  path: ''\n");
+    assert_eq!(
+        problems(load(&flags_with_config(file.path()), &env(&[]))),
+        ["manifest.path: must not be empty"]
+    );
+    assert_eq!(
+        load(&RunFlags::default(), &env(&[]))
+            .expect("defaults")
+            .manifest,
+        None
+    );
+}

@@ -470,3 +470,27 @@ pub fn acknowledged(body: &Value) -> (u64, String) {
 pub fn is_hex_hash(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
+
+/// Sends SIGHUP to a running sidecar (reload its manifest).
+pub fn hangup(server: &Server) {
+    signal(server.pid(), "HUP");
+}
+
+impl Api {
+    /// `GET path` answered as text (the `/metrics` scrape): status and body.
+    pub async fn get_text(&self, path: &str) -> (StatusCode, String) {
+        let req = Request::builder()
+            .uri(format!("{}{path}", self.base))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let exchange = async {
+            let resp = self.client.request(req).await.unwrap();
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        };
+        tokio::time::timeout(DEADLINE, exchange)
+            .await
+            .unwrap_or_else(|_| panic!("GET {path}: no answer within {DEADLINE:?}"))
+    }
+}
