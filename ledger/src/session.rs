@@ -9,12 +9,13 @@
 //!   `APPROVAL_REQUESTED` (those calls never ran). With `max_tool_calls: 12`
 //!   twelve calls can be forwarded; the decision for the thirteenth sees 12.
 //! - **Wall time** runs from the session's first envelope.
-//! - **Taint**: `TOOL_RESULT` and `MEMORY_READ` taint the session;
-//!   `TERMINATION` clears taint, the tool history and any loop violation.
+//! - **Taint**: `TOOL_RESULT` (unless [`SessionRules::result_taints`] exempts
+//!   its tool) and `MEMORY_READ` taint the session; `TERMINATION` clears
+//!   taint, the tool history and any loop violation.
 //! - **Sanitizer keys** are registered by a `POLICY_DECISION` envelope whose
 //!   payload is `{"action": "register_sanitizer", "sanitizer_key": "<key>"}`.
 //! - **Loops**: each proposal enters a bounded history of (tool, digest of the
-//!   canonical arguments); a [`LoopDetector`] (the policy crate's) examines it
+//!   canonical arguments); a [`SessionRules`] (the policy crate's) examines it
 //!   and a violation it reports holds until `TERMINATION`.
 
 use std::collections::VecDeque;
@@ -106,20 +107,27 @@ pub struct LoopViolation {
     pub seqs: Vec<u64>,
 }
 
-/// Finds loops in a session's recent proposals. Implemented by the policy
-/// crate; the ledger only keeps the history and the verdict.
-pub trait LoopDetector: Send + Sync + fmt::Debug + 'static {
-    /// How many recent proposals to keep for [`LoopDetector::detect`].
+/// The manifest-dependent parts of the reducer, supplied by the proxy from
+/// the live manifest: loop detection and which tools' results taint. The
+/// ledger keeps the history and the verdicts.
+pub trait SessionRules: Send + Sync + fmt::Debug + 'static {
+    /// How many recent proposals to keep for [`SessionRules::detect`].
     fn window(&self) -> usize;
     /// Looks at the history right after a proposal joined it.
     fn detect(&self, history: &ToolHistory) -> Option<LoopViolation>;
+    /// Whether a `TOOL_RESULT` of `tool_name` (its payload's `tool_name`,
+    /// when it has one) taints the session. Every result does by default.
+    fn result_taints(&self, tool_name: Option<&str>) -> bool {
+        let _ = tool_name;
+        true
+    }
 }
 
-/// Keeps the history, never reports a loop.
+/// Keeps the history, never reports a loop, every result taints.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct NoLoopDetection;
+pub struct DefaultSessionRules;
 
-impl LoopDetector for NoLoopDetection {
+impl SessionRules for DefaultSessionRules {
     fn window(&self) -> usize {
         DEFAULT_HISTORY_WINDOW
     }
@@ -151,8 +159,9 @@ pub enum Effect {
     },
     /// A proposal that will not run (denied, or waiting for approval).
     Refusal,
-    /// A tool result: taints.
-    Taint,
+    /// A tool result (of the payload's `tool_name`, when given): taints,
+    /// unless the rules exempt that tool.
+    ToolResult(Option<Box<str>>),
     /// End of the session's task: clears taint, history and loop violation.
     Termination,
     /// A sanitizer key registered for the session.
@@ -176,7 +185,12 @@ impl Observation {
                 args_digest: ToolCall::digest_args(payload.get("args").unwrap_or(&Value::Null)),
             },
             ToolCallDenied | ApprovalRequested => Effect::Refusal,
-            ToolResult => Effect::Taint,
+            ToolResult => Effect::ToolResult(
+                payload
+                    .get("tool_name")
+                    .and_then(Value::as_str)
+                    .map(Into::into),
+            ),
             Termination => Effect::Termination,
             PolicyDecision => match (
                 payload.get("action").and_then(Value::as_str),
@@ -212,7 +226,7 @@ pub struct SessionState {
 }
 
 impl SessionState {
-    pub fn new(detector: &dyn LoopDetector) -> SessionState {
+    pub fn new(detector: &dyn SessionRules) -> SessionState {
         SessionState {
             history: ToolHistory::new(detector.window()),
             ..SessionState::default()
@@ -220,7 +234,7 @@ impl SessionState {
     }
 
     /// Folds one envelope into the state. Envelopes must come in seq order.
-    pub fn apply(&mut self, obs: &Observation, detector: &dyn LoopDetector) {
+    pub fn apply(&mut self, obs: &Observation, detector: &dyn SessionRules) {
         self.first_ts_unix_ms.get_or_insert(obs.ts_unix_ms);
         match &obs.effect {
             Effect::Step => self.steps += 1,
@@ -244,7 +258,11 @@ impl SessionState {
                 }
             }
             Effect::Refusal => self.refusals += 1,
-            Effect::Taint => self.tainted = true,
+            Effect::ToolResult(tool) => {
+                if detector.result_taints(tool.as_deref()) {
+                    self.tainted = true;
+                }
+            }
             Effect::Termination => {
                 self.tainted = false;
                 self.history.clear();

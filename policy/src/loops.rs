@@ -14,7 +14,7 @@
 //!
 //! The crate has no dependency on the ledger: the input is [`CallKey`], a
 //! borrowed view of one recorded proposal, given oldest first. The ledger's
-//! `LoopDetector` trait is implemented by a thin adapter in the proxy crate,
+//! `SessionRules` trait is implemented by a thin adapter in the proxy crate,
 //! which keeps [`LoopRules::window`] proposals of history.
 
 use crate::manifest::LoopSettings;

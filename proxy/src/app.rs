@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aegis_ledger::{Ledger, LedgerObserver, LoopDetector};
+use aegis_ledger::{Ledger, LedgerObserver, SessionRules};
 use aegis_policy::{ManifestStore, ReloadOutcome, WatchGuard};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::admin::manifest::report;
 use crate::admin::{self, AdminState};
 use crate::config::Config;
-use crate::loops::ManifestLoops;
+use crate::loops::ManifestSessionRules;
 use crate::metrics::Metrics;
 
 /// A running sidecar.
@@ -46,12 +46,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let ledger_config = config.ledger.to_ledger_config();
     let observer: Arc<dyn LedgerObserver> = metrics.ledger.clone();
     // The session reducer finds loops with the live manifest's thresholds.
-    let loops: Arc<dyn LoopDetector> = Arc::new(ManifestLoops::new(manifests.clone()));
+    let loops: Arc<dyn SessionRules> = Arc::new(ManifestSessionRules::new(manifests.clone()));
     // Opening may create, migrate and scan the file: not on a runtime worker.
     let ledger = tokio::task::spawn_blocking(move || {
         Ledger::builder(ledger_config)
             .observer(observer)
-            .loop_detector(loops)
+            .session_rules(loops)
             .open()
     })
     .await

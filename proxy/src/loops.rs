@@ -1,22 +1,27 @@
-//! Loop detection for the ledger's session reducer, with the live manifest's
-//! thresholds: adapts `aegis_policy::loops` (which knows nothing of the
-//! ledger) to `aegis_ledger::LoopDetector` (which the reducer calls after
-//! every recorded proposal). A violation it reports is kept in the session's
-//! state until `TERMINATION`, and shows in snapshots as `loop_violation`.
+//! The session reducer's manifest-dependent rules, from the live manifest:
+//! adapts `aegis_policy` (which knows nothing of the ledger) to
+//! `aegis_ledger::SessionRules`, which the reducer consults for every recorded
+//! envelope.
+//!
+//! - Loops: `policy.loops` thresholds, checked after each recorded proposal;
+//!   a violation is kept in the session's state until `TERMINATION` and shows
+//!   in snapshots as `loop_violation`.
+//! - Taint: results of the tools in `policy.non_tainting_tools` do not taint.
 
-use aegis_ledger::{LoopDetector, LoopViolation, ToolHistory};
+use aegis_ledger::{LoopViolation, SessionRules, ToolHistory};
 use aegis_policy::loops::{CallKey, LoopRules};
 use aegis_policy::store::ManifestStore;
 
-/// The live manifest's `policy.loops` (defaults without a manifest).
+/// The live manifest's `policy.loops` and `policy.non_tainting_tools`
+/// (defaults without a manifest: default loop rules, every result taints).
 #[derive(Debug, Clone)]
-pub struct ManifestLoops {
+pub struct ManifestSessionRules {
     manifests: ManifestStore,
 }
 
-impl ManifestLoops {
-    pub fn new(manifests: ManifestStore) -> ManifestLoops {
-        ManifestLoops { manifests }
+impl ManifestSessionRules {
+    pub fn new(manifests: ManifestStore) -> ManifestSessionRules {
+        ManifestSessionRules { manifests }
     }
 
     fn with_rules<R>(&self, f: impl FnOnce(&LoopRules) -> R) -> R {
@@ -27,7 +32,7 @@ impl ManifestLoops {
     }
 }
 
-impl LoopDetector for ManifestLoops {
+impl SessionRules for ManifestSessionRules {
     fn window(&self) -> usize {
         self.with_rules(LoopRules::window)
     }
@@ -46,6 +51,18 @@ impl LoopDetector for ManifestLoops {
                 description: found.description,
                 seqs: found.seqs,
             })
+    }
+
+    fn result_taints(&self, tool_name: Option<&str>) -> bool {
+        let (Some(tool), Some(live)) = (tool_name, self.manifests.current()) else {
+            return true;
+        };
+        !live
+            .manifest
+            .policy
+            .non_tainting_tools
+            .iter()
+            .any(|t| t == tool)
     }
 }
 
@@ -69,7 +86,7 @@ mod tests {
 
     #[test]
     fn reports_loops_with_the_default_rules_without_a_manifest() {
-        let loops = ManifestLoops::new(ManifestStore::empty());
+        let loops = ManifestSessionRules::new(ManifestStore::empty());
         assert_eq!(loops.window(), LoopRules::default().window());
         assert!(
             loops

@@ -316,3 +316,39 @@ fn loops_found_by_the_live_manifests_rules() {
         sidecar.stop().await;
     });
 }
+
+/// Results of the live manifest's `policy.non_tainting_tools` do not taint.
+#[test]
+fn non_tainting_tools_from_the_live_manifest() {
+    run(async {
+        let manifest_dir = tempfile::tempdir().unwrap();
+        let path = manifest_dir.path().join("manifest.json");
+        let mut live = manifest();
+        live["permissions"]["tools"] = json!(["read_file", "write_file", "search_docs"]);
+        live["policy"] = json!({"non_tainting_tools": ["search_docs"]});
+        std::fs::write(&path, live.to_string()).unwrap();
+        let sidecar = Sidecar::start_with(|c| c.manifest = Some(path.clone())).await;
+        let ask = |session: &str| json!({"event": proposal("write_file"), "tenant_id": "acme", "session_id": session});
+
+        append(
+            &sidecar,
+            "docs",
+            "TOOL_RESULT",
+            json!({"tool_name": "search_docs", "result": "text"}),
+        )
+        .await;
+        assert_eq!(decide(&sidecar, ask("docs")).await.1["reason"], "OK");
+        append(
+            &sidecar,
+            "web",
+            "TOOL_RESULT",
+            json!({"tool_name": "read_file", "result": "text"}),
+        )
+        .await;
+        assert_eq!(
+            decide(&sidecar, ask("web")).await.1["reason"],
+            "TAINTED_TO_HIGH_RISK"
+        );
+        sidecar.stop().await;
+    });
+}

@@ -8,7 +8,7 @@ use super::*;
 #[derive(Debug)]
 struct ThirdRepeat;
 
-impl LoopDetector for ThirdRepeat {
+impl SessionRules for ThirdRepeat {
     fn window(&self) -> usize {
         5
     }
@@ -27,7 +27,7 @@ impl LoopDetector for ThirdRepeat {
     }
 }
 
-fn run(events: &[(EventType, serde_json::Value)], detector: &dyn LoopDetector) -> SessionState {
+fn run(events: &[(EventType, serde_json::Value)], detector: &dyn SessionRules) -> SessionState {
     let mut state = SessionState::new(detector);
     for (seq, (t, payload)) in events.iter().enumerate() {
         state.apply(
@@ -56,7 +56,7 @@ fn steps_count_agent_actions_not_rows() {
             (CheckpointCreated, json!({})),
             (ErrorRaised, json!({})),
         ],
-        &NoLoopDetection,
+        &DefaultSessionRules,
     );
     assert_eq!(state.steps_consumed(), 5);
     assert_eq!(state.tool_calls_consumed(), 1);
@@ -74,7 +74,7 @@ fn refused_proposals_are_steps_but_not_tool_calls() {
             (ToolCallProposed, json!({"tool_name": "c"})),
             (ToolCallAllowed, json!({})),
         ],
-        &NoLoopDetection,
+        &DefaultSessionRules,
     );
     assert_eq!(state.steps_consumed(), 3);
     assert_eq!(state.tool_calls_consumed(), 1);
@@ -83,21 +83,21 @@ fn refused_proposals_are_steps_but_not_tool_calls() {
 #[test]
 fn taint_comes_from_results_and_reads_and_termination_clears_it() {
     use EventType::*;
-    let mut state = run(&[(ToolCallProposed, json!({}))], &NoLoopDetection);
+    let mut state = run(&[(ToolCallProposed, json!({}))], &DefaultSessionRules);
     assert!(!state.is_tainted());
     state.apply(
         &Observation::new(1, 0, ToolResult, &json!({})),
-        &NoLoopDetection,
+        &DefaultSessionRules,
     );
     assert!(state.is_tainted());
     state.apply(
         &Observation::new(2, 0, Termination, &json!({})),
-        &NoLoopDetection,
+        &DefaultSessionRules,
     );
     assert!(!state.is_tainted());
     state.apply(
         &Observation::new(3, 0, MemoryRead, &json!({})),
-        &NoLoopDetection,
+        &DefaultSessionRules,
     );
     assert!(state.is_tainted());
 }
@@ -106,7 +106,7 @@ fn taint_comes_from_results_and_reads_and_termination_clears_it() {
 fn wall_time_runs_from_the_first_envelope() {
     let state = run(
         &[(EventType::ModelCallStarted, json!({}))],
-        &NoLoopDetection,
+        &DefaultSessionRules,
     );
     assert_eq!(state.wall_time_ms(1000), 0);
     assert_eq!(state.wall_time_ms(4500), 3500);
@@ -144,7 +144,7 @@ fn sanitizer_keys_are_registered_by_policy_decision_envelopes() {
                 json!({"action": "register_sanitizer", "sanitizer_key": "k4"}),
             ),
         ],
-        &NoLoopDetection,
+        &DefaultSessionRules,
     );
     assert_eq!(state.snapshot(0).sanitized_keys, ["k1", "k2"]);
     assert!(state.has_sanitizer_key("k1"));
@@ -210,4 +210,45 @@ fn snapshot_has_the_aegis_shape() {
         json!({"steps_consumed": 0, "tool_calls_consumed": 0, "wall_time_ms": 0,
                "is_tainted": false, "sanitized_keys": [], "loop_violation": ""})
     );
+}
+
+/// Exempts results of `search` from taint.
+#[derive(Debug)]
+struct SearchDoesNotTaint;
+
+impl SessionRules for SearchDoesNotTaint {
+    fn window(&self) -> usize {
+        5
+    }
+
+    fn detect(&self, _: &ToolHistory) -> Option<LoopViolation> {
+        None
+    }
+
+    fn result_taints(&self, tool_name: Option<&str>) -> bool {
+        tool_name != Some("search")
+    }
+}
+
+#[test]
+fn rules_can_exempt_a_tools_results_from_taint() {
+    use EventType::*;
+    let rules = SearchDoesNotTaint;
+    let state = run(
+        &[(ToolResult, json!({"tool_name": "search", "result": "x"}))],
+        &rules,
+    );
+    assert!(!state.is_tainted());
+    let state = run(
+        &[(ToolResult, json!({"tool_name": "fetch", "result": "x"}))],
+        &rules,
+    );
+    assert!(state.is_tainted());
+    let state = run(&[(ToolResult, json!({"result": "no tool named"}))], &rules);
+    assert!(
+        state.is_tainted(),
+        "a result that does not say its tool taints"
+    );
+    let state = run(&[(MemoryRead, json!({"tool_name": "search"}))], &rules);
+    assert!(state.is_tainted(), "memory reads always taint");
 }

@@ -29,7 +29,7 @@ pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 use crate::append::{AppendError, AppendRequest, Appended};
 use crate::config::{LedgerConfig, Synchronous};
 use crate::event::EventType;
-use crate::session::{LoopDetector, NoLoopDetection};
+use crate::session::{SessionRules, DefaultSessionRules};
 use crate::table::SessionTable;
 
 /// Why the ledger could not be opened or read.
@@ -80,7 +80,7 @@ enum Command {
 pub struct LedgerHandle {
     queue: mpsc::Sender<Command>,
     sessions: Arc<SessionTable>,
-    detector: Arc<dyn LoopDetector>,
+    detector: Arc<dyn SessionRules>,
     observer: Arc<dyn LedgerObserver>,
 }
 
@@ -152,7 +152,7 @@ impl LedgerHandle {
         &self.sessions
     }
 
-    pub fn loop_detector(&self) -> &Arc<dyn LoopDetector> {
+    pub fn session_rules(&self) -> &Arc<dyn SessionRules> {
         &self.detector
     }
 }
@@ -161,12 +161,12 @@ impl LedgerHandle {
 #[derive(Debug)]
 pub struct LedgerBuilder {
     config: LedgerConfig,
-    detector: Arc<dyn LoopDetector>,
+    detector: Arc<dyn SessionRules>,
     observer: Arc<dyn LedgerObserver>,
 }
 
 impl LedgerBuilder {
-    pub fn loop_detector(mut self, detector: Arc<dyn LoopDetector>) -> Self {
+    pub fn session_rules(mut self, detector: Arc<dyn SessionRules>) -> Self {
         self.detector = detector;
         self
     }
@@ -227,7 +227,7 @@ impl Ledger {
     pub fn builder(config: LedgerConfig) -> LedgerBuilder {
         LedgerBuilder {
             config,
-            detector: Arc::new(NoLoopDetection),
+            detector: Arc::new(DefaultSessionRules),
             observer: Arc::new(NoObserver),
         }
     }

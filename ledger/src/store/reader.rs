@@ -15,7 +15,7 @@ use super::{StoreError, schema};
 use crate::append::Head;
 use crate::digest::Digest;
 use crate::event::EventType;
-use crate::session::{LoopDetector, NoLoopDetection, Observation, SessionState};
+use crate::session::{SessionRules, DefaultSessionRules, Observation, SessionState};
 use crate::stored::StoredEnvelope;
 use crate::table::SessionEntry;
 
@@ -36,11 +36,11 @@ struct Pool {
     /// `immutable=1`: for a copy that nothing writes (see [`LedgerReader::open_offline`]).
     immutable: bool,
     idle: Mutex<Vec<Connection>>,
-    detector: Arc<dyn LoopDetector>,
+    detector: Arc<dyn SessionRules>,
 }
 
 impl LedgerReader {
-    pub(super) fn live(path: PathBuf, detector: Arc<dyn LoopDetector>) -> LedgerReader {
+    pub(super) fn live(path: PathBuf, detector: Arc<dyn SessionRules>) -> LedgerReader {
         LedgerReader {
             inner: Arc::new(Pool {
                 path,
@@ -67,7 +67,7 @@ impl LedgerReader {
                     path: path.to_owned(),
                     immutable,
                     idle: Mutex::new(Vec::new()),
-                    detector: Arc::new(NoLoopDetection),
+                    detector: Arc::new(DefaultSessionRules),
                 }),
             };
             match reader.with_conn(schema::check_readable) {
@@ -281,7 +281,7 @@ pub(crate) fn load_session(
     conn: &Connection,
     tenant_id: &str,
     session_id: &str,
-    detector: &dyn LoopDetector,
+    detector: &dyn SessionRules,
 ) -> Result<Option<SessionEntry>, StoreError> {
     let mut state = SessionState::new(detector);
     let mut head: Option<Head> = None;

@@ -23,7 +23,7 @@ use crate::append::{AppendError, AppendRequest, Appended, Head, Seal};
 use crate::digest::Digest;
 use crate::envelope::Preimage;
 use crate::event::EventType;
-use crate::session::{Effect, LoopDetector, Observation, SessionState};
+use crate::session::{Effect, SessionRules, Observation, SessionState};
 use crate::table::{SessionEntry, SessionTable};
 
 const INSERT: &str = "INSERT INTO envelopes \
@@ -86,7 +86,7 @@ impl Entry {
 pub(super) struct Writer {
     conn: Connection,
     sessions: Arc<SessionTable>,
-    detector: Arc<dyn LoopDetector>,
+    detector: Arc<dyn SessionRules>,
     observer: Arc<dyn LedgerObserver>,
     max_batch: usize,
 }
@@ -95,7 +95,7 @@ impl Writer {
     pub(super) fn new(
         conn: Connection,
         sessions: Arc<SessionTable>,
-        detector: Arc<dyn LoopDetector>,
+        detector: Arc<dyn SessionRules>,
         observer: Arc<dyn LedgerObserver>,
         max_batch: usize,
     ) -> Writer {
