@@ -6,11 +6,14 @@
 //! and, when `expect.reason` is given, the decision's reason contains it
 //! (ignoring case) — the suite's own rule (`shared/conformance/README.md`).
 
+use std::time::Instant;
+
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::decide::{CompiledManifest, Decision, Proposal, SessionFacts, decide};
 use crate::manifest::Manifest;
+use crate::rate::RateLimiter;
 use crate::reason::{Outcome, Reason};
 
 /// One pack file.
@@ -107,13 +110,18 @@ pub fn evaluate(request: &Value) -> Result<Decision, String> {
         .get("manifest")
         .ok_or("the request has no manifest")?;
     let manifest = Manifest::from_value(manifest).map_err(|e| format!("invalid manifest: {e}"))?;
-    evaluate_with(request, &CompiledManifest::new(&manifest))
+    evaluate_with(request, &CompiledManifest::new(&manifest), None)
 }
 
 /// Decides an Aegis decide request's `event` on its `snapshot` (absent:
-/// a fresh session) against `manifest`. Events other than
+/// a fresh session) against `manifest`, taking a token from `rate` (the
+/// session's buckets, and now) when given. Events other than
 /// `TOOL_CALL_PROPOSED` are allowed (there is nothing to decide).
-pub fn evaluate_with(request: &Value, manifest: &CompiledManifest) -> Result<Decision, String> {
+pub fn evaluate_with(
+    request: &Value,
+    manifest: &CompiledManifest,
+    rate: Option<(&RateLimiter, Instant)>,
+) -> Result<Decision, String> {
     let event = request.get("event").ok_or("the request has no event")?;
     if event.get("event_type").and_then(Value::as_str) != Some("TOOL_CALL_PROPOSED") {
         return Ok(Decision {
@@ -147,6 +155,7 @@ pub fn evaluate_with(request: &Value, manifest: &CompiledManifest) -> Result<Dec
             .unwrap_or(false),
         sanitized_keys: &sanitized,
         loop_violation: snapshot.get("loop_violation").and_then(Value::as_str),
+        rate,
         ..SessionFacts::default()
     };
     Ok(decide(&proposal, &facts, manifest))

@@ -94,6 +94,11 @@ impl CompiledManifest {
         &self.loops
     }
 
+    /// Whether the manifest limits any tool's rate.
+    pub fn has_rate_limits(&self) -> bool {
+        !self.rate_limits.is_empty()
+    }
+
     /// A fresh set of token buckets for one session (`policy.rate_limits`).
     pub fn new_rate_limiter(&self) -> RateLimiter {
         RateLimiter::new(&self.rate_limits)

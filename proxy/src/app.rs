@@ -72,6 +72,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics: metrics.clone(),
         config: config.admin.clone(),
         manifests: manifests.clone(),
+        limiters: Arc::default(),
     });
     let drain = config.admin.request_timeout;
     let admin = tokio::spawn(admin::serve(listener, state, shutdown_rx, drain));

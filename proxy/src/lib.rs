@@ -19,6 +19,7 @@ pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod limits;
 pub mod loops;
 pub mod metrics;
 pub mod telemetry;

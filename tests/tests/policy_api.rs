@@ -352,3 +352,42 @@ fn non_tainting_tools_from_the_live_manifest() {
         sidecar.stop().await;
     });
 }
+
+/// A named session's decisions count against the live manifest's rate limits.
+#[test]
+fn rate_limits_per_session_on_the_live_manifest() {
+    run(async {
+        let manifest_dir = tempfile::tempdir().unwrap();
+        let path = manifest_dir.path().join("manifest.json");
+        let mut live = manifest();
+        live["permissions"]["budgets"] = json!({"max_tool_calls": 100});
+        live["policy"] = json!({"rate_limits": {"read_file": {"per_second": 0.001, "burst": 2}}});
+        std::fs::write(&path, live.to_string()).unwrap();
+        let sidecar = Sidecar::start_with(|c| c.manifest = Some(path.clone())).await;
+        let ask = |tool: &str, session: &str| json!({"event": proposal(tool), "tenant_id": "acme", "session_id": session});
+
+        let mut reasons = Vec::new();
+        for _ in 0..3 {
+            reasons.push(decide(&sidecar, ask("read_file", "s1")).await.1["reason"].clone());
+        }
+        assert_eq!(reasons, [json!("OK"), json!("OK"), json!("RATE_LIMITED")]);
+        assert_eq!(
+            decide(&sidecar, ask("write_file", "s1")).await.1["reason"],
+            "OK",
+            "other tools are not limited"
+        );
+        assert_eq!(
+            decide(&sidecar, ask("read_file", "s2")).await.1["reason"],
+            "OK",
+            "buckets are per session"
+        );
+        assert_eq!(
+            sidecar
+                .http
+                .metric("aegis_policy_decisions_total{outcome=\"deny\",reason=\"RATE_LIMITED\"}")
+                .await,
+            Some(1.0)
+        );
+        sidecar.stop().await;
+    });
+}

@@ -34,6 +34,7 @@ use tokio::sync::{Semaphore, watch};
 pub use error::ApiError;
 
 use crate::config::AdminConfig;
+use crate::limits::SessionLimiters;
 use crate::metrics::Metrics;
 
 /// Longest wait for a request's headers: a slow client cannot hold a slot.
@@ -48,6 +49,8 @@ pub struct AdminState {
     pub config: AdminConfig,
     /// The live manifest (read lock-free per decision) and its reloads.
     pub manifests: ManifestStore,
+    /// Each session's token buckets under the live manifest's rate limits.
+    pub limiters: Arc<SessionLimiters>,
 }
 
 /// Routes, named for metrics: a closed set.

@@ -6,7 +6,9 @@
 //! with no envelopes has consumed nothing). Without a `manifest`, on the live
 //! manifest (the answer then also carries `manifest_sha256` and
 //! `manifest_generation`, which Aegis clients ignore); with none loaded, a
-//! fail-closed `deny`/`MANIFEST_UNAVAILABLE`.
+//! fail-closed `deny`/`MANIFEST_UNAVAILABLE`. Decisions on the live manifest
+//! for a named session take tokens from that session's buckets
+//! (`policy.rate_limits`, [`crate::limits`]).
 
 use std::time::Instant;
 
@@ -38,16 +40,20 @@ pub async fn decide(
             "event is required and must be an object".into(),
         ));
     }
+    let session = match (text(fields, "tenant_id")?, text(fields, "session_id")?) {
+        (Some(tenant), Some(session)) => Some((tenant, session)),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "tenant_id and session_id go together (to decide on that session's live state)"
+                    .into(),
+            ));
+        }
+    };
     if !fields.contains_key("snapshot") {
-        let snapshot = match (text(fields, "tenant_id")?, text(fields, "session_id")?) {
-            (Some(tenant), Some(session)) => live_snapshot(state, tenant, session).await?,
-            (None, None) => Value::Object(Default::default()),
-            _ => {
-                return Err(ApiError::BadRequest(
-                    "tenant_id and session_id go together (to decide on that session's live state)"
-                        .into(),
-                ));
-            }
+        let snapshot = match &session {
+            Some((tenant, id)) => live_snapshot(state, tenant.clone(), id.clone()).await?,
+            None => Value::Object(Default::default()),
         };
         fields.insert("snapshot".into(), snapshot);
     }
@@ -56,7 +62,13 @@ pub async fn decide(
     let decision = if fields.contains_key("manifest") {
         evaluate(&request).map_err(ApiError::BadRequest)?
     } else if let Some(loaded) = state.manifests.current() {
-        let decision = evaluate_with(&request, &loaded.compiled).map_err(ApiError::BadRequest)?;
+        // A named session's calls count against its rate limits.
+        let limiter = session
+            .as_ref()
+            .and_then(|(tenant, id)| state.limiters.get(tenant, id, &loaded));
+        let rate = limiter.as_deref().map(|l| (l, Instant::now()));
+        let decision =
+            evaluate_with(&request, &loaded.compiled, rate).map_err(ApiError::BadRequest)?;
         live = Some(loaded);
         decision
     } else {
@@ -85,8 +97,6 @@ pub async fn decide(
     Ok(json_response(StatusCode::OK, &answer))
 }
 
-/// Decides `{event, snapshot}` on the live compiled manifest: what
-/// [`evaluate`] does after compiling the request's own manifest.
 fn text(fields: &serde_json::Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
     match fields.get(name) {
         None | Some(Value::Null) => Ok(None),
