@@ -236,7 +236,9 @@ fn url_host(s: &str) -> Result<Host, DomainError> {
         Some(url::Host::Ipv4(ip)) => Ok(Host::Ip(IpAddr::V4(ip))),
         Some(url::Host::Ipv6(ip)) => Ok(Host::Ip(IpAddr::V6(ip))),
         // Special schemes (http, https, ws, wss, ftp) already ran the host
-        // parser; for other schemes the host is opaque, so run it here.
+        // parser (IDNA, IPv4 forms): only the name's shape is left to check.
+        // For other schemes the host is opaque, so parse it here.
+        Some(url::Host::Domain(d)) if url.is_special() => normalise_name(d).map(Host::Domain),
         Some(url::Host::Domain(d)) => parse_hostname(d),
         None => err("args.url has no host"),
     }
