@@ -21,6 +21,10 @@ use aegis_ledger::{
 };
 use tokio::task::JoinSet;
 
+/// Inputs for the policy benches: the realistic manifest, session, cases and
+/// their Rego `data`/`input` documents.
+pub mod policy;
+
 /// Tenant of every benchmark envelope.
 pub const TENANT: &str = "bench-tenant";
 
