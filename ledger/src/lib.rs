@@ -45,7 +45,7 @@ pub use digest::Digest;
 pub use envelope::{Envelope, Payload, Preimage};
 pub use event::{EventType, UnknownEventType};
 pub use session::{
-    SessionRules, LoopViolation, DefaultSessionRules, SessionState, Snapshot, ToolCall, ToolHistory,
+    DefaultSessionRules, LoopViolation, SessionRules, SessionState, Snapshot, ToolCall, ToolHistory,
 };
 pub use store::{
     APPLICATION_ID, Ledger, LedgerBuilder, LedgerHandle, LedgerObserver, LedgerReader, ListQuery,

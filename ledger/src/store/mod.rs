@@ -29,7 +29,7 @@ pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 use crate::append::{AppendError, AppendRequest, Appended};
 use crate::config::{LedgerConfig, Synchronous};
 use crate::event::EventType;
-use crate::session::{SessionRules, DefaultSessionRules};
+use crate::session::{DefaultSessionRules, SessionRules};
 use crate::table::SessionTable;
 
 /// Why the ledger could not be opened or read.

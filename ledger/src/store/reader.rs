@@ -15,7 +15,7 @@ use super::{StoreError, schema};
 use crate::append::Head;
 use crate::digest::Digest;
 use crate::event::EventType;
-use crate::session::{SessionRules, DefaultSessionRules, Observation, SessionState};
+use crate::session::{DefaultSessionRules, Observation, SessionRules, SessionState};
 use crate::stored::StoredEnvelope;
 use crate::table::SessionEntry;
 

@@ -23,7 +23,7 @@ use crate::append::{AppendError, AppendRequest, Appended, Head, Seal};
 use crate::digest::Digest;
 use crate::envelope::Preimage;
 use crate::event::EventType;
-use crate::session::{Effect, SessionRules, Observation, SessionState};
+use crate::session::{Effect, Observation, SessionRules, SessionState};
 use crate::table::{SessionEntry, SessionTable};
 
 const INSERT: &str = "INSERT INTO envelopes \
