@@ -107,6 +107,15 @@ pub struct LoopViolation {
     pub seqs: Vec<u64>,
 }
 
+impl LoopViolation {
+    /// The description with the seqs of the calls that form the loop, as
+    /// snapshots show it: `"... (seqs 4, 7, 9)"`.
+    pub fn to_text(&self) -> String {
+        let seqs: Vec<String> = self.seqs.iter().map(u64::to_string).collect();
+        format!("{} (seqs {})", self.description, seqs.join(", "))
+    }
+}
+
 /// The manifest-dependent parts of the reducer, supplied by the proxy from
 /// the live manifest: loop detection and which tools' results taint. The
 /// ledger keeps the history and the verdicts.
@@ -321,7 +330,7 @@ impl SessionState {
             loop_violation: self
                 .loop_violation
                 .as_ref()
-                .map(|v| v.description.clone())
+                .map(LoopViolation::to_text)
                 .unwrap_or_default(),
         }
     }
@@ -335,7 +344,7 @@ pub struct Snapshot {
     pub wall_time_ms: u64,
     pub is_tainted: bool,
     pub sanitized_keys: Vec<String>,
-    /// Empty when there is none.
+    /// Empty when there is none; else what repeats and the seqs involved.
     pub loop_violation: String,
 }
 

@@ -170,7 +170,10 @@ fn a_detected_loop_holds_until_termination() {
     );
     let violation = state.loop_violation().unwrap();
     assert_eq!(violation.seqs, [0, 2, 3]);
-    assert_eq!(state.snapshot(0).loop_violation, "fetch repeated");
+    assert_eq!(
+        state.snapshot(0).loop_violation,
+        "fetch repeated (seqs 0, 2, 3)"
+    );
     state.apply(
         &Observation::new(4, 0, ToolCallProposed, &json!({"tool_name": "other"})),
         &ThirdRepeat,
