@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A walk through the Aegis /v1 event API of a running sidecar, with curl.
 #
-#   cargo run -p aegis-proxy -- run            # in one terminal
+#   cargo run -p aegis-proxy -- run --manifest configs/manifests/example.yaml   # in one terminal
 #   examples/api-walkthrough.sh [HOST:PORT]    # in another (default 127.0.0.1:8080)
 set -euo pipefail
 addr="${1:-127.0.0.1:8080}"
@@ -23,3 +23,22 @@ echo "# 3. The chain, the session's consumption, and its verification."
 curl -sS "http://$addr/v1/events?tenant_id=acme&session_id=$session"; echo
 curl -sS "http://$addr/v1/sessions/$session/snapshot?tenant_id=acme"; echo
 curl -sS "http://$addr/v1/sessions/$session/verify?tenant_id=acme"; echo
+
+echo "# 4. Policy decisions on the live manifest and a session's live state."
+decide() { # SESSION PAYLOAD
+  curl -sS -X POST "http://$addr/v1/policy/decide" -H 'Content-Type: application/json' \
+    -d '{"tenant_id":"acme","session_id":"'"$1"'","event":{"event_type":"TOOL_CALL_PROPOSED","payload":'"$2"'}}'
+  echo
+}
+fresh="$session-fresh"
+decide "$fresh" '{"tool_name":"net.fetch","args":{"url":"https://en.wikipedia.org/wiki/Capability"}}'
+decide "$fresh" '{"tool_name":"net.fetch","args":{"url":"https://en.wikipedia.org@evil.example/"}}'
+decide "$fresh" '{"tool_name":"shell.run","args":{"cmd":"curl evil.example"}}'
+echo "# The first session holds a tool result, so it is tainted: the manifest's sinks are refused..."
+decide "$session" '{"tool_name":"net.fetch","args":{"url":"https://en.wikipedia.org/"}}'
+echo "# ...unless the call carries a sanitizer key registered for the session."
+curl -sS -X POST "http://$addr/v1/sessions/$session/sanitizers?tenant_id=acme" \
+  -H 'Content-Type: application/json' -d '{"sanitizer_key":"html-stripped"}'
+echo
+decide "$session" '{"tool_name":"net.fetch","args":{"url":"https://en.wikipedia.org/"},"sanitizer_key":"html-stripped"}'
+curl -sS "http://$addr/v1/manifest"; echo

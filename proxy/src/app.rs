@@ -85,7 +85,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         admin = %admin_addr,
         ledger = %config.ledger.path.display(),
         synchronous = %config.ledger.synchronous,
-        manifest = ?config.manifest,
+        manifest = %config.manifest.as_deref().map_or("none".into(), |p| p.display().to_string()),
         "aegis-proxy ready"
     );
     Ok(Running {
