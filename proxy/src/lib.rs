@@ -21,5 +21,6 @@ pub mod commands;
 pub mod config;
 pub mod limits;
 pub mod loops;
+pub mod mcp;
 pub mod metrics;
 pub mod telemetry;
