@@ -7,7 +7,10 @@
 //! - [`answers`]: what the agent gets instead of a forwarded call: the
 //!   tool-error result of a denial, JSON-RPC errors.
 //! - [`tools_list`]: removes undeclared tools from a `tools/list` result.
+//! - [`sse`]: watches an SSE stream pass through, byte-for-byte untouched,
+//!   for the JSON-RPC messages in its events.
 
 pub mod answers;
 pub mod jsonrpc;
+pub mod sse;
 pub mod tools_list;

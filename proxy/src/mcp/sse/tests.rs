@@ -1,0 +1,108 @@
+#![allow(clippy::unwrap_used)]
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn events(stream: &[u8], limit: usize) -> Vec<SseEvent> {
+    let mut parser = SseParser::new(limit);
+    let mut out = Vec::new();
+    parser.feed(stream, &mut out);
+    out
+}
+
+fn data(events: &[SseEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| String::from_utf8(e.data.clone()).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_event_stream_rules() {
+    // MCP's shape: a priming event with an id and no data, then a message.
+    let stream = b"id: 0\ndata:\n\nid: 1\nretry: 3000\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}\n\n";
+    let got = events(stream, 1024);
+    assert_eq!(data(&got), ["", r#"{"jsonrpc":"2.0","id":7,"result":{}}"#]);
+    assert_eq!(got[1].id.as_deref(), Some("1"));
+    assert_eq!(got[1].event, "message");
+
+    let cases: &[(&[u8], &[&str])] = &[
+        (b"data: a\ndata: b\n\n", &["a\nb"]),
+        (b"data:a\r\n\r\ndata:  b\r\r", &["a", " b"]),
+        (b": comment\ndata: x\n\n", &["x"]),
+        (b"data\n\n", &[""]),
+        (b"event: x\n\n", &[]),
+        (b"data: unfinished", &[]),
+        (b"dat: x\ndata: y\nfoo: bar\n\n", &["y"]),
+        (b"data: a\n\n\n\ndata: b\n\n", &["a", "b"]),
+    ];
+    for (stream, want) in cases {
+        assert_eq!(
+            data(&events(stream, 1024)),
+            *want,
+            "{}",
+            String::from_utf8_lossy(stream)
+        );
+    }
+}
+
+#[test]
+fn data_is_capped_but_measured_and_hashed_in_full() {
+    let big = "x".repeat(10_000);
+    let got = events(format!("data: {big}\ndata: y\n\n").as_bytes(), 100);
+    assert_eq!(got[0].data.len(), 100);
+    assert_eq!(got[0].data_len, 10_002);
+    assert!(!got[0].is_complete());
+    let full: [u8; 32] = Sha256::digest(format!("{big}\ny")).into();
+    assert_eq!(got[0].data_sha256, full);
+}
+
+#[test]
+fn ids_persist_and_nul_ids_are_ignored() {
+    let got = events(
+        b"id: a\ndata: 1\n\ndata: 2\n\nid: b\0c\ndata: 3\n\nid\ndata: 4\n\n",
+        64,
+    );
+    let ids: Vec<Option<&str>> = got.iter().map(|e| e.id.as_deref()).collect();
+    assert_eq!(ids, [Some("a"), Some("a"), Some("a"), Some("")]);
+}
+
+proptest! {
+    /// However the bytes are split into chunks, the events are the same.
+    #[test]
+    fn any_chunking_gives_the_same_events(
+        lines in prop::collection::vec(
+            prop_oneof![
+                "data: [a-z{}\":, ]{0,20}",
+                "data:[a-z]{0,5}",
+                "id: [0-9]{1,3}",
+                "event: [a-z]{1,6}",
+                ": [a-z ]{0,10}",
+                "retry: [0-9]{1,4}",
+                Just(String::new()),
+            ],
+            0..30,
+        ),
+        endings in prop::collection::vec(prop_oneof![Just("\n"), Just("\r\n"), Just("\r")], 30),
+        cuts in prop::collection::vec(0usize..400, 0..12),
+        limit in 1usize..40,
+    ) {
+        let mut stream = Vec::new();
+        for (line, ending) in lines.iter().zip(endings.iter().cycle()) {
+            stream.extend_from_slice(line.as_bytes());
+            stream.extend_from_slice(ending.as_bytes());
+        }
+        let whole = events(&stream, limit);
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(stream.len())).collect();
+        cuts.sort_unstable();
+        let mut parser = SseParser::new(limit);
+        let mut chunked = Vec::new();
+        let mut at = 0;
+        for cut in cuts.into_iter().chain([stream.len()]) {
+            parser.feed(&stream[at..cut], &mut chunked);
+            at = cut;
+        }
+        prop_assert_eq!(chunked, whole);
+    }
+}
