@@ -4,6 +4,7 @@
 //!
 //! - [`jsonrpc`]: a POST body → single message or batch, each classified
 //!   (request, notification, response) with its id kept exactly as sent.
+//! - [`identity`]: which `(tenant, user, session)` a request acts for.
 //! - [`answers`]: what the agent gets instead of a forwarded call: the
 //!   tool-error result of a denial, JSON-RPC errors.
 //! - [`tools_list`]: removes undeclared tools from a `tools/list` result.
@@ -11,6 +12,7 @@
 //!   for the JSON-RPC messages in its events.
 
 pub mod answers;
+pub mod identity;
 pub mod jsonrpc;
 pub mod sse;
 pub mod tools_list;
