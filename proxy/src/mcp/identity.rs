@@ -15,8 +15,8 @@
 use http::HeaderMap;
 use http::header::HeaderName;
 
-/// Longest id taken from a header (the ledger's limit too).
-pub const MAX_ID_LEN: usize = 512;
+/// Longest id taken from a header: what the ledger accepts.
+pub use aegis_ledger::append::MAX_ID_LEN;
 
 /// MCP's own session header.
 pub const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
