@@ -18,6 +18,9 @@ use crate::session::{SessionState, Snapshot};
 pub struct SessionEntry {
     pub head: Head,
     pub state: SessionState,
+    /// When the writer last appended to the session (its clock, Unix ms);
+    /// what idle eviction goes by.
+    pub last_used_unix_ms: i64,
 }
 
 /// Sessions of one tenant by id.
@@ -65,6 +68,22 @@ impl SessionTable {
         now_unix_ms: i64,
     ) -> Option<Snapshot> {
         self.with_state(tenant_id, session_id, |s| s.snapshot(now_unix_ms))
+    }
+
+    /// Drops sessions not appended to after `cutoff_unix_ms`; returns how
+    /// many. Only the writer thread calls this (between batches), so no batch
+    /// in flight can lose an entry it placed; an evicted session is rebuilt
+    /// from the ledger on its next use.
+    pub(crate) fn evict_idle(&self, cutoff_unix_ms: i64) -> usize {
+        let mut tenants = self.lock();
+        let mut evicted = 0;
+        tenants.retain(|_, sessions| {
+            let before = sessions.len();
+            sessions.retain(|_, entry| entry.last_used_unix_ms > cutoff_unix_ms);
+            evicted += before - sessions.len();
+            !sessions.is_empty()
+        });
+        evicted
     }
 
     /// Sessions held in memory.

@@ -408,3 +408,35 @@ fn readiness_ping_and_queue_depth() {
         assert_eq!(h.queue_depth(), 0);
     });
 }
+
+#[test]
+fn idle_sessions_are_evicted_and_rebuilt_on_next_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    let h = ledger.handle();
+    run(async {
+        for n in 0..3 {
+            h.append(proposal("t", "idle", n)).await.unwrap();
+        }
+        h.append(proposal("t", "busy", 0)).await.unwrap();
+        // Nothing is idle for an hour yet.
+        assert_eq!(h.evict_idle(Duration::from_secs(3600)).await.unwrap(), 0);
+        assert_eq!(h.sessions().len(), 2);
+        // Everything is idle for zero time.
+        assert_eq!(h.evict_idle(Duration::ZERO).await.unwrap(), 2);
+        assert!(h.sessions().is_empty());
+        // The next append continues the chain and the counts from disk.
+        let appended = h.append(proposal("t", "idle", 3)).await.unwrap();
+        assert_eq!(appended.seq, 3);
+        let snapshot = h.sessions().snapshot("t", "idle", now_unix_ms()).unwrap();
+        assert_eq!(snapshot.tool_calls_consumed, 4);
+        assert_eq!(snapshot.steps_consumed, 4);
+    });
+    let report = ledger
+        .reader()
+        .verify_session("t", "idle")
+        .unwrap()
+        .unwrap();
+    assert!(report.is_valid(), "{report:?}");
+    assert_eq!(report.envelopes, 4);
+}

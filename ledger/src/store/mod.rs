@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use reader::{LedgerReader, ListQuery, Page};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
-use crate::append::{AppendError, AppendRequest, Appended};
+use crate::append::{AppendError, AppendRequest, Appended, now_unix_ms};
 use crate::config::{LedgerConfig, Synchronous};
 use crate::event::EventType;
 use crate::session::{DefaultSessionRules, SessionRules};
@@ -71,6 +71,11 @@ enum Command {
     },
     /// "Can you write?" — answered after the batch it arrived in.
     Ping(oneshot::Sender<Result<(), String>>),
+    /// Drop in-memory sessions last appended to before the cutoff (Unix ms).
+    EvictIdle {
+        cutoff_unix_ms: i64,
+        reply: oneshot::Sender<usize>,
+    },
     /// Commit what is queued, then stop.
     Shutdown,
 }
@@ -89,6 +94,10 @@ impl std::fmt::Debug for Command {
         match self {
             Command::Append { entry, .. } => f.debug_tuple("Append").field(&entry.seal).finish(),
             Command::Ping(_) => f.write_str("Ping"),
+            Command::EvictIdle { cutoff_unix_ms, .. } => f
+                .debug_struct("EvictIdle")
+                .field("cutoff_unix_ms", cutoff_unix_ms)
+                .finish(),
             Command::Shutdown => f.write_str("Shutdown"),
         }
     }
@@ -140,6 +149,22 @@ impl LedgerHandle {
         answer
             .await
             .map_err(|_| "the ledger writer has stopped".to_owned())?
+    }
+
+    /// Drops from memory the sessions not appended to for `idle` (they are
+    /// rebuilt from the ledger on next use); returns how many. Done by the
+    /// writer thread between batches, so it never races an append.
+    pub async fn evict_idle(&self, idle: Duration) -> Result<usize, AppendError> {
+        let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Command::EvictIdle {
+                cutoff_unix_ms: now_unix_ms().saturating_sub(idle_ms),
+                reply,
+            })
+            .await
+            .map_err(|_| AppendError::Closed)?;
+        answer.await.map_err(|_| AppendError::Closed)
     }
 
     /// Appends waiting for the writer.

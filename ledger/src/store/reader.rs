@@ -302,7 +302,11 @@ pub(crate) fn load_session(
         }
         ControlFlow::Continue(())
     })?;
-    Ok(head.map(|head| SessionEntry { head, state }))
+    Ok(head.map(|head| SessionEntry {
+        head,
+        state,
+        last_used_unix_ms: crate::append::now_unix_ms(),
+    }))
 }
 
 fn stored_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEnvelope> {

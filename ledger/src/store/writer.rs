@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::reader::load_session;
 use super::{Command, LedgerObserver};
-use crate::append::{AppendError, AppendRequest, Appended, Head, Seal};
+use crate::append::{AppendError, AppendRequest, Appended, Head, Seal, now_unix_ms};
 use crate::digest::Digest;
 use crate::envelope::Preimage;
 use crate::event::EventType;
@@ -138,6 +138,7 @@ impl Writer {
     fn process(&mut self, batch: &mut Vec<Command>) {
         let started = Instant::now();
         let mut pings = Vec::new();
+        let mut evictions = Vec::new();
         let mut entries = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         for command in batch.drain(..) {
@@ -147,11 +148,20 @@ impl Writer {
                     replies.push(Some(reply));
                 }
                 Command::Ping(reply) => pings.push(reply),
+                Command::EvictIdle {
+                    cutoff_unix_ms,
+                    reply,
+                } => evictions.push((cutoff_unix_ms, reply)),
                 Command::Shutdown => {}
             }
         }
         if !entries.is_empty() {
             self.commit(&entries, &mut replies, started);
+        }
+        // After the batch's commit, so none of its sessions is evicted
+        // between being placed and being updated.
+        for (cutoff, reply) in evictions {
+            let _ = reply.send(self.sessions.evict_idle(cutoff));
         }
         if !pings.is_empty() {
             let status = self.check_writable();
@@ -247,6 +257,7 @@ impl Writer {
         }
 
         {
+            let now = now_unix_ms();
             let mut tenants = self.sessions.lock();
             for (i, entry) in loaded {
                 let e = &entries[i];
@@ -269,9 +280,11 @@ impl Writer {
                         .or_insert_with(|| SessionEntry {
                             head: appended.into(),
                             state: SessionState::new(&*self.detector),
+                            last_used_unix_ms: now,
                         }),
                 };
                 entry.head = appended.into();
+                entry.last_used_unix_ms = now;
                 let observation = Observation {
                     seq: appended.seq,
                     ts_unix_ms: e.ts_unix_ms,
