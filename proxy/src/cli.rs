@@ -22,6 +22,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once at start-up; boxing `RunFlags` would buy nothing"
+)]
 pub enum Command {
     /// Run the sidecar.
     ///
@@ -83,6 +87,31 @@ pub struct RunFlags {
     /// [env: AEGIS_MANIFEST]; without one, decisions fail closed.
     #[arg(long, value_name = "PATH")]
     pub manifest: Option<PathBuf>,
+    /// Address of the MCP listener [env: AEGIS_MCP_LISTEN] [default:
+    /// 127.0.0.1:8081 when an upstream is configured; no listener without one].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// An MCP server to proxy, served at /mcp/NAME (repeatable); replaces a
+    /// configured upstream of the same name whole
+    /// [env: AEGIS_MCP_UPSTREAMS, as NAME=URL,NAME=URL].
+    #[arg(long = "upstream", value_name = "NAME=URL")]
+    pub upstream: Vec<String>,
+    /// Upstream also served at /mcp [env: AEGIS_MCP_DEFAULT_UPSTREAM]
+    /// [default: the only upstream, when there is exactly one].
+    #[arg(long, value_name = "NAME")]
+    pub default_upstream: Option<String>,
+    /// `false` is shadow mode: decisions are recorded, calls are forwarded
+    /// anyway [env: AEGIS_MCP_ENFORCE] [default: true].
+    #[arg(long, value_name = "true|false")]
+    pub enforce: Option<String>,
+    /// Forward calls the ledger cannot record instead of refusing them
+    /// [env: AEGIS_LEDGER_FAIL_OPEN].
+    #[arg(long)]
+    pub fail_open: bool,
+    /// On SIGTERM, how long in-flight calls may finish, in milliseconds
+    /// [env: AEGIS_SHUTDOWN_GRACE_MS] [default: 10000].
+    #[arg(long, value_name = "MS")]
+    pub shutdown_grace_ms: Option<String>,
 }
 
 /// Arguments of `verify`.

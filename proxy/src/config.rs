@@ -1,5 +1,5 @@
-//! Start-up configuration: what the sidecar listens on, where the ledger lives,
-//! how it logs.
+//! Start-up configuration: what the sidecar listens on, which MCP servers it
+//! proxies, where the ledger lives, how it logs.
 //!
 //! Three layers, later ones winning: the YAML file (`--config FILE` or
 //! `AEGIS_CONFIG`) < `AEGIS_*` environment variables < `run` flags. Loading has
@@ -17,6 +17,7 @@
 
 mod env;
 mod layers;
+mod mcp;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -32,7 +33,11 @@ use aegis_ledger::{LedgerConfig, Synchronous};
 use crate::cli::RunFlags;
 
 pub use env::{Env, ProcessEnv};
-pub use raw::{RawAdmin, RawConfig, RawLedger, RawLog, RawManifest};
+pub use mcp::{ExtraHeader, McpConfig, SecretValue, UpstreamConfig};
+pub use raw::{
+    InlineValue, RawAdmin, RawConfig, RawHeader, RawIdentity, RawLedger, RawLog, RawManifest,
+    RawMcp, RawMcpLimits, RawUpstream,
+};
 
 // ---- the config file itself -------------------------------------------------
 
@@ -100,6 +105,11 @@ pub const ENV_LEDGER_MAX_BATCH: &str = "AEGIS_LEDGER_MAX_BATCH";
 /// latency and memory. A unit test keeps the two equal.
 pub const DEFAULT_LEDGER_MAX_BATCH: usize = 1024;
 
+pub const ENV_LEDGER_FAIL_OPEN: &str = "AEGIS_LEDGER_FAIL_OPEN";
+/// Fail closed: a call the ledger cannot record is refused, since an
+/// unrecorded call is exactly what the sidecar exists to prevent.
+pub const DEFAULT_LEDGER_FAIL_OPEN: bool = false;
+
 // ---- log ----------------------------------------------------------------------
 
 pub const ENV_LOG_LEVEL: &str = "AEGIS_LOG_LEVEL";
@@ -118,6 +128,122 @@ pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
 /// `POST /v1/manifest/reload` reload it too.
 pub const ENV_MANIFEST: &str = "AEGIS_MANIFEST";
 
+// ---- mcp: the MCP reverse proxy ---------------------------------------------
+
+pub const ENV_MCP_LISTEN: &str = "AEGIS_MCP_LISTEN";
+/// Next to the admin port and on loopback, so only the agent on the same host
+/// or pod reaches it unless asked. Used only when an upstream is configured.
+pub const DEFAULT_MCP_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8081));
+
+pub const ENV_MCP_DEFAULT_UPSTREAM: &str = "AEGIS_MCP_DEFAULT_UPSTREAM";
+
+pub const ENV_MCP_ENFORCE: &str = "AEGIS_MCP_ENFORCE";
+/// Enforcing is the point of the sidecar; shadow mode (`false`) is the opt-in
+/// way to watch what a manifest would do before trusting it.
+pub const DEFAULT_MCP_ENFORCE: bool = true;
+
+pub const ENV_MCP_SESSION_IDLE_MS: &str = "AEGIS_MCP_SESSION_IDLE_MS";
+/// Long enough that an agent thinking between calls keeps its session warm,
+/// short enough that abandoned sessions do not pile up in memory (they are
+/// rebuilt from the ledger if they come back).
+pub const DEFAULT_MCP_SESSION_IDLE_MS: u64 = 10 * 60 * 1000;
+
+pub const ENV_SHUTDOWN_GRACE_MS: &str = "AEGIS_SHUTDOWN_GRACE_MS";
+/// Lets a typical tool call finish after SIGTERM while staying well inside
+/// Kubernetes' default 30 s termination grace period.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
+
+/// `name=url` pairs separated by commas (so a URL here cannot hold a comma);
+/// each replaces the file's upstream of the same name or adds one.
+pub const ENV_MCP_UPSTREAMS: &str = "AEGIS_MCP_UPSTREAMS";
+/// An upstream name is a URL path segment (`/mcp/{name}`) and a metric label:
+/// a DNS label's length is plenty.
+pub const MAX_UPSTREAM_NAME_LEN: usize = 63;
+/// A tool server sends its response headers within seconds even when the
+/// result streams for longer; a dead one frees the call within half a minute.
+pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 30_000;
+/// Headers the proxy sets or strips itself (hop-by-hop, framing, MCP's own
+/// session and resumption headers), so `mcp.upstreams[].headers` may not name
+/// them; nor any `proxy-*` header.
+pub const PROXY_MANAGED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "last-event-id",
+];
+
+// mcp.identity: who a request acts for (`crate::mcp::identity`). The header
+// names and ids below equal `IdentityConfig::default()`; a unit test keeps
+// them so.
+
+/// Checked before MCP's own `Mcp-Session-Id`, so a client can name the
+/// session explicitly. (No environment variable: the file only.)
+pub const DEFAULT_MCP_SESSION_HEADER: &str = "x-aegis-session-id";
+/// Read only when `mcp.identity.trust_headers` is true.
+pub const DEFAULT_MCP_TENANT_HEADER: &str = "x-aegis-tenant-id";
+/// Read only when `mcp.identity.trust_headers` is true.
+pub const DEFAULT_MCP_USER_HEADER: &str = "x-aegis-user-id";
+
+pub const ENV_MCP_TRUST_IDENTITY_HEADERS: &str = "AEGIS_MCP_TRUST_IDENTITY_HEADERS";
+/// One agent per pod: tenant and user come from configuration, so an agent
+/// cannot pick another tenant's budget by sending a header.
+pub const DEFAULT_MCP_TRUST_IDENTITY_HEADERS: bool = false;
+
+pub const ENV_TENANT_ID: &str = "AEGIS_TENANT_ID";
+/// The tenant of every request unless headers are trusted; a single-tenant
+/// laptop run needs no setting.
+pub const DEFAULT_TENANT_ID: &str = "default";
+
+pub const ENV_USER_ID: &str = "AEGIS_USER_ID";
+/// No user unless configured: the ledger's `user_id` is optional.
+pub const DEFAULT_USER_ID: &str = "";
+
+pub const ENV_MCP_DEFAULT_SESSION: &str = "AEGIS_MCP_DEFAULT_SESSION";
+/// The session of requests naming none: one per process, so a simple client
+/// still gets budgets, loops and taint tracked.
+pub const DEFAULT_MCP_DEFAULT_SESSION: &str = "default";
+
+// mcp.limits: bounds on what one agent can make the proxy hold.
+
+pub const ENV_MCP_MAX_BODY_BYTES: &str = "AEGIS_MCP_MAX_BODY_BYTES";
+/// Far above any real JSON-RPC request (tool arguments included); bodies are
+/// read whole to be decided, so this bounds memory per request.
+pub const DEFAULT_MCP_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Upper bound on `mcp.limits.max_body_bytes`: beyond it the limit stops
+/// protecting memory.
+pub const MAX_MCP_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+pub const ENV_MCP_MAX_CONNECTIONS: &str = "AEGIS_MCP_MAX_CONNECTIONS";
+/// Several agents with SSE streams open each; bounds tasks and sockets if a
+/// client leaks connections.
+pub const DEFAULT_MCP_MAX_CONNECTIONS: usize = 1024;
+
+pub const ENV_MCP_MAX_IN_FLIGHT: &str = "AEGIS_MCP_MAX_IN_FLIGHT";
+/// Requests handled at once (more are answered 503): far above one agent's
+/// parallel tool calls, low enough that held bodies stay bounded.
+pub const DEFAULT_MCP_MAX_IN_FLIGHT: usize = 256;
+
+pub const ENV_MCP_RESULT_CAPTURE_BYTES: &str = "AEGIS_MCP_RESULT_CAPTURE_BYTES";
+/// How much of a tool result `TOOL_RESULT` keeps (its size and SHA-256 are
+/// always of the whole): enough to read what a tool said without the ledger
+/// growing by every file a tool returns.
+pub const DEFAULT_MCP_RESULT_CAPTURE_BYTES: usize = 64 * 1024;
+
+pub const ENV_MCP_MAX_RESPONSE_BYTES: &str = "AEGIS_MCP_MAX_RESPONSE_BYTES";
+/// Largest single JSON answer or SSE event held to inspect (`tools/list`
+/// filtering, tool results): big tool listings and results fit.
+pub const DEFAULT_MCP_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// Upper bound on `mcp.limits.max_response_bytes`, for memory's sake.
+pub const MAX_MCP_MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
 // ---- ready_file ---------------------------------------------------------------
 
 /// A file created once the sidecar is ready (no default: none is written), for
@@ -134,6 +260,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The capability manifest file; `None` when none is configured.
     pub manifest: Option<PathBuf>,
+    /// The MCP reverse proxy; its listener is off without upstreams.
+    pub mcp: McpConfig,
     /// Created (empty) once the sidecar is ready to serve.
     pub ready_file: Option<PathBuf>,
     /// The config file these settings were read from, if any.
@@ -177,6 +305,9 @@ pub struct LedgerSettings {
     pub synchronous: Synchronous,
     pub queue_capacity: usize,
     pub max_batch: usize,
+    /// When the ledger cannot record a call: `false` refuses the call (fail
+    /// closed), `true` forwards it unrecorded.
+    pub fail_open: bool,
 }
 
 impl LedgerSettings {
@@ -197,6 +328,7 @@ impl Default for LedgerSettings {
             synchronous: DEFAULT_LEDGER_SYNCHRONOUS,
             queue_capacity: DEFAULT_LEDGER_QUEUE_CAPACITY,
             max_batch: DEFAULT_LEDGER_MAX_BATCH,
+            fail_open: DEFAULT_LEDGER_FAIL_OPEN,
         }
     }
 }

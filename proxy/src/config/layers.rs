@@ -4,6 +4,13 @@
 //! A problem about a value that came from the environment or a flag says so
 //! (`admin.listen: invalid socket address "x" (from AEGIS_ADMIN_LISTEN)`), so the
 //! operator knows which layer to fix.
+//!
+//! The `mcp:` section is resolved in the two submodules: [`upstreams`] (the
+//! upstream list, merged by name across layers, and header secrets) and
+//! [`mcp`] (everything else in it).
+
+mod mcp;
+mod upstreams;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +59,14 @@ fn over_file<T>(file: Option<T>, env: Option<T>, env_key: &'static str) -> Optio
             origin: Origin::File,
         }),
     }
+}
+
+/// The file's value, for settings no other layer sets.
+fn from_file<T>(file: Option<T>) -> Option<Layered<T>> {
+    file.map(|value| Layered {
+        value,
+        origin: Origin::File,
+    })
 }
 
 /// The flag's value if given, else whatever the layers below chose.
@@ -114,14 +129,28 @@ fn positive<T: TryFrom<u64>>(number: u64) -> Result<T, String> {
     T::try_from(number).map_err(|_| format!("{number} is too large"))
 }
 
-fn body_limit(number: u64) -> Result<usize, String> {
+/// A size in bytes: greater than zero and at most `max` (`max_text` says it in
+/// MiB).
+fn bytes_at_most(number: u64, max: usize, max_text: &str) -> Result<usize, String> {
     let bytes: usize = positive(number)?;
-    if bytes > MAX_ADMIN_MAX_BODY_BYTES {
-        return Err(format!(
-            "must be at most {MAX_ADMIN_MAX_BODY_BYTES} (64 MiB), got {bytes}"
-        ));
+    if bytes > max {
+        return Err(format!("must be at most {max} ({max_text}), got {bytes}"));
     }
     Ok(bytes)
+}
+
+fn body_limit(number: u64) -> Result<usize, String> {
+    bytes_at_most(number, MAX_ADMIN_MAX_BODY_BYTES, "64 MiB")
+}
+
+/// `true` or `false`, ignoring case and surrounding spaces. The file's YAML
+/// booleans arrive here as text too, so every layer reads the same way.
+fn boolean(text: String) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("expected true or false, got {text:?}")),
+    }
 }
 
 fn non_empty_path(path: PathBuf) -> Result<PathBuf, String> {
@@ -273,6 +302,18 @@ pub(super) fn resolve(
         positive,
     );
 
+    let value = over_file(
+        ledger.fail_open.map(|open| open.to_string()),
+        env_string(ENV_LEDGER_FAIL_OPEN),
+        ENV_LEDGER_FAIL_OPEN,
+    );
+    let value = flag_over(
+        flags.fail_open.then(|| "true".to_owned()),
+        "--fail-open",
+        value,
+    );
+    let fail_open = c.setting("ledger.fail_open", value, DEFAULT_LEDGER_FAIL_OPEN, boolean);
+
     let value = over_file(log.level, env_string(ENV_LOG_LEVEL), ENV_LOG_LEVEL);
     let value = flag_over(flags.log_level.clone(), "--log-level", value);
     let level = c.setting("log.level", value, DEFAULT_LOG_LEVEL.to_owned(), log_level);
@@ -286,6 +327,8 @@ pub(super) fn resolve(
     let manifest = c.setting("manifest.path", value, None, |path| {
         non_empty_path(path).map(Some)
     });
+
+    let mcp = mcp::resolve(file.mcp.unwrap_or_default(), env, flags, listen, &mut c);
 
     let value = over_file(file.ready_file, env_path(ENV_READY_FILE), ENV_READY_FILE);
     let value = flag_over(flags.ready_file.clone(), "--ready-file", value);
@@ -312,9 +355,11 @@ pub(super) fn resolve(
             synchronous,
             queue_capacity,
             max_batch,
+            fail_open,
         },
         log: LogConfig { level, format },
         manifest,
+        mcp,
         ready_file,
         source,
     })

@@ -7,7 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer};
 
 /// The whole config file; an empty file (or one holding only comments) is all
 /// defaults.
@@ -18,6 +19,7 @@ pub struct RawConfig {
     pub ledger: Option<RawLedger>,
     pub log: Option<RawLog>,
     pub manifest: Option<RawManifest>,
+    pub mcp: Option<RawMcp>,
     pub ready_file: Option<PathBuf>,
 }
 
@@ -41,6 +43,7 @@ pub struct RawLedger {
     pub synchronous: Option<String>,
     pub queue_capacity: Option<u64>,
     pub max_batch: Option<u64>,
+    pub fail_open: Option<bool>,
 }
 
 /// `log:` in the config file.
@@ -56,6 +59,77 @@ pub struct RawLog {
 #[serde(deny_unknown_fields)]
 pub struct RawManifest {
     pub path: Option<PathBuf>,
+}
+
+/// `mcp:` in the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMcp {
+    pub listen: Option<String>,
+    pub default_upstream: Option<String>,
+    pub enforce: Option<bool>,
+    pub session_idle_ms: Option<u64>,
+    pub shutdown_grace_ms: Option<u64>,
+    pub upstreams: Option<Vec<RawUpstream>>,
+    pub identity: Option<RawIdentity>,
+    pub limits: Option<RawMcpLimits>,
+}
+
+/// One entry of `mcp.upstreams`; `name` and `url` are required.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub name: String,
+    pub url: String,
+    pub timeout_ms: Option<u64>,
+    pub headers: Option<Vec<RawHeader>>,
+}
+
+/// One entry of `mcp.upstreams[].headers`: a name and where its value is read
+/// from, exactly one of an environment variable or a file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeader {
+    pub name: String,
+    pub value_from_env: Option<String>,
+    pub value_from_file: Option<PathBuf>,
+    /// An inline `value:` is accepted by the parser only to be refused with a
+    /// clear problem; its contents (a secret) are never kept.
+    pub value: Option<InlineValue>,
+}
+
+/// An inline header value in the file: present, contents discarded unread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InlineValue;
+
+impl<'de> Deserialize<'de> for InlineValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        IgnoredAny::deserialize(deserializer).map(|_| InlineValue)
+    }
+}
+
+/// `mcp.identity:` in the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    pub session_header: Option<String>,
+    pub tenant_header: Option<String>,
+    pub user_header: Option<String>,
+    pub trust_headers: Option<bool>,
+    pub tenant: Option<String>,
+    pub user: Option<String>,
+    pub default_session: Option<String>,
+}
+
+/// `mcp.limits:` in the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMcpLimits {
+    pub max_body_bytes: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub max_in_flight: Option<u64>,
+    pub result_capture_bytes: Option<u64>,
+    pub max_response_bytes: Option<u64>,
 }
 
 impl RawConfig {

@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 
+mod mcp;
+mod upstreams;
+
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
         .iter()
@@ -51,6 +54,8 @@ fn defaults_without_file_env_or_flags() {
         (config.ledger.queue_capacity, config.ledger.max_batch),
         (4096, 1024)
     );
+    assert!(!config.ledger.fail_open, "fail closed by default");
+    assert_eq!(config.mcp, McpConfig::default());
     assert_eq!(
         config.log,
         LogConfig {
@@ -76,6 +81,7 @@ fn to_ledger_config_carries_every_setting() {
         synchronous: Synchronous::Full,
         queue_capacity: 7,
         max_batch: 3,
+        fail_open: true,
     };
     let ledger = settings.to_ledger_config();
     assert_eq!(ledger.path, settings.path);

@@ -1,0 +1,338 @@
+//! The `mcp:` section apart from the upstream list: the listener, the default
+//! upstream, identity, limits, enforcement and timings.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::HeaderName;
+
+use super::upstreams::{self, Upstreams};
+use super::{
+    Checker, Origin, boolean, bytes_at_most, flag_over, from_file, over_file, positive, socket_addr,
+};
+use crate::cli::RunFlags;
+use crate::config::env::{self, Env};
+use crate::config::raw::{RawIdentity, RawMcp, RawMcpLimits};
+use crate::config::*;
+use crate::mcp::identity::{IdentityConfig, MAX_ID_LEN};
+
+/// Resolves `mcp:`; `admin_listen` is checked against the MCP listener.
+pub(super) fn resolve(
+    raw: RawMcp,
+    env: &dyn Env,
+    flags: &RunFlags,
+    admin_listen: SocketAddr,
+    c: &mut Checker,
+) -> McpConfig {
+    let Upstreams {
+        configs: upstreams,
+        names,
+        any_given,
+    } = upstreams::resolve(raw.upstreams.unwrap_or_default(), env, flags, c);
+
+    let listen = listen(raw.listen, env, flags, any_given, admin_listen, c);
+
+    let value = over_file(
+        raw.default_upstream,
+        env::string(env, ENV_MCP_DEFAULT_UPSTREAM),
+        ENV_MCP_DEFAULT_UPSTREAM,
+    );
+    let value = flag_over(flags.default_upstream.clone(), "--default-upstream", value);
+    let chosen = c.setting("mcp.default_upstream", value, None, |name| {
+        configured_name(name, &names).map(Some)
+    });
+    let default_upstream = chosen.or_else(|| match upstreams.as_slice() {
+        [only] => Some(only.name.clone()),
+        _ => None,
+    });
+
+    let identity = identity(raw.identity.unwrap_or_default(), env, c);
+    let limits = limits(raw.limits.unwrap_or_default(), env, c);
+
+    let value = over_file(
+        raw.enforce.map(|enforce| enforce.to_string()),
+        env::string(env, ENV_MCP_ENFORCE),
+        ENV_MCP_ENFORCE,
+    );
+    let value = flag_over(flags.enforce.clone(), "--enforce", value);
+    let enforce = c.setting("mcp.enforce", value, DEFAULT_MCP_ENFORCE, boolean);
+
+    let value = env::number(env, ENV_MCP_SESSION_IDLE_MS, &mut c.problems);
+    let value = over_file(raw.session_idle_ms, value, ENV_MCP_SESSION_IDLE_MS);
+    let session_idle_ms = c.setting(
+        "mcp.session_idle_ms",
+        value,
+        DEFAULT_MCP_SESSION_IDLE_MS,
+        positive::<u64>,
+    );
+
+    // 0 is allowed: stop at once, cutting in-flight calls.
+    let value = env::number(env, ENV_SHUTDOWN_GRACE_MS, &mut c.problems);
+    let value = over_file(raw.shutdown_grace_ms, value, ENV_SHUTDOWN_GRACE_MS);
+    let flag = "--shutdown-grace-ms";
+    let given = flags.shutdown_grace_ms.as_deref();
+    let ms = flag_millis(c, "mcp.shutdown_grace_ms", flag, given);
+    let value = flag_over(ms, flag, value);
+    let shutdown_grace_ms = c.setting(
+        "mcp.shutdown_grace_ms",
+        value,
+        DEFAULT_SHUTDOWN_GRACE_MS,
+        Ok,
+    );
+
+    McpConfig {
+        listen,
+        upstreams,
+        default_upstream,
+        identity,
+        max_body_bytes: limits.max_body_bytes,
+        max_connections: limits.max_connections,
+        max_in_flight: limits.max_in_flight,
+        result_capture_bytes: limits.result_capture_bytes,
+        max_response_bytes: limits.max_response_bytes,
+        enforce,
+        session_idle: Duration::from_millis(session_idle_ms),
+        shutdown_grace: Duration::from_millis(shutdown_grace_ms),
+    }
+}
+
+/// The listener's address: the configured one (or the default) when there is
+/// an upstream to proxy, else none. Asking for a listener without an upstream
+/// is a problem, and so is sharing the admin server's address.
+fn listen(
+    file: Option<String>,
+    env: &dyn Env,
+    flags: &RunFlags,
+    any_upstream: bool,
+    admin_listen: SocketAddr,
+    c: &mut Checker,
+) -> Option<SocketAddr> {
+    let value = over_file(file, env::string(env, ENV_MCP_LISTEN), ENV_MCP_LISTEN);
+    let value = flag_over(flags.listen.clone(), "--listen", value);
+    let origin = value.as_ref().map(|value| value.origin);
+    let listen = c.setting("mcp.listen", value, None, |text| {
+        socket_addr(text).map(Some)
+    });
+    if let Some(origin) = origin
+        && !any_upstream
+    {
+        c.problems.push(format!(
+            "mcp.listen: no upstream to proxy; add mcp.upstreams or --upstream NAME=URL{}",
+            origin.suffix()
+        ));
+    }
+    if !any_upstream {
+        return None;
+    }
+    let listen = listen.unwrap_or(DEFAULT_MCP_LISTEN);
+    if listen == admin_listen && listen.port() != 0 {
+        c.problems.push(format!(
+            "mcp.listen: {listen} is also admin.listen; give them different addresses{}",
+            origin.map_or_else(String::new, Origin::suffix)
+        ));
+    }
+    Some(listen)
+}
+
+/// `name` when it is one of the configured upstreams.
+fn configured_name(name: String, configured: &[String]) -> Result<String, String> {
+    let name = name.trim();
+    if configured.iter().any(|known| known == name) {
+        return Ok(name.to_owned());
+    }
+    if configured.is_empty() {
+        return Err(format!("no upstream named {name:?}: none is configured"));
+    }
+    Err(format!(
+        "no upstream named {name:?}; configured: {}",
+        configured.join(", ")
+    ))
+}
+
+/// A `--*-ms` flag as milliseconds; a value that does not parse is a problem
+/// under the setting's path, naming the flag, and counts as not given.
+fn flag_millis(
+    c: &mut Checker,
+    path: &str,
+    flag: &'static str,
+    given: Option<&str>,
+) -> Option<u64> {
+    let text = given?;
+    match text.trim().parse::<u64>() {
+        Ok(ms) => Some(ms),
+        Err(_) => {
+            c.problems.push(format!(
+                "{path}: expected a whole number of milliseconds, got {text:?}{}",
+                Origin::Flag(flag).suffix()
+            ));
+            None
+        }
+    }
+}
+
+fn identity(raw: RawIdentity, env: &dyn Env, c: &mut Checker) -> IdentityConfig {
+    let mut header = |path: &str, value: Option<String>, default: &'static str| {
+        c.setting(
+            path,
+            from_file(value),
+            HeaderName::from_static(default),
+            header_name,
+        )
+    };
+    let session_header = header(
+        "mcp.identity.session_header",
+        raw.session_header,
+        DEFAULT_MCP_SESSION_HEADER,
+    );
+    let tenant_header = header(
+        "mcp.identity.tenant_header",
+        raw.tenant_header,
+        DEFAULT_MCP_TENANT_HEADER,
+    );
+    let user_header = header(
+        "mcp.identity.user_header",
+        raw.user_header,
+        DEFAULT_MCP_USER_HEADER,
+    );
+
+    let value = over_file(
+        raw.trust_headers.map(|trust| trust.to_string()),
+        env::string(env, ENV_MCP_TRUST_IDENTITY_HEADERS),
+        ENV_MCP_TRUST_IDENTITY_HEADERS,
+    );
+    let trust_headers = c.setting(
+        "mcp.identity.trust_headers",
+        value,
+        DEFAULT_MCP_TRUST_IDENTITY_HEADERS,
+        boolean,
+    );
+
+    let value = over_file(raw.tenant, env::string(env, ENV_TENANT_ID), ENV_TENANT_ID);
+    let default_tenant = c.setting(
+        "mcp.identity.tenant",
+        value,
+        DEFAULT_TENANT_ID.to_owned(),
+        |id| checked_id(id, false),
+    );
+    let value = over_file(raw.user, env::string(env, ENV_USER_ID), ENV_USER_ID);
+    let default_user = c.setting(
+        "mcp.identity.user",
+        value,
+        DEFAULT_USER_ID.to_owned(),
+        |id| checked_id(id, true),
+    );
+    let value = over_file(
+        raw.default_session,
+        env::string(env, ENV_MCP_DEFAULT_SESSION),
+        ENV_MCP_DEFAULT_SESSION,
+    );
+    let default_session = c.setting(
+        "mcp.identity.default_session",
+        value,
+        DEFAULT_MCP_DEFAULT_SESSION.to_owned(),
+        |id| checked_id(id, false),
+    );
+
+    IdentityConfig {
+        session_header,
+        tenant_header,
+        user_header,
+        trust_headers,
+        default_tenant,
+        default_user,
+        default_session,
+    }
+}
+
+fn header_name(text: String) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(text.trim().as_bytes())
+        .map_err(|_| format!("invalid header name {text:?}"))
+}
+
+/// An id that goes into ledger rows: at most [`MAX_ID_LEN`] bytes, no control
+/// characters, surrounding spaces trimmed; empty only where `may_be_empty`.
+fn checked_id(text: String, may_be_empty: bool) -> Result<String, String> {
+    let id = text.trim();
+    if id.is_empty() && !may_be_empty {
+        return Err("must not be empty".to_owned());
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(format!(
+            "must be at most {MAX_ID_LEN} bytes, got {}",
+            id.len()
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(format!("must not contain control characters, got {id:?}"));
+    }
+    Ok(id.to_owned())
+}
+
+/// The checked `mcp.limits`.
+struct Limits {
+    max_body_bytes: usize,
+    max_connections: usize,
+    max_in_flight: usize,
+    result_capture_bytes: usize,
+    max_response_bytes: usize,
+}
+
+fn limits(raw: RawMcpLimits, env: &dyn Env, c: &mut Checker) -> Limits {
+    let number = |c: &mut Checker, file: Option<u64>, key: &'static str| {
+        let value = env::number(env, key, &mut c.problems);
+        over_file(file, value, key)
+    };
+
+    let value = number(c, raw.max_body_bytes, ENV_MCP_MAX_BODY_BYTES);
+    let max_body_bytes = c.setting(
+        "mcp.limits.max_body_bytes",
+        value,
+        DEFAULT_MCP_MAX_BODY_BYTES,
+        |n| bytes_at_most(n, MAX_MCP_MAX_BODY_BYTES, "64 MiB"),
+    );
+    let value = number(c, raw.max_connections, ENV_MCP_MAX_CONNECTIONS);
+    let max_connections = c.setting(
+        "mcp.limits.max_connections",
+        value,
+        DEFAULT_MCP_MAX_CONNECTIONS,
+        positive,
+    );
+    let value = number(c, raw.max_in_flight, ENV_MCP_MAX_IN_FLIGHT);
+    let max_in_flight = c.setting(
+        "mcp.limits.max_in_flight",
+        value,
+        DEFAULT_MCP_MAX_IN_FLIGHT,
+        positive,
+    );
+    let value = number(c, raw.max_response_bytes, ENV_MCP_MAX_RESPONSE_BYTES);
+    let max_response_bytes = c.setting(
+        "mcp.limits.max_response_bytes",
+        value,
+        DEFAULT_MCP_MAX_RESPONSE_BYTES,
+        |n| bytes_at_most(n, MAX_MCP_MAX_RESPONSE_BYTES, "256 MiB"),
+    );
+    // 0 is allowed: keep only the result's size and digest.
+    let value = number(c, raw.result_capture_bytes, ENV_MCP_RESULT_CAPTURE_BYTES);
+    let capture_origin = value.as_ref().map(|value| value.origin);
+    let result_capture_bytes = c.setting(
+        "mcp.limits.result_capture_bytes",
+        value,
+        DEFAULT_MCP_RESULT_CAPTURE_BYTES,
+        |n| usize::try_from(n).map_err(|_| format!("{n} is too large")),
+    );
+    if result_capture_bytes > max_response_bytes {
+        c.problems.push(format!(
+            "mcp.limits.result_capture_bytes: must not exceed mcp.limits.max_response_bytes \
+             ({max_response_bytes}), got {result_capture_bytes}{}",
+            capture_origin.map_or_else(String::new, Origin::suffix)
+        ));
+    }
+
+    Limits {
+        max_body_bytes,
+        max_connections,
+        max_in_flight,
+        result_capture_bytes,
+        max_response_bytes,
+    }
+}
