@@ -48,6 +48,15 @@ impl SessionTable {
             .map(|e| e.head)
     }
 
+    /// A copy of the session's head and state, if it is in memory (head and
+    /// state always belong together: both as of the same commit).
+    pub fn entry(&self, tenant_id: &str, session_id: &str) -> Option<SessionEntry> {
+        self.lock()
+            .get(tenant_id)
+            .and_then(|s| s.get(session_id))
+            .cloned()
+    }
+
     /// Runs `f` on the session's in-memory state, if present.
     pub fn with_state<R>(
         &self,

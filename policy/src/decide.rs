@@ -95,6 +95,11 @@ impl CompiledManifest {
     }
 
     /// Whether the manifest limits any tool's rate.
+    /// Whether the manifest declares the tool (`permissions.tools`).
+    pub fn declares(&self, tool: &str) -> bool {
+        self.tools.contains(tool)
+    }
+
     pub fn has_rate_limits(&self) -> bool {
         !self.rate_limits.is_empty()
     }
