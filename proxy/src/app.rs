@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aegis_ledger::{Ledger, LedgerObserver, SessionRules};
@@ -17,15 +18,25 @@ use tokio::task::JoinHandle;
 use crate::admin::manifest::report;
 use crate::admin::{self, AdminState};
 use crate::config::Config;
+use crate::limits::SessionLimiters;
 use crate::loops::ManifestSessionRules;
+use crate::mcp::enforce::Gate;
+use crate::mcp::server::{self as mcp_server, McpState};
 use crate::metrics::Metrics;
 
 /// A running sidecar.
 #[derive(Debug)]
 pub struct Running {
     admin_addr: SocketAddr,
+    mcp_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
+    /// Stops the admin server, last (readiness answers "draining" meanwhile).
+    admin_shutdown: watch::Sender<bool>,
     admin: JoinHandle<()>,
+    mcp: Option<JoinHandle<()>>,
+    evictor: JoinHandle<()>,
+    draining: Arc<AtomicBool>,
+    shutdown_grace: Duration,
     ledger: Ledger,
     metrics: Metrics,
     manifests: ManifestStore,
@@ -64,25 +75,77 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let admin_addr = listener
         .local_addr()
         .context("admin listener has no local address")?;
+    let mcp_listener = match config.mcp.listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (mcp.listen)"))?;
+            Some(listener)
+        }
+        None => None,
+    };
 
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let (admin_shutdown, admin_shutdown_rx) = watch::channel(false);
+    let draining = Arc::new(AtomicBool::new(false));
+    let limiters = Arc::new(SessionLimiters::default());
     let state = Arc::new(AdminState {
         ledger: ledger.handle(),
         reader: ledger.reader(),
         metrics: metrics.clone(),
         config: config.admin.clone(),
         manifests: manifests.clone(),
-        limiters: Arc::default(),
+        limiters: limiters.clone(),
+        draining: draining.clone(),
     });
     let drain = config.admin.request_timeout;
-    let admin = tokio::spawn(admin::serve(listener, state, shutdown_rx, drain));
+    let admin = tokio::spawn(admin::serve(listener, state, admin_shutdown_rx, drain));
+
+    let mut mcp_addr = None;
+    let mut mcp = None;
+    if let Some(listener) = mcp_listener {
+        mcp_addr = Some(
+            listener
+                .local_addr()
+                .context("mcp listener has no local address")?,
+        );
+        let gate = Gate {
+            ledger: ledger.handle(),
+            reader: ledger.reader(),
+            limiters,
+            sequencers: Default::default(),
+        };
+        let state = McpState::new(
+            gate,
+            manifests.clone(),
+            metrics.clone(),
+            config.mcp.clone(),
+            config.ledger.fail_open,
+            shutdown_rx.clone(),
+        )?;
+        let grace = config.mcp.shutdown_grace;
+        mcp = Some(tokio::spawn(mcp_server::serve(
+            listener,
+            Arc::new(state),
+            shutdown_rx.clone(),
+            grace,
+        )));
+    }
+    let evictor = tokio::spawn(evict_idle_sessions(
+        ledger.handle(),
+        config.mcp.session_idle,
+        shutdown_rx,
+    ));
 
     if let Some(path) = &config.ready_file {
-        write_ready_file(path, admin_addr, &config)
+        write_ready_file(path, admin_addr, mcp_addr, &config)
             .with_context(|| format!("cannot write the ready file {}", path.display()))?;
     }
     tracing::info!(
         admin = %admin_addr,
+        mcp = %mcp_addr.map_or("off".into(), |a| a.to_string()),
+        upstreams = %config.mcp.upstreams.iter().map(|u| format!("{}={}", u.name, u.url)).collect::<Vec<_>>().join(","),
+        enforce = config.mcp.enforce,
         ledger = %config.ledger.path.display(),
         synchronous = %config.ledger.synchronous,
         manifest = %config.manifest.as_deref().map_or("none".into(), |p| p.display().to_string()),
@@ -90,8 +153,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     );
     Ok(Running {
         admin_addr,
+        mcp_addr,
         shutdown,
+        admin_shutdown,
         admin,
+        mcp,
+        evictor,
+        draining,
+        shutdown_grace: config.mcp.shutdown_grace,
         ledger,
         metrics,
         manifests,
@@ -143,6 +212,26 @@ impl Running {
         self.admin_addr
     }
 
+    /// The MCP listener's address, when one is configured.
+    pub fn mcp_addr(&self) -> Option<SocketAddr> {
+        self.mcp_addr
+    }
+
+    /// Verifies one session's chain as stored now; `None` when it has no
+    /// envelopes.
+    pub async fn verify_session(
+        &self,
+        tenant: &str,
+        session: &str,
+    ) -> anyhow::Result<Option<aegis_ledger::SessionReport>> {
+        let reader = self.ledger.reader();
+        let (tenant, session) = (tenant.to_owned(), session.to_owned());
+        let report = tokio::task::spawn_blocking(move || reader.verify_session(&tenant, &session))
+            .await
+            .context("verify task failed")??;
+        Ok(report)
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
@@ -163,13 +252,26 @@ impl Running {
         }
     }
 
-    /// Stops accepting, lets in-flight requests finish within `deadline`,
-    /// then commits what is queued and closes the ledger.
+    /// Graceful shutdown: readiness turns false, the MCP listener stops
+    /// accepting and its in-flight calls finish within the shutdown grace
+    /// period (held-open GET streams end); then the admin server stops
+    /// (within `deadline`), and what is queued is committed and the ledger
+    /// closed.
     pub async fn shutdown(self, deadline: Duration) {
         if let Some(path) = &self.ready_file {
             remove_ready_file(path);
         }
+        self.draining.store(true, Ordering::SeqCst);
         let _ = self.shutdown.send(true);
+        if let Some(mcp) = self.mcp {
+            // The server bounds its own drain by the grace period.
+            let bound = self.shutdown_grace + Duration::from_secs(1);
+            if tokio::time::timeout(bound, mcp).await.is_err() {
+                tracing::warn!("mcp server did not stop within the grace period");
+            }
+        }
+        self.evictor.abort();
+        let _ = self.admin_shutdown.send(true);
         if tokio::time::timeout(deadline, self.admin).await.is_err() {
             tracing::warn!(?deadline, "admin server did not stop within the deadline");
         }
@@ -184,6 +286,31 @@ impl Running {
     }
 }
 
+/// Drops idle sessions from memory every so often (they are rebuilt from
+/// the ledger on next use), so memory follows active sessions, not every
+/// session ever seen.
+async fn evict_idle_sessions(
+    ledger: aegis_ledger::LedgerHandle,
+    idle: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let every = (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        match ledger.evict_idle(idle).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(evicted = n, "idle sessions dropped from memory"),
+            Err(_) => return,
+        }
+    }
+}
+
 fn remove_ready_file(path: &Path) {
     match std::fs::remove_file(path) {
         Ok(()) => {}
@@ -194,11 +321,18 @@ fn remove_ready_file(path: &Path) {
     }
 }
 
-/// Writes `{"admin": "ip:port", "pid": n, "ledger": "path"}` atomically
-/// (temporary file, then rename), so a reader never sees half a file.
-fn write_ready_file(path: &Path, admin: SocketAddr, config: &Config) -> std::io::Result<()> {
+/// Writes `{"admin": "ip:port", "mcp": "ip:port"|null, "pid": n, "ledger":
+/// "path"}` atomically (temporary file, then rename), so a reader never sees
+/// half a file.
+fn write_ready_file(
+    path: &Path,
+    admin: SocketAddr,
+    mcp: Option<SocketAddr>,
+    config: &Config,
+) -> std::io::Result<()> {
     let body = serde_json::json!({
         "admin": admin.to_string(),
+        "mcp": mcp.map(|a| a.to_string()),
         "pid": std::process::id(),
         "ledger": config.ledger.path.display().to_string(),
     });

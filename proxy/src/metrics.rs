@@ -15,6 +15,11 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+/// Request latency buckets, 100 µs to 30 s.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
+];
+
 /// Every metric the sidecar exports.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -25,6 +30,31 @@ pub struct Metrics {
     decisions: IntCounterVec,
     decision_duration: Histogram,
     pub manifest: ManifestMetrics,
+    pub mcp: McpMetrics,
+}
+
+/// The MCP reverse proxy; `upstream` labels are configured names (a closed set).
+#[derive(Debug, Clone)]
+pub struct McpMetrics {
+    /// By upstream, HTTP method and status code.
+    pub requests: IntCounterVec,
+    /// Whole request, by upstream: until the answer's headers (streams
+    /// continue after).
+    pub request_duration: HistogramVec,
+    /// Until the upstream's answer headers arrived, by upstream.
+    pub upstream_duration: HistogramVec,
+    /// Tool calls by upstream, outcome, reason and whether enforced.
+    pub tool_calls: IntCounterVec,
+    /// How forwarded calls ended, by upstream and result (ok, tool_error,
+    /// withheld, timeout, upstream_error, malformed, no_answer, agent_gone).
+    pub tool_results: IntCounterVec,
+    /// Calls the ledger could not record, by what happened (fail_closed: not
+    /// forwarded; fail_open: forwarded unrecorded).
+    pub ledger_failures: IntCounterVec,
+    /// Requests being handled (POSTs; GET streams are not counted).
+    pub in_flight: IntGauge,
+    /// Sessions active in memory (not yet idle-evicted); set when scraped.
+    pub active_sessions: IntGauge,
 }
 
 /// The live manifest and its reloads; recorded by the watcher thread, the
@@ -179,6 +209,60 @@ impl Metrics {
             manifest_reloads.with_label_values(&[result]);
         }
         manifest_last_reload_success.set(1);
+        let mcp = McpMetrics {
+            requests: IntCounterVec::new(
+                Opts::new(
+                    "aegis_mcp_requests_total",
+                    "MCP requests, by upstream, HTTP method and status code.",
+                ),
+                &["upstream", "method", "code"],
+            )?,
+            request_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "aegis_mcp_request_duration_seconds",
+                    "MCP request latency until the answer starts, by upstream.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["upstream"],
+            )?,
+            upstream_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "aegis_mcp_upstream_duration_seconds",
+                    "Time until the upstream's answer headers, by upstream.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["upstream"],
+            )?,
+            tool_calls: IntCounterVec::new(
+                Opts::new(
+                    "aegis_mcp_tool_calls_total",
+                    "tools/call decisions, by upstream, outcome, reason and enforced (false in shadow mode).",
+                ),
+                &["upstream", "outcome", "reason", "enforced"],
+            )?,
+            tool_results: IntCounterVec::new(
+                Opts::new(
+                    "aegis_mcp_tool_results_total",
+                    "How forwarded tools/call ended, by upstream and result.",
+                ),
+                &["upstream", "result"],
+            )?,
+            ledger_failures: IntCounterVec::new(
+                Opts::new(
+                    "aegis_mcp_ledger_failures_total",
+                    "tools/call the ledger could not record, by mode (fail_closed: refused; fail_open: forwarded unrecorded).",
+                ),
+                &["mode"],
+            )?,
+            in_flight: IntGauge::new(
+                "aegis_mcp_in_flight_requests",
+                "MCP POST requests being handled.",
+            )?,
+            active_sessions: IntGauge::new(
+                "aegis_mcp_active_sessions",
+                "Sessions held in memory (used within mcp.session_idle_ms).",
+            )?,
+        };
         let build_info = IntGauge::with_opts(
             Opts::new(
                 "aegis_build_info",
@@ -201,6 +285,14 @@ impl Metrics {
         registry.register(Box::new(manifest_generation.clone()))?;
         registry.register(Box::new(manifest_reloads.clone()))?;
         registry.register(Box::new(manifest_last_reload_success.clone()))?;
+        registry.register(Box::new(mcp.requests.clone()))?;
+        registry.register(Box::new(mcp.request_duration.clone()))?;
+        registry.register(Box::new(mcp.upstream_duration.clone()))?;
+        registry.register(Box::new(mcp.tool_calls.clone()))?;
+        registry.register(Box::new(mcp.tool_results.clone()))?;
+        registry.register(Box::new(mcp.ledger_failures.clone()))?;
+        registry.register(Box::new(mcp.in_flight.clone()))?;
+        registry.register(Box::new(mcp.active_sessions.clone()))?;
         registry.register(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -230,6 +322,7 @@ impl Metrics {
                 reloads: manifest_reloads,
                 last_reload_success: manifest_last_reload_success,
             },
+            mcp,
         })
     }
 

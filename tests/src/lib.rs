@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod mcp;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;

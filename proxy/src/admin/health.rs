@@ -20,6 +20,12 @@ pub fn healthz() -> Response<Full<Bytes>> {
 
 /// Readiness: the ledger writer is running and can take the write lock now.
 pub async fn readyz(state: &AdminState) -> Response<Full<Bytes>> {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "draining"}),
+        );
+    }
     match tokio::time::timeout(READY_PROBE_TIMEOUT, state.ledger.ping()).await {
         Ok(Ok(())) => json_response(StatusCode::OK, &json!({"status": "ok"})),
         Ok(Err(e)) => json_response(
@@ -39,9 +45,9 @@ pub fn metrics(state: &AdminState) -> Response<Full<Bytes>> {
     ledger
         .queue_depth
         .set(i64::try_from(state.ledger.queue_depth()).unwrap_or(i64::MAX));
-    ledger
-        .sessions_in_memory
-        .set(i64::try_from(state.ledger.sessions().len()).unwrap_or(i64::MAX));
+    let sessions = i64::try_from(state.ledger.sessions().len()).unwrap_or(i64::MAX);
+    ledger.sessions_in_memory.set(sessions);
+    state.metrics.mcp.active_sessions.set(sessions);
     let mut response = Response::new(Full::new(Bytes::from(state.metrics.render())));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -49,8 +49,11 @@ pub struct AdminState {
     pub config: AdminConfig,
     /// The live manifest (read lock-free per decision) and its reloads.
     pub manifests: ManifestStore,
-    /// Each session's token buckets under the live manifest's rate limits.
+    /// Each session's token buckets under the live manifest's rate limits
+    /// (shared with the MCP proxy: one session, one set of buckets).
     pub limiters: Arc<SessionLimiters>,
+    /// Set when shutdown begins: readiness answers 503 from then on.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Routes, named for metrics: a closed set.

@@ -22,10 +22,15 @@ pub struct DecisionRecord<'a> {
 /// "isError":true,"resultType":"complete","_meta":{"aegis/decision":{...}}}`
 /// (no `structuredContent`). For `require_approval` the text says approval
 /// is pending.
-pub fn not_forwarded(id: &Id, decision: &Decision, record: DecisionRecord<'_>) -> Value {
+pub fn not_forwarded(
+    id: &Id,
+    decision: &Decision,
+    record: DecisionRecord<'_>,
+    approval_id: Option<&str>,
+) -> Value {
     let text = match decision.outcome {
         aegis_policy::Outcome::RequireApproval => format!(
-            "Approval pending ({}): {}; the call was not run.",
+            "Approval pending ({}): {}; the call was not run and waits for a person's approval.",
             decision.reason,
             decision.explanation()
         ),
@@ -35,6 +40,15 @@ pub fn not_forwarded(id: &Id, decision: &Decision, record: DecisionRecord<'_>) -
             decision.explanation()
         ),
     };
+    let mut meta = json!({
+        "outcome": decision.outcome.as_str(),
+        "reason": decision.reason.as_str(),
+        "seq": record.seq,
+        "manifest_sha256": record.manifest_sha256,
+    });
+    if let Some(approval_id) = approval_id {
+        meta["approval_id"] = json!(approval_id);
+    }
     json!({
         "jsonrpc": "2.0",
         "id": id.to_value(),
@@ -42,14 +56,33 @@ pub fn not_forwarded(id: &Id, decision: &Decision, record: DecisionRecord<'_>) -
             "content": [{"type": "text", "text": text}],
             "isError": true,
             "resultType": "complete",
-            "_meta": {"aegis/decision": {
-                "outcome": decision.outcome.as_str(),
-                "reason": decision.reason.as_str(),
-                "seq": record.seq,
-                "manifest_sha256": record.manifest_sha256,
-            }}
+            "_meta": {"aegis/decision": meta}
         }
     })
+}
+
+/// A tool-error result the sidecar puts in place of a forwarded call's
+/// answer (timed out, or over `max_output_bytes`): the model reads `text`.
+pub fn tool_error(id: &Id, text: String, meta: Value) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "id": id.to_value(),
+        "result": {
+            "content": [{"type": "text", "text": text}],
+            "isError": true,
+            "resultType": "complete",
+            "_meta": {"aegis/decision": meta},
+        }
+    })
+}
+
+/// One SSE event carrying `message`, in the shape MCP servers send.
+pub fn sse_event(message: &Value) -> bytes::Bytes {
+    let mut out = b"event: message\ndata: ".to_vec();
+    // A Value always serialises; its JSON never holds a raw newline.
+    out.extend_from_slice(&serde_json::to_vec(message).unwrap_or_default());
+    out.extend_from_slice(b"\n\n");
+    out.into()
 }
 
 /// A JSON-RPC error response; `id` is `null` when the request's id is unknown
@@ -86,6 +119,7 @@ mod tests {
                 seq: 12,
                 manifest_sha256: "ab",
             },
+            None,
         );
         assert_eq!(
             answer,
@@ -112,6 +146,11 @@ mod tests {
                 seq: 1,
                 manifest_sha256: "",
             },
+            Some("appr-0123"),
+        );
+        assert_eq!(
+            answer["result"]["_meta"]["aegis/decision"]["approval_id"],
+            "appr-0123"
         );
         let text = answer["result"]["content"][0]["text"]
             .as_str()

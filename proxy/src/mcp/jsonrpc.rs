@@ -16,6 +16,8 @@ pub mod codes {
     pub const INVALID_REQUEST: i64 = -32600;
     /// The upstream failed (refused, timed out, bad status, malformed answer).
     pub const INTERNAL_ERROR: i64 = -32603;
+    /// The method exists but its params are wrong.
+    pub const INVALID_PARAMS: i64 = -32602;
     /// MCP 2026-07-28: an `Mcp-Method`/`Mcp-Name` header disagrees with the body.
     pub const HEADER_MISMATCH: i64 = -32020;
 }

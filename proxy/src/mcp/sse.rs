@@ -37,6 +37,16 @@ impl SseEvent {
     }
 }
 
+/// The end of one event block within a fed chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    /// Offset in the chunk just past the block's blank line.
+    pub offset: usize,
+    /// Index in `out` of the event the block dispatched; `None` for a block
+    /// without data (a priming event, `retry:` alone, comments).
+    pub event: Option<usize>,
+}
+
 /// An incremental event-stream parser.
 #[derive(Debug)]
 pub struct SseParser {
@@ -102,6 +112,27 @@ impl SseParser {
 
     /// Feeds the next chunk; pushes every event it completes onto `out`.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) {
+        self.feed_inner(chunk, out, None);
+    }
+
+    /// [`Self::feed`], also marking where in `chunk` each event block ends
+    /// (just after its blank line), so a relay can pass the stream on event
+    /// by event, each block's bytes exactly as received.
+    pub fn feed_framed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>, marks: &mut Vec<Mark>) {
+        self.feed_inner(chunk, out, Some(marks));
+    }
+
+    /// Data bytes of the event being read so far (not yet dispatched).
+    pub fn pending_data_len(&self) -> usize {
+        self.data_len
+    }
+
+    fn feed_inner(
+        &mut self,
+        chunk: &[u8],
+        out: &mut Vec<SseEvent>,
+        mut marks: Option<&mut Vec<Mark>>,
+    ) {
         let mut rest = chunk;
         if self.after_cr {
             self.after_cr = false;
@@ -111,6 +142,8 @@ impl SseParser {
         }
         while let Some(end) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
             self.line_bytes(&rest[..end]);
+            let blank = self.line == Line::Start;
+            let dispatched_before = out.len();
             self.end_line(out);
             let cr = rest[end] == b'\r';
             rest = &rest[end + 1..];
@@ -120,6 +153,12 @@ impl SseParser {
                     Some(_) => {}
                     None => self.after_cr = true,
                 }
+            }
+            if blank && let Some(marks) = marks.as_deref_mut() {
+                marks.push(Mark {
+                    offset: chunk.len() - rest.len(),
+                    event: (out.len() > dispatched_before).then(|| out.len() - 1),
+                });
             }
         }
         self.line_bytes(rest);

@@ -106,3 +106,74 @@ proptest! {
         prop_assert_eq!(chunked, whole);
     }
 }
+
+/// Splits `stream`, fed in `chunks`, into raw event blocks as a relay would.
+fn blocks(chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Vec<Option<SseEvent>>, Vec<u8>) {
+    let mut parser = SseParser::new(1024);
+    let (mut blocks, mut dispatched, mut pending) = (Vec::new(), Vec::new(), Vec::new());
+    for chunk in chunks {
+        let (mut out, mut marks) = (Vec::new(), Vec::new());
+        parser.feed_framed(chunk, &mut out, &mut marks);
+        let mut start = 0;
+        for mark in marks {
+            pending.extend_from_slice(&chunk[start..mark.offset]);
+            blocks.push(std::mem::take(&mut pending));
+            dispatched.push(mark.event.map(|i| out[i].clone()));
+            start = mark.offset;
+        }
+        pending.extend_from_slice(&chunk[start..]);
+    }
+    (blocks, dispatched, pending)
+}
+
+#[test]
+fn framing_marks_each_block_with_its_event() {
+    let stream: &[u8] =
+        b"id: 0\ndata:\n\nretry: 1000\n\nevent: message\r\ndata: {\"id\":1}\r\n\r\ndata: tail";
+    let (blocks, events, rest) = blocks(&[&stream[..9], &stream[9..30], &stream[30..]]);
+    assert_eq!(blocks.len(), 3);
+    assert_eq!(blocks[0], b"id: 0\ndata:\n\n");
+    assert_eq!(blocks[1], b"retry: 1000\n\n");
+    assert_eq!(blocks[2], b"event: message\r\ndata: {\"id\":1}\r\n\r\n");
+    assert_eq!(events[0].as_ref().map(|e| e.data.len()), Some(0));
+    assert!(events[1].is_none());
+    assert_eq!(
+        events[2].as_ref().map(|e| e.data.clone()),
+        Some(b"{\"id\":1}".to_vec())
+    );
+    assert_eq!(rest, b"data: tail");
+}
+
+proptest! {
+    /// However the stream is chunked, the blocks put back together are the
+    /// stream, and they dispatch the same events as the plain parser.
+    #[test]
+    fn framing_loses_and_reorders_nothing(
+        lines in prop::collection::vec(
+            prop_oneof!["data: [a-z]{0,8}", "id: [0-9]{1,3}", ": [a-z]{0,4}", Just(String::new())],
+            0..30,
+        ),
+        endings in prop::collection::vec(prop_oneof![Just("\n"), Just("\r\n"), Just("\r")], 30),
+        cuts in prop::collection::vec(0usize..300, 0..10),
+    ) {
+        let mut stream = Vec::new();
+        for (line, ending) in lines.iter().zip(endings.iter().cycle()) {
+            stream.extend_from_slice(line.as_bytes());
+            stream.extend_from_slice(ending.as_bytes());
+        }
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(stream.len())).collect();
+        cuts.sort_unstable();
+        cuts.push(stream.len());
+        let mut chunks = Vec::new();
+        let mut at = 0;
+        for cut in cuts {
+            chunks.push(&stream[at..cut]);
+            at = cut;
+        }
+        let (blocks, dispatched, rest) = blocks(&chunks);
+        let joined: Vec<u8> = blocks.concat().into_iter().chain(rest).collect();
+        prop_assert_eq!(&joined, &stream);
+        let framed: Vec<SseEvent> = dispatched.into_iter().flatten().collect();
+        prop_assert_eq!(framed, events(&stream, 1024));
+    }
+}

@@ -1,0 +1,1077 @@
+//! The answer side: send a POST's admitted messages upstream, relay the
+//! answer (JSON or SSE) to the agent, and settle each forwarded
+//! `tools/call` — its result recorded (`TOOL_RESULT`, committed before the
+//! agent sees it, so the taint is in place for the next call), cut at the
+//! decision's `timeout_ms`, withheld over its `max_output_bytes`, or its
+//! failure recorded (`ERROR_RAISED`) and answered as a JSON-RPC error.
+//!
+//! SSE answers are relayed event by event: each event's bytes go to the
+//! agent, exactly as received, as soon as the event is complete (`id:`,
+//! `retry:`, comments and empty priming events included). Only the event
+//! carrying a call's result can be replaced, and only a `tools/list`
+//! result is rewritten (filtered).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use aegis_ledger::EventType;
+use aegis_policy::manifest::{DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_TIMEOUT_MS};
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Frame, Incoming, SizeHint};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::time::Instant as Deadline;
+
+use super::answers;
+use super::enforce::Verdict;
+use super::identity::Identity;
+use super::jsonrpc::{Id, codes};
+use super::server::{McpState, error_response, json_response};
+use super::sse::{Mark, SseEvent, SseParser};
+use super::tools_list;
+use super::upstream::{self, Upstream};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of every answer to the agent.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Events buffered between the relay task and the agent's connection.
+const RELAY_QUEUE: usize = 32;
+
+pub fn full(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+fn empty() -> ProxyBody {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A forwarded `tools/call` waiting for its answer.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub id: Id,
+    pub tool_name: String,
+    /// `None` when the call went upstream unrecorded (ledger down, `fail_open`).
+    pub proposal_seq: Option<u64>,
+    pub decision_seq: Option<u64>,
+    pub manifest_sha256: String,
+    pub max_output_bytes: u64,
+    pub timeout: Duration,
+}
+
+impl Pending {
+    pub fn new(id: Id, tool_name: &str, verdict: &Verdict) -> Pending {
+        // Shadow mode forwards refused calls: they run under the defaults.
+        let (max_output_bytes, timeout_ms) = verdict
+            .decision
+            .constraints
+            .map_or((DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_TIMEOUT_MS), |c| {
+                (c.max_output_bytes, c.timeout_ms)
+            });
+        Pending {
+            id,
+            tool_name: tool_name.to_owned(),
+            proposal_seq: Some(verdict.proposal_seq),
+            decision_seq: Some(verdict.decision_seq),
+            manifest_sha256: verdict.manifest_sha256().to_owned(),
+            max_output_bytes,
+            timeout: Duration::from_millis(timeout_ms),
+        }
+    }
+
+    pub fn unrecorded(id: Id, tool_name: &str) -> Pending {
+        Pending {
+            id,
+            tool_name: tool_name.to_owned(),
+            proposal_seq: None,
+            decision_seq: None,
+            manifest_sha256: String::new(),
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
+        }
+    }
+}
+
+/// One POST on its way through.
+#[derive(Debug)]
+pub struct Exchange {
+    pub state: Arc<McpState>,
+    pub upstream: Arc<Upstream>,
+    pub identity: Identity,
+    pub started: Instant,
+    /// Held until the answer is fully relayed (the shutdown drain waits for it).
+    pub permit: OwnedSemaphorePermit,
+    pub batch: bool,
+    /// Forwarded `tools/call` requests.
+    pub calls: Vec<Pending>,
+    /// Forwarded `tools/list` requests (their answers are filtered).
+    pub tools_list: Vec<Id>,
+    /// Answers made by the sidecar (denials, malformed calls).
+    pub local: Vec<Value>,
+    /// Ids of every forwarded request.
+    pub forwarded_requests: Vec<Id>,
+    pub expects_answer: bool,
+}
+
+/// How a forwarded call ended.
+enum Ending {
+    /// The upstream's answer: the message, its size in bytes and SHA-256.
+    Answered {
+        message: Value,
+        size: usize,
+        sha256: [u8; 32],
+    },
+    /// An answer too large to hold or pass: its size, SHA-256 and first bytes.
+    TooLarge {
+        size: usize,
+        sha256: [u8; 32],
+        head: Bytes,
+    },
+    /// Cut at the decision's `timeout_ms`.
+    TimedOut,
+    /// The upstream failed: a closed `kind`, and what happened.
+    Failed { kind: &'static str, detail: String },
+}
+
+impl Exchange {
+    pub fn new(
+        state: Arc<McpState>,
+        upstream: Arc<Upstream>,
+        identity: Identity,
+        started: Instant,
+        permit: OwnedSemaphorePermit,
+    ) -> Exchange {
+        Exchange {
+            state,
+            upstream,
+            identity,
+            started,
+            permit,
+            batch: false,
+            calls: Vec::new(),
+            tools_list: Vec::new(),
+            local: Vec::new(),
+            forwarded_requests: Vec::new(),
+            expects_answer: false,
+        }
+    }
+
+    /// Nothing was forwarded: the sidecar's own answers are the answer.
+    pub fn local_only(self) -> Response<ProxyBody> {
+        if self.local.is_empty() {
+            // Only notifications or responses, all consumed: accepted.
+            let mut response = Response::new(empty());
+            *response.status_mut() = StatusCode::ACCEPTED;
+            return response;
+        }
+        self.json_answer(Vec::new())
+    }
+
+    /// The sidecar's answers plus `answers`, as one JSON body (an array for
+    /// a batch).
+    fn json_answer(mut self, mut answers: Vec<Value>) -> Response<ProxyBody> {
+        answers.append(&mut self.local);
+        let body = if self.batch || answers.len() != 1 {
+            Value::Array(answers)
+        } else {
+            answers.pop().unwrap_or(Value::Null)
+        };
+        json_response(StatusCode::OK, &body)
+    }
+
+    fn find_call(&mut self, id: &Id) -> Option<Pending> {
+        let at = self.calls.iter().position(|c| &c.id == id)?;
+        Some(self.calls.swap_remove(at))
+    }
+
+    /// Records how `call` ended and returns what the agent gets instead of
+    /// the upstream's answer, if anything.
+    async fn settle(&self, call: &Pending, ending: Ending) -> Option<Value> {
+        let upstream = self.upstream.name.as_str();
+        let elapsed_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut base = json!({
+            "tool_name": call.tool_name,
+            "call_id": call.id.to_value(),
+            "proposal_seq": call.proposal_seq,
+            "upstream": upstream,
+            "duration_ms": elapsed_ms,
+        });
+        let capture = self.state.config.result_capture_bytes;
+        let (event_type, result_label, replacement) = match ending {
+            Ending::Answered {
+                message,
+                size,
+                sha256,
+            } => {
+                let rpc_error = message.get("error");
+                let is_error = rpc_error.is_some()
+                    || message
+                        .get("result")
+                        .and_then(|r| r.get("isError"))
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
+                base["is_error"] = json!(is_error);
+                base["size_bytes"] = json!(size);
+                base["sha256"] = json!(hex(&sha256));
+                let over = u64::try_from(size).unwrap_or(u64::MAX) > call.max_output_bytes;
+                let recorded = message.get("result").or(rpc_error).unwrap_or(&Value::Null);
+                if size <= capture {
+                    base["result"] = recorded.clone();
+                } else {
+                    let text = serde_json::to_string(recorded).unwrap_or_default();
+                    base["result_prefix"] = json!(prefix(&text, capture));
+                    base["truncated"] = json!(true);
+                }
+                if over {
+                    base["withheld"] = json!(true);
+                    let text = format!(
+                        "Result withheld by policy: the tool's answer is {size} bytes, over the manifest's limit of {} bytes (max_output_bytes).",
+                        call.max_output_bytes
+                    );
+                    (
+                        EventType::ToolResult,
+                        "withheld",
+                        Some(answers::tool_error(
+                            &call.id,
+                            text,
+                            self.meta(call, "withheld"),
+                        )),
+                    )
+                } else {
+                    let label = if is_error { "tool_error" } else { "ok" };
+                    (EventType::ToolResult, label, None)
+                }
+            }
+            Ending::TooLarge { size, sha256, head } => {
+                base["is_error"] = json!(false);
+                base["size_bytes"] = json!(size);
+                base["sha256"] = json!(hex(&sha256));
+                base["withheld"] = json!(true);
+                let head = String::from_utf8_lossy(&head[..head.len().min(capture)]).into_owned();
+                base["result_prefix"] = json!(prefix(&head, capture));
+                base["truncated"] = json!(true);
+                let text = format!(
+                    "Result withheld by policy: the tool's answer is {size} bytes, over the limit of {} bytes.",
+                    call.max_output_bytes
+                        .min(self.state.config.max_response_bytes as u64)
+                );
+                (
+                    EventType::ToolResult,
+                    "withheld",
+                    Some(answers::tool_error(
+                        &call.id,
+                        text,
+                        self.meta(call, "withheld"),
+                    )),
+                )
+            }
+            Ending::TimedOut => {
+                let ms = call.timeout.as_millis();
+                base["error"] = json!("timeout");
+                base["message"] = json!(format!(
+                    "no answer within {ms} ms (timeout_ms); the call was cut"
+                ));
+                let text = format!(
+                    "Timed out by policy: the tool did not answer within {ms} ms (timeout_ms); the call was cut."
+                );
+                (
+                    EventType::ErrorRaised,
+                    "timeout",
+                    Some(answers::tool_error(
+                        &call.id,
+                        text,
+                        self.meta(call, "timeout"),
+                    )),
+                )
+            }
+            Ending::Failed { kind, detail } => {
+                base["error"] = json!(kind);
+                base["message"] = json!(detail);
+                let answer = answers::error(
+                    Some(&call.id),
+                    codes::INTERNAL_ERROR,
+                    &format!("the tool server failed: {detail}"),
+                    Some(json!({"upstream": upstream, "kind": kind, "tool": call.tool_name})),
+                );
+                (EventType::ErrorRaised, kind, Some(answer))
+            }
+        };
+        let seq = if call.proposal_seq.is_some() {
+            match self
+                .state
+                .gate
+                .record(&self.identity, event_type, base)
+                .await
+            {
+                Ok(appended) => Some(appended.seq),
+                Err(e) => {
+                    tracing::error!(error = %e, tool = %call.tool_name, "the call's result could not be recorded");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        self.state
+            .metrics
+            .mcp
+            .tool_results
+            .with_label_values(&[upstream, result_label])
+            .inc();
+        tracing::info!(
+            upstream,
+            tool = %call.tool_name,
+            session = %self.identity.session_id,
+            outcome = "allow",
+            result = result_label,
+            decision_seq = call.decision_seq,
+            seq,
+            latency_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "tool call"
+        );
+        replacement
+    }
+
+    fn meta(&self, call: &Pending, what: &str) -> Value {
+        json!({
+            "outcome": "allow",
+            "reason": "OK",
+            "seq": call.decision_seq,
+            "manifest_sha256": call.manifest_sha256,
+            "enforcement": what,
+        })
+    }
+
+    /// Settles every call still waiting with `ending` (a closed kind).
+    async fn settle_rest(&mut self, ending: impl Fn() -> Ending) -> Vec<Value> {
+        let calls = std::mem::take(&mut self.calls);
+        let mut out = Vec::new();
+        for call in &calls {
+            if let Some(answer) = self.settle(call, ending()).await {
+                out.push(answer);
+            }
+        }
+        out
+    }
+
+    /// The earliest deadline of the calls still waiting.
+    fn deadline(&self) -> Option<Deadline> {
+        self.calls
+            .iter()
+            .map(|c| Deadline::from_std(self.started) + c.timeout)
+            .min()
+    }
+
+    /// Answers for forwarded requests that are not tool calls, when the
+    /// upstream failed before answering.
+    fn failed_requests(&self, kind: &'static str, detail: &str) -> Vec<Value> {
+        self.forwarded_requests
+            .iter()
+            .filter(|id| !self.calls.iter().any(|c| &c.id == *id))
+            .map(|id| {
+                answers::error(
+                    Some(id),
+                    codes::INTERNAL_ERROR,
+                    &format!("the upstream MCP server failed: {detail}"),
+                    Some(json!({"upstream": self.upstream.name, "kind": kind})),
+                )
+            })
+            .collect()
+    }
+
+    /// The upstream failed before answering: every forwarded call is
+    /// settled, every forwarded request gets a JSON-RPC error.
+    async fn fail(
+        mut self,
+        kind: &'static str,
+        detail: String,
+        timed_out: bool,
+    ) -> Response<ProxyBody> {
+        tracing::warn!(upstream = %self.upstream.name, kind, %detail, "upstream failed");
+        let mut out = self.failed_requests(kind, &detail);
+        let d = detail.clone();
+        out.extend(
+            self.settle_rest(|| {
+                if timed_out {
+                    Ending::TimedOut
+                } else {
+                    Ending::Failed {
+                        kind,
+                        detail: d.clone(),
+                    }
+                }
+            })
+            .await,
+        );
+        if out.is_empty() && self.local.is_empty() {
+            let status = if timed_out {
+                StatusCode::GATEWAY_TIMEOUT
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            return error_response(
+                status,
+                None,
+                codes::INTERNAL_ERROR,
+                &format!("the upstream MCP server failed: {detail}"),
+                Some(json!({"upstream": self.upstream.name, "kind": kind})),
+            );
+        }
+        self.json_answer(out)
+    }
+}
+
+/// Sends the admitted messages upstream and relays the answer.
+pub async fn forward(exchange: Exchange, parts: Parts, body: Bytes) -> Response<ProxyBody> {
+    let state = exchange.state.clone();
+    let upstream = exchange.upstream.clone();
+    let mut builder = Request::builder()
+        .method(parts.method.clone())
+        .uri(upstream.target(parts.uri.query()));
+    if let Some(h) = builder.headers_mut() {
+        *h = upstream::request_headers(parts.headers, &upstream, &state.config.identity);
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    let request = match builder.body(Full::new(body)) {
+        Ok(request) => request,
+        Err(e) => return exchange.fail("bad_request", e.to_string(), false).await,
+    };
+    let headers_deadline = exchange
+        .deadline()
+        .unwrap_or_else(|| Deadline::now() + upstream.timeout);
+    let sent = Instant::now();
+    let response =
+        match tokio::time::timeout_at(headers_deadline, state.client.request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                let detail = format!("{} is unreachable: {}", upstream.url, error_chain(&e));
+                return exchange.fail("unreachable", detail, false).await;
+            }
+            Err(_) => {
+                let detail = format!("{} did not answer in time", upstream.url);
+                let tool_deadline = !exchange.calls.is_empty();
+                return exchange.fail("timeout", detail, tool_deadline).await;
+            }
+        };
+    state
+        .metrics
+        .mcp
+        .upstream_duration
+        .with_label_values(&[upstream.name.as_str()])
+        .observe(sent.elapsed().as_secs_f64());
+    answer(exchange, response).await
+}
+
+/// Relays the upstream's answer to a POST.
+async fn answer(mut exchange: Exchange, response: Response<Incoming>) -> Response<ProxyBody> {
+    let status = response.status();
+    let inspect =
+        !exchange.calls.is_empty() || !exchange.tools_list.is_empty() || !exchange.local.is_empty();
+    if !inspect {
+        return passthrough(response, None);
+    }
+    if status.is_server_error() {
+        let detail = format!("{} answered HTTP {status}", exchange.upstream.url);
+        return exchange.fail("status", detail, false).await;
+    }
+    if !status.is_success() {
+        // A client error is MCP's to interpret (404: the session is gone,
+        // re-initialize), so it passes; the calls it ended are recorded.
+        let detail = format!("{} answered HTTP {status}", exchange.upstream.url);
+        exchange
+            .settle_rest(|| Ending::Failed {
+                kind: "status",
+                detail: detail.clone(),
+            })
+            .await;
+        return passthrough(response, None);
+    }
+    if status == StatusCode::ACCEPTED || !exchange.expects_answer {
+        if exchange.expects_answer {
+            let detail = "the upstream accepted the requests without answering them".to_owned();
+            return exchange.fail("no_answer", detail, false).await;
+        }
+        return exchange.json_or_accepted(response);
+    }
+    if upstream::is_encoded(response.headers()) {
+        let detail = "the upstream's answer is compressed (Content-Encoding), which the sidecar cannot inspect".to_owned();
+        return exchange.fail("malformed", detail, false).await;
+    }
+    match upstream::media_type(response.headers()).as_deref() {
+        Some("text/event-stream") => relay_sse(exchange, response),
+        Some("application/json") => relay_json(exchange, response).await,
+        other => {
+            let detail = format!(
+                "the upstream answered with Content-Type {:?}, not JSON or SSE",
+                other.unwrap_or("none")
+            );
+            exchange.fail("malformed", detail, false).await
+        }
+    }
+}
+
+impl Exchange {
+    /// Only notifications went upstream: the sidecar's answers, or the
+    /// upstream's own 202.
+    fn json_or_accepted(self, response: Response<Incoming>) -> Response<ProxyBody> {
+        if self.local.is_empty() {
+            return passthrough(response, None);
+        }
+        self.json_answer(Vec::new())
+    }
+}
+
+/// The upstream's answer as is (headers minus hop-by-hop ones), streamed.
+/// `hold` travels with the body until it is fully sent.
+fn passthrough(
+    response: Response<Incoming>,
+    hold: Option<OwnedSemaphorePermit>,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    parts.headers = upstream::response_headers(parts.headers, false);
+    let body = Holding { body, _hold: hold }
+        .map_err(BoxError::from)
+        .boxed_unsync();
+    Response::from_parts(parts, body)
+}
+
+/// A body that keeps something alive (a permit) until it ends.
+struct Holding<B> {
+    body: B,
+    _hold: Option<OwnedSemaphorePermit>,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for Holding<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// GET (a held-open SSE stream) and DELETE (end the session) pass through.
+pub async fn pass(
+    state: &Arc<McpState>,
+    upstream: &Arc<Upstream>,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let (parts, _body) = req.into_parts();
+    let mut builder = Request::builder()
+        .method(parts.method.clone())
+        .uri(upstream.target(parts.uri.query()));
+    if let Some(h) = builder.headers_mut() {
+        *h = upstream::request_headers(parts.headers, upstream, &state.config.identity);
+    }
+    let request = match builder.body(Full::new(Bytes::new())) {
+        Ok(request) => request,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                None,
+                codes::INVALID_REQUEST,
+                &e.to_string(),
+                None,
+            );
+        }
+    };
+    let response = match tokio::time::timeout(upstream.timeout, state.client.request(request)).await
+    {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
+            return error_response(
+                StatusCode::BAD_GATEWAY,
+                None,
+                codes::INTERNAL_ERROR,
+                &format!(
+                    "the upstream MCP server {} is unreachable: {}",
+                    upstream.url,
+                    error_chain(&e)
+                ),
+                Some(json!({"upstream": upstream.name, "kind": "unreachable"})),
+            );
+        }
+        Err(_) => {
+            return error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                None,
+                codes::INTERNAL_ERROR,
+                &format!(
+                    "the upstream MCP server {} did not answer in time",
+                    upstream.url
+                ),
+                Some(json!({"upstream": upstream.name, "kind": "timeout"})),
+            );
+        }
+    };
+    // A held-open stream ends when the sidecar shuts down.
+    let (mut parts, body) = response.into_parts();
+    parts.headers = upstream::response_headers(parts.headers, false);
+    let shutdown = state.shutdown.clone();
+    let body = UntilShutdown {
+        body,
+        shutdown: Box::pin(async move {
+            let mut shutdown = shutdown;
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        }),
+    }
+    .map_err(BoxError::from)
+    .boxed_unsync();
+    Response::from_parts(parts, body)
+}
+
+/// A body that ends early when shutdown begins.
+struct UntilShutdown<B> {
+    body: B,
+    shutdown: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for UntilShutdown<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        if self.shutdown.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+}
+
+/// A JSON answer: read whole (bounded), settle the calls it answers,
+/// filter `tools/list`, add the sidecar's own answers.
+async fn relay_json(mut exchange: Exchange, response: Response<Incoming>) -> Response<ProxyBody> {
+    let limit = exchange.state.config.max_response_bytes;
+    // A JSON answer is one message: it must complete within the calls'
+    // timeout, or the upstream's when no call waits for it.
+    let deadline = exchange
+        .deadline()
+        .unwrap_or_else(|| Deadline::now() + exchange.upstream.timeout);
+    let timed_out_call = !exchange.calls.is_empty();
+    let (parts, mut body) = response.into_parts();
+    let mut buf = BytesMut::new();
+    let mut size = 0usize;
+    let mut hasher = Sha256::new();
+    loop {
+        let next = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(next) => next,
+            Err(_) => {
+                let detail = "the answer did not complete in time".to_owned();
+                return exchange.fail("timeout", detail, timed_out_call).await;
+            }
+        };
+        match next {
+            None => break,
+            Some(Err(e)) => {
+                let detail = format!("the answer broke off: {e}");
+                return exchange.fail("malformed", detail, false).await;
+            }
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    size += data.len();
+                    hasher.update(&data);
+                    if size <= limit {
+                        buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+    if size > limit {
+        let sha256: [u8; 32] = hasher.finalize().into();
+        let mut out = Vec::new();
+        out.extend(exchange.failed_requests(
+            "too_large",
+            "the answer exceeds mcp.limits.max_response_bytes",
+        ));
+        let head = buf.freeze();
+        out.extend(
+            exchange
+                .settle_rest(|| Ending::TooLarge {
+                    size,
+                    sha256,
+                    head: head.clone(),
+                })
+                .await,
+        );
+        return exchange.json_answer(out);
+    }
+    let bytes = buf.freeze();
+    let whole_sha: [u8; 32] = hasher.finalize().into();
+    let (mut messages, single) = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Array(items)) => (items, false),
+        Ok(item @ Value::Object(_)) => (vec![item], true),
+        Ok(_) | Err(_) => {
+            let detail = "the upstream's JSON answer is not a JSON-RPC message or batch".to_owned();
+            return exchange.fail("malformed", detail, false).await;
+        }
+    };
+    let mut changed = false;
+    for message in &mut messages {
+        let Some(id) = message.get("id").and_then(id_of) else {
+            continue;
+        };
+        if let Some(call) = exchange.find_call(&id) {
+            let (size, sha256) = if single {
+                (bytes.len(), whole_sha)
+            } else {
+                let own = serde_json::to_vec(message).unwrap_or_default();
+                (own.len(), Sha256::digest(&own).into())
+            };
+            let ending = Ending::Answered {
+                message: message.clone(),
+                size,
+                sha256,
+            };
+            if let Some(replacement) = exchange.settle(&call, ending).await {
+                *message = replacement;
+                changed = true;
+            }
+        } else if exchange.tools_list.contains(&id) {
+            changed |= filter_tools(&exchange, message);
+        }
+    }
+    let unanswered = exchange
+        .settle_rest(|| Ending::Failed {
+            kind: "no_answer",
+            detail: "the upstream's answer did not include this call".into(),
+        })
+        .await;
+    changed |= !unanswered.is_empty();
+    messages.extend(unanswered);
+    if !changed && exchange.local.is_empty() {
+        let mut response = Response::from_parts(parts, full(bytes));
+        *response.headers_mut() =
+            upstream::response_headers(std::mem::take(response.headers_mut()), false);
+        drop(exchange);
+        return response;
+    }
+    let mut headers = upstream::response_headers(parts.headers, true);
+    let answer = if single && exchange.local.is_empty() {
+        messages.pop().unwrap_or(Value::Null)
+    } else {
+        messages.append(&mut exchange.local);
+        Value::Array(messages)
+    };
+    let mut response = json_response(parts.status, &answer);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    *response.headers_mut() = headers;
+    response
+}
+
+/// Filters a `tools/list` answer; `true` when something was removed.
+fn filter_tools(exchange: &Exchange, message: &mut Value) -> bool {
+    let Some(live) = exchange.state.manifests.current() else {
+        // No manifest: every call is refused; offer nothing.
+        return tools_list::filter(message, |_| false) > 0;
+    };
+    tools_list::filter(message, |name| live.compiled.declares(name)) > 0
+}
+
+fn id_of(value: &Value) -> Option<Id> {
+    match value {
+        Value::Number(n) => Some(Id::Number(n.clone())),
+        Value::String(s) => Some(Id::String(s.clone())),
+        _ => None,
+    }
+}
+
+/// An SSE answer: relayed event by event from a task, while the calls it
+/// answers are settled.
+fn relay_sse(exchange: Exchange, response: Response<Incoming>) -> Response<ProxyBody> {
+    let (parts, body) = response.into_parts();
+    let (tx, rx) = mpsc::channel::<Bytes>(RELAY_QUEUE);
+    let headers = upstream::response_headers(parts.headers, true);
+    tokio::spawn(sse_task(exchange, body, tx));
+    let mut response = Response::new(ChannelBody { rx }.boxed_unsync());
+    *response.status_mut() = parts.status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// The relay task's state for the event being read.
+enum Current {
+    /// Buffering the event's bytes until it is complete.
+    Buffer,
+    /// Too large to hold, and no call waits for it: passed on as it comes.
+    Pass,
+    /// Too large, and a call waits for it: dropped; the call's answer is
+    /// replaced once the event ends.
+    Skip,
+}
+
+async fn sse_task(mut exchange: Exchange, mut body: Incoming, tx: mpsc::Sender<Bytes>) {
+    // Answers the sidecar made (denials in a batch) go first.
+    for answer in std::mem::take(&mut exchange.local) {
+        if tx.send(answers::sse_event(&answer)).await.is_err() {
+            return agent_gone(exchange).await;
+        }
+    }
+    let limit = exchange.state.config.max_response_bytes;
+    let mut parser = SseParser::new(limit);
+    let mut raw = BytesMut::new();
+    let mut current = Current::Buffer;
+    let (mut events, mut marks) = (Vec::<SseEvent>::new(), Vec::<Mark>::new());
+    loop {
+        let next = match exchange.deadline() {
+            Some(at) => match tokio::time::timeout_at(at, body.frame()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    // Cut: the upstream body is dropped with this task.
+                    let out = exchange.settle_rest(|| Ending::TimedOut).await;
+                    send_all(&tx, out).await;
+                    return;
+                }
+            },
+            None => body.frame().await,
+        };
+        let chunk = match next {
+            None => break,
+            Some(Err(e)) => {
+                let detail = format!("the event stream broke off: {e}");
+                let out = exchange
+                    .settle_rest(|| Ending::Failed {
+                        kind: "malformed",
+                        detail: detail.clone(),
+                    })
+                    .await;
+                send_all(&tx, out).await;
+                return;
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue,
+            },
+        };
+        events.clear();
+        marks.clear();
+        parser.feed_framed(&chunk, &mut events, &mut marks);
+        let mut start = 0;
+        for mark in &marks {
+            let piece = chunk.slice(start..mark.offset);
+            start = mark.offset;
+            let block = match current {
+                Current::Buffer => {
+                    raw.extend_from_slice(&piece);
+                    Some(raw.split().freeze())
+                }
+                Current::Pass => {
+                    if tx.send(piece).await.is_err() {
+                        return agent_gone(exchange).await;
+                    }
+                    None
+                }
+                Current::Skip => None,
+            };
+            let skipped = matches!(current, Current::Skip);
+            current = Current::Buffer;
+            let event = mark.event.and_then(|i| events.get(i));
+            let out = match (block, event) {
+                (Some(block), Some(event)) => on_event(&mut exchange, block, event).await,
+                (Some(block), None) => Some(block),
+                (None, Some(event)) if skipped => {
+                    // The oversized event: settle the call it answered.
+                    on_oversized(&mut exchange, event).await
+                }
+                (None, _) => None,
+            };
+            if let Some(out) = out
+                && tx.send(out).await.is_err()
+            {
+                return agent_gone(exchange).await;
+            }
+        }
+        let rest = chunk.slice(start..);
+        match current {
+            Current::Buffer => {
+                raw.extend_from_slice(&rest);
+                let waiting = exchange.calls.iter().map(|c| c.max_output_bytes).max();
+                match waiting {
+                    Some(max) if parser.pending_data_len() as u64 > max.min(limit as u64) => {
+                        raw.clear();
+                        current = Current::Skip;
+                    }
+                    None if raw.len() > limit => {
+                        let held = raw.split().freeze();
+                        if tx.send(held).await.is_err() {
+                            return agent_gone(exchange).await;
+                        }
+                        current = Current::Pass;
+                    }
+                    _ => {}
+                }
+            }
+            Current::Pass => {
+                if !rest.is_empty() && tx.send(rest).await.is_err() {
+                    return agent_gone(exchange).await;
+                }
+            }
+            Current::Skip => {}
+        }
+    }
+    if !raw.is_empty() {
+        // An unterminated last event: passed on as it came.
+        let _ = tx.send(raw.freeze()).await;
+    }
+    let out = exchange
+        .settle_rest(|| Ending::Failed {
+            kind: "no_answer",
+            detail: "the event stream ended without this call's answer".into(),
+        })
+        .await;
+    send_all(&tx, out).await;
+}
+
+/// One complete event: what the agent gets for it.
+async fn on_event(exchange: &mut Exchange, block: Bytes, event: &SseEvent) -> Option<Bytes> {
+    if !event.is_complete() || event.data.is_empty() {
+        return Some(block);
+    }
+    let Ok(mut message) = serde_json::from_slice::<Value>(&event.data) else {
+        return Some(block);
+    };
+    let is_response = message.get("result").is_some() || message.get("error").is_some();
+    let Some(id) = message.get("id").and_then(id_of).filter(|_| is_response) else {
+        return Some(block);
+    };
+    if let Some(call) = exchange.find_call(&id) {
+        let ending = Ending::Answered {
+            message: message.clone(),
+            size: event.data_len,
+            sha256: event.data_sha256,
+        };
+        return match exchange.settle(&call, ending).await {
+            Some(replacement) => Some(answers::sse_event(&replacement)),
+            None => Some(block),
+        };
+    }
+    if exchange.tools_list.contains(&id) && filter_tools(exchange, &mut message) {
+        return Some(answers::sse_event(&message));
+    }
+    Some(block)
+}
+
+/// An event too large to hold: if it answered a waiting call (the only one
+/// waiting, or the one its id names), the call's answer is withheld.
+async fn on_oversized(exchange: &mut Exchange, event: &SseEvent) -> Option<Bytes> {
+    let call = if exchange.calls.len() == 1 {
+        exchange.calls.pop()
+    } else {
+        let prefix = String::from_utf8_lossy(&event.data);
+        let at = exchange.calls.iter().position(|c| {
+            let id = serde_json::to_string(&c.id.to_value()).unwrap_or_default();
+            prefix.contains(&format!("\"id\":{id}"))
+        });
+        at.map(|i| exchange.calls.swap_remove(i))
+    }?;
+    let ending = Ending::TooLarge {
+        size: event.data_len,
+        sha256: event.data_sha256,
+        head: Bytes::copy_from_slice(&event.data[..event.data.len().min(64 * 1024)]),
+    };
+    exchange
+        .settle(&call, ending)
+        .await
+        .map(|answer| answers::sse_event(&answer))
+}
+
+async fn send_all(tx: &mpsc::Sender<Bytes>, answers: Vec<Value>) {
+    for answer in answers {
+        if tx.send(answers::sse_event(&answer)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The agent hung up mid-stream: calls still waiting are recorded as such.
+async fn agent_gone(mut exchange: Exchange) {
+    exchange
+        .settle_rest(|| Ending::Failed {
+            kind: "agent_gone",
+            detail: "the agent closed the connection before the answer".into(),
+        })
+        .await;
+}
+
+/// The relay task's events, as a response body.
+struct ChannelBody {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|next| next.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn prefix(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// An error and its causes, for a one-line message.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_cut_at_character_boundaries() {
+        assert_eq!(prefix("héllo", 2), "h");
+        assert_eq!(prefix("héllo", 3), "hé");
+        assert_eq!(prefix("abc", 10), "abc");
+    }
+}

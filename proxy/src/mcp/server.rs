@@ -1,0 +1,636 @@
+//! The MCP listener: Streamable HTTP at `/mcp/{upstream}` (and `/mcp` for
+//! the default upstream). POSTs are read whole (bounded), every `tools/call`
+//! in them is decided and recorded before anything is sent upstream, and the
+//! answer is relayed back ([`super::relay`]). GET streams and DELETE pass
+//! through untouched.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aegis_policy::{ManifestStore, Outcome};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+use super::answers::{self, DecisionRecord};
+use super::enforce::{CallRequest, Gate, SANITIZER_META_KEY};
+use super::identity;
+use super::jsonrpc::{self, Body, Id, Kind, Message, codes};
+use super::relay::{self, Exchange, Pending, ProxyBody, full};
+use super::upstream::{self, HttpClient, Upstream};
+use crate::config::McpConfig;
+use crate::metrics::Metrics;
+
+/// Longest wait for a request's headers: a slow client cannot hold a slot.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a POST body once its headers arrived.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The 2026-07-28 headers that repeat the body's method and name.
+const MCP_METHOD: &str = "mcp-method";
+const MCP_NAME: &str = "mcp-name";
+
+/// What every MCP request may use.
+#[derive(Debug)]
+pub struct McpState {
+    pub gate: Gate,
+    pub manifests: ManifestStore,
+    pub metrics: Metrics,
+    pub config: McpConfig,
+    /// `ledger.fail_open`: forward calls the ledger could not record.
+    pub fail_open: bool,
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+    pub default_upstream: Option<Arc<Upstream>>,
+    pub client: HttpClient,
+    /// POSTs being handled; a full set answers 503. Shutdown waits for
+    /// every permit to come back (the drain).
+    pub in_flight: Arc<Semaphore>,
+    /// Turns true on shutdown: held-open GET streams end.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl McpState {
+    pub fn new(
+        gate: Gate,
+        manifests: ManifestStore,
+        metrics: Metrics,
+        config: McpConfig,
+        fail_open: bool,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<McpState> {
+        let mut upstreams = HashMap::new();
+        for u in &config.upstreams {
+            let upstream = Upstream::new(u).ok_or_else(|| {
+                anyhow::anyhow!("upstream {}: the URL {} has no host", u.name, u.url)
+            })?;
+            upstreams.insert(u.name.clone(), Arc::new(upstream));
+        }
+        let default_upstream = config
+            .default_upstream
+            .as_ref()
+            .and_then(|name| upstreams.get(name).cloned());
+        Ok(McpState {
+            gate,
+            manifests,
+            metrics,
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+            config,
+            fail_open,
+            upstreams,
+            default_upstream,
+            client: upstream::client(),
+            shutdown,
+        })
+    }
+}
+
+/// Serves until `shutdown` turns true; then stops accepting and lets open
+/// connections finish for at most `drain`.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<McpState>,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let slots = Arc::new(Semaphore::new(state.config.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "mcp accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(&state, req).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "mcp connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // Requests in flight finish (their answers stream to the end); idle
+    // keep-alive connections close now.
+    let in_flight = state.in_flight.clone();
+    let max = u32::try_from(state.config.max_in_flight).unwrap_or(u32::MAX);
+    let drained = async {
+        graceful.shutdown().await;
+        let _ = in_flight.acquire_many(max).await;
+    };
+    if tokio::time::timeout(drain, drained).await.is_err() {
+        tracing::warn!(
+            ?drain,
+            "mcp requests still in flight after the shutdown grace period"
+        );
+    }
+}
+
+/// Routes one request and records its metrics.
+async fn handle(state: &Arc<McpState>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let Some(upstream) = route(state, req.uri().path()) else {
+        let known: Vec<&str> = state.upstreams.keys().map(String::as_str).collect();
+        let response = error_response(
+            StatusCode::NOT_FOUND,
+            None,
+            codes::INVALID_REQUEST,
+            &format!("no such MCP endpoint: {}", req.uri().path()),
+            Some(json!({"upstreams": known, "default": state.config.default_upstream})),
+        );
+        count(state, "unknown", &method, &response, started);
+        return response;
+    };
+    let response = match method {
+        Method::POST => match state.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => {
+                state.metrics.mcp.in_flight.inc();
+                let _gauge = InFlightGauge(&state.metrics);
+                post(state, &upstream, req, permit).await
+            }
+            Err(_) => error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                codes::INTERNAL_ERROR,
+                "the sidecar is at its in-flight request limit; retry",
+                Some(json!({"max_in_flight": state.config.max_in_flight})),
+            ),
+        },
+        Method::GET | Method::DELETE => relay::pass(state, &upstream, req).await,
+        _ => {
+            let mut response = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                None,
+                codes::INVALID_REQUEST,
+                &format!("{method} is not part of MCP's Streamable HTTP transport"),
+                None,
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+            response
+        }
+    };
+    count(state, &upstream.name, &method, &response, started);
+    response
+}
+
+/// Decrements the in-flight gauge when the request's handler returns.
+struct InFlightGauge<'a>(&'a Metrics);
+
+impl Drop for InFlightGauge<'_> {
+    fn drop(&mut self) {
+        self.0.mcp.in_flight.dec();
+    }
+}
+
+fn count(
+    state: &McpState,
+    upstream: &str,
+    method: &Method,
+    response: &Response<ProxyBody>,
+    started: Instant,
+) {
+    let m = &state.metrics.mcp;
+    m.requests
+        .with_label_values(&[upstream, method.as_str(), response.status().as_str()])
+        .inc();
+    m.request_duration
+        .with_label_values(&[upstream])
+        .observe(started.elapsed().as_secs_f64());
+}
+
+/// `/mcp` → the default upstream; `/mcp/{name}` → that one.
+fn route(state: &McpState, path: &str) -> Option<Arc<Upstream>> {
+    let rest = path.strip_prefix("/mcp")?;
+    match rest.trim_end_matches('/') {
+        "" => state.default_upstream.clone(),
+        named => {
+            let name = named.strip_prefix('/')?;
+            state.upstreams.get(name).cloned()
+        }
+    }
+}
+
+/// A JSON-RPC error as the whole answer.
+pub fn error_response(
+    status: StatusCode,
+    id: Option<&Id>,
+    code: i64,
+    message: &str,
+    data: Option<Value>,
+) -> Response<ProxyBody> {
+    json_response(status, &answers::error(id, code, message, data))
+}
+
+pub fn json_response(status: StatusCode, body: &Value) -> Response<ProxyBody> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut response = Response::new(full(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// One POST: read, parse, decide every `tools/call`, forward the rest.
+async fn post(
+    state: &Arc<McpState>,
+    upstream: &Arc<Upstream>,
+    req: Request<Incoming>,
+    permit: OwnedSemaphorePermit,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    if !is_json(&parts.headers) {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            codes::INVALID_REQUEST,
+            "a POST body must be JSON (Content-Type: application/json)",
+            None,
+        );
+    }
+    let limit = state.config.max_body_bytes;
+    let bytes =
+        match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                return error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    None,
+                    codes::INVALID_REQUEST,
+                    &format!(
+                        "the request body is larger than {limit} bytes (mcp.limits.max_body_bytes)"
+                    ),
+                    None,
+                );
+            }
+            Ok(Err(e)) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    codes::INVALID_REQUEST,
+                    &format!("the request body could not be read: {e}"),
+                    None,
+                );
+            }
+            Err(_) => {
+                return error_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    None,
+                    codes::INVALID_REQUEST,
+                    &format!(
+                        "the request body did not arrive within {} s",
+                        BODY_READ_TIMEOUT.as_secs()
+                    ),
+                    None,
+                );
+            }
+        };
+    let body = match jsonrpc::parse(&bytes) {
+        Ok(body) => body,
+        Err(e) => {
+            return error_response(StatusCode::BAD_REQUEST, None, e.code, &e.message, None);
+        }
+    };
+    if let Err(message) = check_method_headers(&parts.headers, &body) {
+        let id = match &body {
+            Body::Single(m) => request_id(m),
+            Body::Batch(_) => None,
+        };
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            id,
+            codes::HEADER_MISMATCH,
+            &message,
+            None,
+        );
+    }
+    let identity = identity::resolve(&parts.headers, &state.config.identity);
+    let mut exchange = Exchange::new(state.clone(), upstream.clone(), identity, started, permit);
+    exchange.batch = matches!(body, Body::Batch(_));
+    let messages = match body {
+        Body::Single(m) => vec![m],
+        Body::Batch(ms) => ms,
+    };
+    let total = messages.len();
+    let mut forward = Vec::with_capacity(total);
+    for message in messages {
+        if admit(state, &mut exchange, &message).await {
+            forward.push(message);
+        }
+    }
+    if forward.is_empty() {
+        return exchange.local_only();
+    }
+    // Unchanged bodies go upstream byte for byte.
+    let upstream_body = if forward.len() == total {
+        bytes
+    } else {
+        let values: Vec<&Value> = forward.iter().map(|m| &m.value).collect();
+        let out = if exchange.batch {
+            serde_json::to_vec(&values)
+        } else {
+            serde_json::to_vec(values[0])
+        };
+        Bytes::from(out.unwrap_or_default())
+    };
+    let expects_answer = forward
+        .iter()
+        .any(|m| matches!(m.kind, Kind::Request { .. }));
+    exchange.forwarded_requests = forward.iter().filter_map(request_id).cloned().collect();
+    exchange.expects_answer = expects_answer;
+    relay::forward(exchange, parts, upstream_body).await
+}
+
+/// Decides one message of a POST: `true` to forward it; otherwise its
+/// answer is kept in `exchange` (a denial, a malformed call, a call the
+/// ledger could not record).
+async fn admit(state: &McpState, exchange: &mut Exchange, message: &Message) -> bool {
+    if message.method() == Some("tools/list")
+        && let Kind::Request { id, .. } = &message.kind
+    {
+        exchange.tools_list.push(id.clone());
+    }
+    let Some(call) = message.tool_call() else {
+        return true;
+    };
+    let call = match call {
+        Ok(call) => call,
+        Err(e) => {
+            let id = request_id(message);
+            exchange
+                .local
+                .push(answers::error(id, codes::INVALID_PARAMS, &e.message, None));
+            return false;
+        }
+    };
+    let enforce = state.config.enforce;
+    let sanitizer_key = message
+        .value
+        .get("params")
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get(SANITIZER_META_KEY))
+        .and_then(Value::as_str);
+    let call_id = call.id.to_value();
+    let request = CallRequest {
+        identity: &exchange.identity,
+        upstream: &exchange.upstream.name,
+        call_id: &call_id,
+        tool_name: call.name,
+        args: call.arguments,
+        sanitizer_key,
+        enforce,
+    };
+    let manifest = state.manifests.current();
+    let verdict = match state.gate.decide_and_record(request, manifest).await {
+        Ok(verdict) => verdict,
+        Err(e) => {
+            let mode = if state.fail_open {
+                "fail_open"
+            } else {
+                "fail_closed"
+            };
+            state
+                .metrics
+                .mcp
+                .ledger_failures
+                .with_label_values(&[mode])
+                .inc();
+            tracing::error!(
+                upstream = %exchange.upstream.name,
+                tool = call.name,
+                session = %exchange.identity.session_id,
+                error = %e,
+                mode,
+                "tool call could not be recorded"
+            );
+            if state.fail_open {
+                exchange
+                    .calls
+                    .push(Pending::unrecorded(call.id.clone(), call.name));
+                return true;
+            }
+            exchange.local.push(answers::error(
+                Some(call.id),
+                codes::INTERNAL_ERROR,
+                "the sidecar could not record this tool call, so it was not run",
+                Some(json!({"reason": e.kind(), "detail": e.to_string()})),
+            ));
+            return false;
+        }
+    };
+    let decision = verdict.decision;
+    state
+        .metrics
+        .record_decision(decision.outcome, decision.reason, verdict.decide_time);
+    state
+        .metrics
+        .mcp
+        .tool_calls
+        .with_label_values(&[
+            exchange.upstream.name.as_str(),
+            decision.outcome.as_str(),
+            decision.reason.as_str(),
+            if enforce { "true" } else { "false" },
+        ])
+        .inc();
+    if verdict.forwards(enforce) {
+        if decision.outcome != Outcome::Allow {
+            tracing::info!(
+                upstream = %exchange.upstream.name,
+                tool = call.name,
+                session = %exchange.identity.session_id,
+                outcome = decision.outcome.as_str(),
+                reason = decision.reason.as_str(),
+                seq = verdict.decision_seq,
+                "shadow mode: tool call would be refused; forwarded"
+            );
+        }
+        exchange
+            .calls
+            .push(Pending::new(call.id.clone(), call.name, &verdict));
+        return true;
+    }
+    tracing::info!(
+        upstream = %exchange.upstream.name,
+        tool = call.name,
+        session = %exchange.identity.session_id,
+        outcome = decision.outcome.as_str(),
+        reason = decision.reason.as_str(),
+        seq = verdict.decision_seq,
+        approval_id = verdict.approval_id.as_deref(),
+        latency_us = u64::try_from(exchange.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "tool call refused"
+    );
+    exchange.local.push(answers::not_forwarded(
+        call.id,
+        &decision,
+        DecisionRecord {
+            seq: verdict.decision_seq,
+            manifest_sha256: verdict.manifest_sha256(),
+        },
+        verdict.approval_id.as_deref(),
+    ));
+    false
+}
+
+fn request_id(message: &Message) -> Option<&Id> {
+    match &message.kind {
+        Kind::Request { id, .. } => Some(id),
+        _ => None,
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    upstream::media_type(headers).is_some_and(|t| t == "application/json")
+}
+
+/// MCP 2026-07-28 repeats a request's method (and the tool, prompt or
+/// resource it names) in `Mcp-Method` / `Mcp-Name` headers, for routing.
+/// The sidecar decides on the body; a header that disagrees with it would
+/// let an intermediary route on one call and the server run another, so it
+/// is refused, never forwarded.
+fn check_method_headers(headers: &HeaderMap, body: &Body) -> Result<(), String> {
+    let method = header_text(headers, MCP_METHOD)?;
+    let name = header_text(headers, MCP_NAME)?;
+    if method.is_none() && name.is_none() {
+        return Ok(());
+    }
+    let Body::Single(message) = body else {
+        return Err(
+            "Mcp-Method / Mcp-Name headers describe one message; this body is a batch".into(),
+        );
+    };
+    let body_method = message.method();
+    if let Some(method) = method
+        && body_method != Some(method)
+    {
+        return Err(format!(
+            "the Mcp-Method header ({method:?}) does not match the body's method ({:?})",
+            body_method.unwrap_or("none")
+        ));
+    }
+    if let Some(name) = name {
+        let params = message.value.get("params");
+        let body_name = match body_method {
+            Some("resources/read" | "resources/subscribe" | "resources/unsubscribe") => {
+                params.and_then(|p| p.get("uri"))
+            }
+            _ => params.and_then(|p| p.get("name")),
+        }
+        .and_then(Value::as_str);
+        if body_name != Some(name) {
+            return Err(format!(
+                "the Mcp-Name header ({name:?}) does not match the body ({:?})",
+                body_name.unwrap_or("none")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| format!("the {name} header is not visible ASCII")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn body(text: &str) -> Body {
+        jsonrpc::parse(text.as_bytes()).unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn method_headers_must_agree_with_the_body() {
+        let call = body(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#,
+        );
+        assert!(check_method_headers(&HeaderMap::new(), &call).is_ok());
+        let agree = headers(&[(MCP_METHOD, "tools/call"), (MCP_NAME, "echo")]);
+        assert!(check_method_headers(&agree, &call).is_ok());
+        let other_tool = headers(&[(MCP_METHOD, "tools/call"), (MCP_NAME, "read_file")]);
+        assert!(
+            check_method_headers(&other_tool, &call)
+                .unwrap_err()
+                .contains("Mcp-Name")
+        );
+        let other_method = headers(&[(MCP_METHOD, "tools/list")]);
+        assert!(
+            check_method_headers(&other_method, &call)
+                .unwrap_err()
+                .contains("Mcp-Method")
+        );
+        let read = body(
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a"}}"#,
+        );
+        let uri = headers(&[(MCP_METHOD, "resources/read"), (MCP_NAME, "file:///a")]);
+        assert!(check_method_headers(&uri, &read).is_ok());
+        let batch = body(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#);
+        assert!(check_method_headers(&headers(&[(MCP_METHOD, "ping")]), &batch).is_err());
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json(&headers(&[("content-type", "application/json")])));
+        assert!(is_json(&headers(&[(
+            "content-type",
+            "application/json; charset=utf-8"
+        )])));
+        assert!(!is_json(&headers(&[("content-type", "text/plain")])));
+        assert!(!is_json(&HeaderMap::new()));
+    }
+}
