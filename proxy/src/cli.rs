@@ -52,6 +52,35 @@ pub enum Command {
     Decide(DecideArgs),
     /// Run the Aegis conformance packs.
     Conformance(ConformanceArgs),
+    /// See the sidecar enforce tool calls end to end, with nothing to install.
+    ///
+    /// Starts the demo MCP tool server and the sidecar in front of it (a
+    /// SQLite ledger and the demo manifest in a fresh directory), has a
+    /// scripted agent make allowed, undeclared, tainted and over-budget
+    /// calls through it, and verifies the session's hash chain.
+    /// Exit status: 0 everything went as the manifest says; 1 it did not.
+    Demo(DemoArgs),
+}
+
+/// Arguments of `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Directory for the ledger, manifest and tool sandbox
+    /// [default: a new directory under the system's temporary directory].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Address of the sidecar's MCP listener.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+    /// Address of the admin/API server.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub admin_listen: std::net::SocketAddr,
+    /// Have the tool server answer in SSE streams instead of JSON.
+    #[arg(long)]
+    pub sse: bool,
+    /// Keep everything running after the script, for your own MCP client.
+    #[arg(long)]
+    pub keep_running: bool,
 }
 
 /// Flags of `run`. Each overrides the config file and the environment; all are

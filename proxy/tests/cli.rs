@@ -333,3 +333,29 @@ fn run_layers_flags_over_env_over_file() {
     );
     assert!(!from_file.exists(), "the file's ledger path was overridden");
 }
+
+#[test]
+fn the_demo_enforces_calls_end_to_end_and_its_chain_verifies() {
+    for answer in [&[][..], &["--sse"][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args: Vec<&OsStr> = vec![
+            OsStr::new("demo"),
+            OsStr::new("--dir"),
+            dir.path().as_os_str(),
+        ];
+        args.extend(answer.iter().map(OsStr::new));
+        let out = aegis(args);
+        out.expect_code(0, "demo");
+        for line in [
+            "offered: echo, read_file, write_file",
+            "DENIED    Denied by policy (PERMISSION_UNDECLARED)",
+            "DENIED    Denied by policy (TAINTED_TO_HIGH_RISK)",
+            "DENIED    Denied by policy (BUDGET_EXCEEDED)",
+            "delete_everything 0 times, keys.txt never written",
+            "verify: chain valid, 24 envelopes",
+        ] {
+            assert!(out.stdout.contains(line), "no {line:?} in:\n{}", out.stdout);
+        }
+        verify(&dir.path().join("ledger.db"), &[]).expect_code(0, "verify after the demo");
+    }
+}
