@@ -134,7 +134,8 @@ impl SseParser {
         mut marks: Option<&mut Vec<Mark>>,
     ) {
         let mut rest = chunk;
-        if self.after_cr {
+        // (An empty chunk says nothing about whether a LF follows the CR.)
+        if self.after_cr && !rest.is_empty() {
             self.after_cr = false;
             if let Some(stripped) = rest.strip_prefix(b"\n") {
                 rest = stripped;

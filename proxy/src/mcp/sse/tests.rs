@@ -127,6 +127,13 @@ fn blocks(chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Vec<Option<SseEvent>>, Vec<u8>) {
 }
 
 #[test]
+fn an_empty_chunk_between_cr_and_lf_changes_nothing() {
+    // CR | (empty) | LF is one line ending, not two (which would dispatch).
+    let (blocks, events, _) = blocks(&[b"data: a\r", b"", b"\ndata: b\n"]);
+    assert!(blocks.is_empty(), "{blocks:?} {events:?}");
+}
+
+#[test]
 fn framing_marks_each_block_with_its_event() {
     let stream: &[u8] =
         b"id: 0\ndata:\n\nretry: 1000\n\nevent: message\r\ndata: {\"id\":1}\r\n\r\ndata: tail";
