@@ -65,6 +65,9 @@ pub struct Pending {
     pub proposal_seq: Option<u64>,
     pub decision_seq: Option<u64>,
     pub manifest_sha256: String,
+    /// The decision (in shadow mode, possibly a refusal that was forwarded).
+    pub outcome: &'static str,
+    pub reason: &'static str,
     pub max_output_bytes: u64,
     pub timeout: Duration,
 }
@@ -84,6 +87,8 @@ impl Pending {
             proposal_seq: Some(verdict.proposal_seq),
             decision_seq: Some(verdict.decision_seq),
             manifest_sha256: verdict.manifest_sha256().to_owned(),
+            outcome: verdict.decision.outcome.as_str(),
+            reason: verdict.decision.reason.as_str(),
             max_output_bytes,
             timeout: Duration::from_millis(timeout_ms),
         }
@@ -96,6 +101,8 @@ impl Pending {
             proposal_seq: None,
             decision_seq: None,
             manifest_sha256: String::new(),
+            outcome: "unrecorded",
+            reason: "",
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
         }
@@ -332,7 +339,8 @@ impl Exchange {
             upstream,
             tool = %call.tool_name,
             session = %self.identity.session_id,
-            outcome = "allow",
+            outcome = call.outcome,
+            reason = call.reason,
             result = result_label,
             decision_seq = call.decision_seq,
             seq,
@@ -344,8 +352,8 @@ impl Exchange {
 
     fn meta(&self, call: &Pending, what: &str) -> Value {
         json!({
-            "outcome": "allow",
-            "reason": "OK",
+            "outcome": call.outcome,
+            "reason": call.reason,
             "seq": call.decision_seq,
             "manifest_sha256": call.manifest_sha256,
             "enforcement": what,
