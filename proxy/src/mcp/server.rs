@@ -549,6 +549,10 @@ fn check_method_headers(headers: &HeaderMap, body: &Body) -> Result<(), String> 
         ));
     }
     if let Some(name) = name {
+        let name = decode_header_value(name).ok_or_else(|| {
+            format!("the Mcp-Name header ({name:?}) is not valid =?base64?...?= text")
+        })?;
+        let name = name.as_str();
         let params = message.value.get("params");
         let body_name = match body_method {
             Some("resources/read" | "resources/subscribe" | "resources/unsubscribe") => {
@@ -565,6 +569,23 @@ fn check_method_headers(headers: &HeaderMap, body: &Body) -> Result<(), String> 
         }
     }
     Ok(())
+}
+
+/// A header value as MCP 2026-07-28 sends it: as is, or `=?base64?<b64>?=`
+/// when the text is not plain printable ASCII. `None` when the encoded form
+/// does not decode to UTF-8.
+fn decode_header_value(value: &str) -> Option<String> {
+    use base64::Engine as _;
+    let Some(encoded) = value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    else {
+        return Some(value.to_owned());
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
@@ -619,6 +640,21 @@ mod tests {
         );
         let uri = headers(&[(MCP_METHOD, "resources/read"), (MCP_NAME, "file:///a")]);
         assert!(check_method_headers(&uri, &read).is_ok());
+        // Names that are not plain ASCII travel base64-encoded.
+        let unicode =
+            body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"résumé"}}"#);
+        let encoded = headers(&[
+            (MCP_METHOD, "tools/call"),
+            (MCP_NAME, "=?base64?csOpc3Vtw6k=?="),
+        ]);
+        assert!(check_method_headers(&encoded, &unicode).is_ok());
+        let wrong = headers(&[
+            (MCP_METHOD, "tools/call"),
+            (MCP_NAME, "=?base64?ZWNobw==?="),
+        ]);
+        assert!(check_method_headers(&wrong, &unicode).is_err());
+        let broken = headers(&[(MCP_NAME, "=?base64?!!?=")]);
+        assert!(check_method_headers(&broken, &unicode).is_err());
         let batch = body(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#);
         assert!(check_method_headers(&headers(&[(MCP_METHOD, "ping")]), &batch).is_err());
     }
