@@ -232,6 +232,12 @@ impl Running {
         Ok(report)
     }
 
+    /// Reads how many sessions are held in memory (idle ones are evicted).
+    pub fn sessions_in_memory(&self) -> impl Fn() -> usize + use<> {
+        let table = self.ledger.handle().sessions().clone();
+        move || table.len()
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }

@@ -596,3 +596,29 @@ fn get_streams_and_delete_pass_through() {
         assert_eq!(answer.status, StatusCode::NOT_FOUND);
     });
 }
+
+#[test]
+fn idle_sessions_leave_memory_and_come_back_with_their_budget() {
+    run(async {
+        let manifest = MANIFEST.replace("max_tool_calls: 1000", "max_tool_calls: 2");
+        let mut stack = Stack::start(&manifest, AnswerMode::Json, |config| {
+            config.mcp.session_idle = std::time::Duration::from_millis(200);
+        })
+        .await;
+        stack.client = stack
+            .client
+            .clone()
+            .with_header("x-aegis-session-id", "s-idle");
+        stack.client.initialize().await;
+        let first = stack.client.call(1, "echo", json!({"text": "one"})).await;
+        assert!(!is_error(&first), "{first}");
+        let sessions = stack.sidecar.running.sessions_in_memory();
+        until("the idle session to be evicted", || sessions() == 0).await;
+        // Rebuilt from the ledger: one call left, then the budget is spent.
+        let second = stack.client.call(2, "echo", json!({"text": "two"})).await;
+        assert!(!is_error(&second), "{second}");
+        let third = stack.client.call(3, "echo", json!({"text": "three"})).await;
+        assert!(result_text(&third).contains("BUDGET_EXCEEDED"), "{third}");
+        assert_eq!(stack.upstream.stats().tool_calls("echo"), 2);
+    });
+}
