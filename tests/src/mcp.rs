@@ -252,10 +252,15 @@ impl McpClient {
     /// `initialize` then `notifications/initialized`; keeps the server's
     /// `Mcp-Session-Id` for later requests.
     pub async fn initialize(&mut self) -> Value {
+        self.initialize_with("2025-11-25").await
+    }
+
+    /// [`Self::initialize`] asking for protocol revision `version`.
+    pub async fn initialize_with(&mut self, version: &'static str) -> Value {
         let answer = self
             .post(
                 &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                    "protocolVersion": "2025-11-25",
+                    "protocolVersion": version,
                     "capabilities": {},
                     "clientInfo": {"name": "aegis-e2e", "version": "0"},
                 }}),
@@ -265,10 +270,8 @@ impl McpClient {
         if let Some(id) = answer.headers.get("mcp-session-id") {
             self.headers.insert("mcp-session-id", id.clone());
         }
-        self.headers.insert(
-            "mcp-protocol-version",
-            HeaderValue::from_static("2025-11-25"),
-        );
+        self.headers
+            .insert("mcp-protocol-version", HeaderValue::from_static(version));
         let init = answer.answer(&json!(0));
         let done = self
             .post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))

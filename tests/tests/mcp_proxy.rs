@@ -622,3 +622,26 @@ fn idle_sessions_leave_memory_and_come_back_with_their_budget() {
         assert_eq!(stack.upstream.stats().tool_calls("echo"), 2);
     });
 }
+
+#[test]
+fn every_handshake_protocol_revision_is_enforced_alike() {
+    for version in ["2025-03-26", "2025-06-18", "2025-11-25"] {
+        run(async move {
+            let mut stack = Stack::start(MANIFEST, AnswerMode::Sse, |_| {}).await;
+            stack.client = stack
+                .client
+                .clone()
+                .with_header("x-aegis-session-id", "s-rev");
+            let init = stack.client.initialize_with(version).await;
+            assert_eq!(init["result"]["protocolVersion"], version);
+            let allowed = stack.client.call(1, "echo", json!({"text": version})).await;
+            assert_eq!(result_text(&allowed), version);
+            let denied = stack.client.call(2, "delete_everything", json!({})).await;
+            assert!(
+                result_text(&denied).contains("PERMISSION_UNDECLARED"),
+                "{denied}"
+            );
+            assert_eq!(stack.upstream.stats().tool_calls("delete_everything"), 0);
+        });
+    }
+}
