@@ -3,8 +3,9 @@
 //! Shared set-up for the benchmarks in `benches/`: payloads shaped like the
 //! sidecar's real traffic, ledgers opened in a temporary directory, and the
 //! concurrent appenders that fill them. It holds no timing and no criterion:
-//! the benches decide what is measured; this crate only builds inputs, so the
-//! same helpers can drive a load generator later.
+//! the benches decide what is measured; this crate only builds inputs. The
+//! one exception is the end-to-end load generator ([`load`]), which times
+//! whole requests; `src/bin/mcp-e2e.rs` drives it through the sidecar.
 //!
 //! What it must never do: be a dependency of the sidecar itself, or assert on
 //! a timing. Measured numbers live in `bench/README.md`.
@@ -24,6 +25,21 @@ use tokio::task::JoinSet;
 /// Inputs for the policy benches: the realistic manifest, session, cases and
 /// their Rego `data`/`input` documents.
 pub mod policy;
+
+/// A closed-loop HTTP/1.1 load generator with HDR latency histograms.
+pub mod load;
+
+/// The MCP end-to-end bench's stack (tool servers + sidecar) and workload.
+pub mod mcp;
+
+/// The MCP end-to-end comparison: round plan, medians, ratios, table.
+pub mod e2e;
+
+/// Where a sidecar run's time went, from the sidecar's own metrics.
+pub mod stages;
+
+/// CPU time by component (thread name) and for the whole machine.
+pub mod cpu;
 
 /// Tenant of every benchmark envelope.
 pub const TENANT: &str = "bench-tenant";
