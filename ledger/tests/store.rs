@@ -440,3 +440,53 @@ fn idle_sessions_are_evicted_and_rebuilt_on_next_use() {
     assert!(report.is_valid(), "{report:?}");
     assert_eq!(report.envelopes, 4);
 }
+
+#[test]
+fn a_group_is_committed_together_and_fails_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    let h = ledger.handle();
+    run(async {
+        let first = proposal("t", "g", 0);
+        let mut second = proposal("t", "g", 1);
+        second.seal = Seal::Expect {
+            seq: 1,
+            prev_hash: None,
+        };
+        let results = h.append_group(vec![first, second]).await;
+        let seqs: Vec<u64> = results.iter().map(|r| r.as_ref().unwrap().seq).collect();
+        assert_eq!(seqs, [0, 1]);
+        // A group whose first append conflicts (it expects seq 1, the head
+        // is 1): the second names the first's hash as its predecessor, so
+        // it conflicts too, even though seq 2 is next; nothing is recorded.
+        let mut stale = proposal("t", "g", 2);
+        stale.seal = Seal::Expect {
+            seq: 1,
+            prev_hash: None,
+        };
+        let stale_hash = stale.preimage(1, None).hash();
+        let mut after = proposal("t", "g", 3);
+        after.seal = Seal::Expect {
+            seq: 2,
+            prev_hash: Some(stale_hash),
+        };
+        let results = h.append_group(vec![stale, after]).await;
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Err(AppendError::Conflict { .. }))),
+            "{results:?}"
+        );
+        // An invalid member: none is sent.
+        let mut invalid = proposal("t", "g", 4);
+        invalid.event.session_id.clear();
+        let results = h.append_group(vec![proposal("t", "g", 5), invalid]).await;
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Err(AppendError::Invalid(_)))),
+            "{results:?}"
+        );
+        assert_eq!(h.sessions().head("t", "g").unwrap().seq, 1);
+    });
+}

@@ -69,6 +69,9 @@ enum Command {
         entry: Box<writer::Entry>,
         reply: oneshot::Sender<Result<Appended, AppendError>>,
     },
+    /// Appends committed in the same transaction, in order (a call's
+    /// proposal and its decision).
+    AppendGroup(Vec<Prepared>),
     /// "Can you write?" — answered after the batch it arrived in.
     Ping(oneshot::Sender<Result<(), String>>),
     /// Drop in-memory sessions last appended to before the cutoff (Unix ms).
@@ -79,6 +82,14 @@ enum Command {
     /// Commit what is queued, then stop.
     Shutdown,
 }
+
+/// An append ready for the writer, and where its result goes.
+type Prepared = (
+    Box<writer::Entry>,
+    oneshot::Sender<Result<Appended, AppendError>>,
+);
+/// Where an append's result arrives.
+type Answer = oneshot::Receiver<Result<Appended, AppendError>>;
 
 /// A cheap, cloneable handle that talks to the writer thread.
 #[derive(Debug, Clone)]
@@ -93,6 +104,10 @@ impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Command::Append { entry, .. } => f.debug_tuple("Append").field(&entry.seal).finish(),
+            Command::AppendGroup(group) => f
+                .debug_list()
+                .entries(group.iter().map(|(entry, _)| entry.seal))
+                .finish(),
             Command::Ping(_) => f.write_str("Ping"),
             Command::EvictIdle { cutoff_unix_ms, .. } => f
                 .debug_struct("EvictIdle")
@@ -104,10 +119,7 @@ impl std::fmt::Debug for Command {
 }
 
 impl LedgerHandle {
-    fn prepare(
-        &self,
-        request: AppendRequest,
-    ) -> Result<(Command, oneshot::Receiver<Result<Appended, AppendError>>), AppendError> {
+    fn prepare(&self, request: AppendRequest) -> Result<(Prepared, Answer), AppendError> {
         if let Err(e) = request.check() {
             self.observer.rejected(&e);
             return Err(e);
@@ -116,25 +128,56 @@ impl LedgerHandle {
         // caller's thread; the writer gets only what it stores and hashes.
         let entry = Box::new(writer::Entry::new(request));
         let (reply, answer) = oneshot::channel();
-        Ok((Command::Append { entry, reply }, answer))
+        Ok(((entry, reply), answer))
     }
 
     /// Appends and waits until the envelope is committed. Waits for room in
     /// the queue when it is full (backpressure).
     pub async fn append(&self, request: AppendRequest) -> Result<Appended, AppendError> {
-        let (command, answer) = self.prepare(request)?;
+        let ((entry, reply), answer) = self.prepare(request)?;
         self.queue
-            .send(command)
+            .send(Command::Append { entry, reply })
             .await
             .map_err(|_| AppendError::Closed)?;
         answer.await.map_err(|_| AppendError::Closed)?
     }
 
+    /// Appends several envelopes in one transaction, in order, and waits
+    /// until they are committed: one commit instead of one per envelope.
+    /// Each is placed on its own (a later one may name the seq an earlier
+    /// one takes, `Seal::Expect`, so it fails if the earlier one does). If
+    /// any request is invalid, none is sent and every result is that error.
+    pub async fn append_group(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Vec<Result<Appended, AppendError>> {
+        let n = requests.len();
+        let mut group = Vec::with_capacity(n);
+        let mut answers = Vec::with_capacity(n);
+        for request in requests {
+            match self.prepare(request) {
+                Ok((prepared, answer)) => {
+                    group.push(prepared);
+                    answers.push(answer);
+                }
+                Err(e) => return vec![Err(e); n],
+            }
+        }
+        if self.queue.send(Command::AppendGroup(group)).await.is_err() {
+            return vec![Err(AppendError::Closed); n];
+        }
+        let mut out = Vec::with_capacity(n);
+        for answer in answers {
+            out.push(answer.await.unwrap_or(Err(AppendError::Closed)));
+        }
+        out
+    }
+
     /// [`LedgerHandle::append`] for threads outside an async runtime.
     pub fn append_blocking(&self, request: AppendRequest) -> Result<Appended, AppendError> {
-        let (command, answer) = self.prepare(request)?;
+        let ((entry, reply), answer) = self.prepare(request)?;
         self.queue
-            .blocking_send(command)
+            .blocking_send(Command::Append { entry, reply })
             .map_err(|_| AppendError::Closed)?;
         answer.blocking_recv().map_err(|_| AppendError::Closed)?
     }

@@ -147,6 +147,12 @@ impl Writer {
                     entries.push(entry);
                     replies.push(Some(reply));
                 }
+                Command::AppendGroup(group) => {
+                    for (entry, reply) in group {
+                        entries.push(entry);
+                        replies.push(Some(reply));
+                    }
+                }
                 Command::Ping(reply) => pings.push(reply),
                 Command::EvictIdle {
                     cutoff_unix_ms,
