@@ -1,7 +1,7 @@
 //! The inline decision on one `tools/call`: read the session's state, decide,
-//! and make `TOOL_CALL_PROPOSED` plus the decision durable — all before the
-//! call may be forwarded. Then, later, the call's `TOOL_RESULT` or
-//! `ERROR_RAISED`.
+//! and make `TOOL_CALL_PROPOSED` plus the decision durable, in one commit
+//! (never a proposal without its decision) — all before the call may be
+//! forwarded. Then, later, the call's `TOOL_RESULT` or `ERROR_RAISED`.
 //!
 //! Concurrency: calls of one session may race (an agent running tools in
 //! parallel). Each session has a sequencer (a FIFO async mutex, held only
@@ -207,51 +207,61 @@ impl Gate {
                 self,
             );
             let decide_time = started.elapsed();
-            let seal = match &entry {
-                Some(entry) => Seal::Expect {
-                    seq: entry.head.seq + 1,
-                    prev_hash: Some(entry.head.hash),
-                },
-                None => Seal::Expect {
-                    seq: 0,
-                    prev_hash: None,
-                },
+            // The proposal goes at the successor of the head the decision was
+            // made on, its decision right after it, both in one commit.
+            let (seq, prev_hash) = match &entry {
+                Some(entry) => (entry.head.seq + 1, Some(entry.head.hash)),
+                None => (0, None),
             };
+            let approval_id = (decision.outcome == Outcome::RequireApproval)
+                .then(|| approval_id(call.identity, seq));
+            let event_type = match decision.outcome {
+                Outcome::Allow => EventType::ToolCallAllowed,
+                Outcome::Deny => EventType::ToolCallDenied,
+                Outcome::RequireApproval => EventType::ApprovalRequested,
+            };
+            let payload = decision_payload(
+                &call,
+                &decision,
+                seq,
+                manifest.as_deref(),
+                approval_id.as_deref(),
+            );
             let proposed = AppendRequest {
                 event: event(
                     call.identity,
                     EventType::ToolCallProposed,
                     proposal_payload(&call),
                 ),
-                seal,
+                seal: Seal::Expect { seq, prev_hash },
             };
-            let proposal = match self.ledger.append(proposed).await {
-                Ok(appended) => appended,
-                Err(AppendError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            // The decision names the proposal's hash as its predecessor, so
+            // it can only land right after this very proposal: if the
+            // proposal is refused (the head moved, e.g. a concurrent
+            // TOOL_RESULT), so is the decision.
+            let proposal_hash = proposed.preimage(seq, prev_hash.as_ref()).hash();
+            let group = vec![
+                proposed,
+                AppendRequest {
+                    event: event(call.identity, event_type, payload),
+                    seal: Seal::Expect {
+                        seq: seq + 1,
+                        prev_hash: Some(proposal_hash),
+                    },
+                },
+            ];
+            let mut results = self.ledger.append_group(group).await.into_iter();
+            let proposal = match results.next() {
+                Some(Ok(appended)) => appended,
+                // Another writer moved the head: decide again on the new state.
+                Some(Err(AppendError::Conflict { .. })) => continue,
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(AppendError::Closed.into()),
             };
-            let approval_id =
-                (decision.outcome == Outcome::RequireApproval).then(|| approval_id(&proposal));
-            let payload = decision_payload(
-                &call,
-                &decision,
-                proposal.seq,
-                manifest.as_deref(),
-                approval_id.as_deref(),
-            );
-            let event_type = match decision.outcome {
-                Outcome::Allow => EventType::ToolCallAllowed,
-                Outcome::Deny => EventType::ToolCallDenied,
-                Outcome::RequireApproval => EventType::ApprovalRequested,
+            let recorded = match results.next() {
+                Some(result) => result?,
+                None => return Err(AppendError::Closed.into()),
             };
-            let recorded = self
-                .ledger
-                .append(AppendRequest::at_head(event(
-                    call.identity,
-                    event_type,
-                    payload,
-                )))
-                .await?;
             return Ok(Verdict {
                 decision,
                 proposal_seq: proposal.seq,
@@ -365,11 +375,21 @@ fn event(identity: &Identity, event_type: EventType, payload: Value) -> NewEvent
     }
 }
 
-/// An approval's id: the first 16 hex digits of its proposal's hash, unique
-/// per call and findable in the ledger.
-fn approval_id(proposal: &Appended) -> String {
-    let mut hex = proposal.hash.to_hex();
-    hex.truncate(16);
+/// An approval's id: derived from where its proposal sits (tenant, session,
+/// seq), so it is unique and leads straight to the call in the ledger.
+fn approval_id(identity: &Identity, proposal_seq: u64) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    for part in [
+        identity.tenant_id.as_bytes(),
+        identity.session_id.as_bytes(),
+    ] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    hasher.update(proposal_seq.to_be_bytes());
+    let digest = hasher.finalize();
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     format!("appr-{hex}")
 }
 
