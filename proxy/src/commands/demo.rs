@@ -94,7 +94,7 @@ async fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
     let mut config = Config::default();
     config.admin.listen = args.admin_listen;
     config.ledger.path = dir.join("ledger.db");
-    config.manifest = Some(dir.join("manifest.yaml"));
+    config.manifest = Some(manifest_path(&dir));
     config.mcp.listen = Some(args.listen);
     config.mcp.upstreams = vec![UpstreamConfig {
         name: "demo".into(),
@@ -168,11 +168,23 @@ fn prepare(dir: &Path) -> anyhow::Result<()> {
     let sandbox = dir.join("sandbox");
     std::fs::create_dir_all(&sandbox)
         .with_context(|| format!("cannot create {}", sandbox.display()))?;
-    std::fs::write(dir.join("manifest.yaml"), DEMO_MANIFEST)
-        .with_context(|| format!("cannot write the manifest into {}", dir.display()))?;
+    let manifest = manifest_path(dir);
+    if let Some(parent) = manifest.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    std::fs::write(&manifest, DEMO_MANIFEST)
+        .with_context(|| format!("cannot write {}", manifest.display()))?;
     std::fs::write(sandbox.join("notes.txt"), INJECTED)
         .with_context(|| format!("cannot write into {}", sandbox.display()))?;
     Ok(())
+}
+
+/// The manifest sits in a directory of its own: the sidecar watches the
+/// manifest's directory, and the ledger's writes beside it would wake the
+/// watcher on every commit.
+fn manifest_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("policy").join("manifest.yaml")
 }
 
 async fn script(
