@@ -141,6 +141,10 @@ pub struct RunFlags {
     /// [env: AEGIS_SHUTDOWN_GRACE_MS] [default: 10000].
     #[arg(long, value_name = "MS")]
     pub shutdown_grace_ms: Option<String>,
+    /// Address of the egress forward proxy, for the agent's HTTP_PROXY and
+    /// HTTPS_PROXY [env: AEGIS_FORWARD_LISTEN] [default: none, no listener].
+    #[arg(long, value_name = "ADDR")]
+    pub forward_listen: Option<String>,
 }
 
 /// Arguments of `verify`.

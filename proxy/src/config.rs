@@ -16,6 +16,7 @@
 //! together below, in the order of the example file `configs/aegis.yaml`.
 
 mod env;
+mod forward;
 mod layers;
 mod mcp;
 mod raw;
@@ -33,9 +34,10 @@ use aegis_ledger::{LedgerConfig, Synchronous};
 use crate::cli::RunFlags;
 
 pub use env::{Env, ProcessEnv};
+pub use forward::*;
 pub use mcp::{ExtraHeader, McpConfig, SecretValue, UpstreamConfig};
 pub use raw::{
-    InlineValue, RawAdmin, RawConfig, RawHeader, RawIdentity, RawLedger, RawLog, RawManifest,
+    InlineValue, RawAdmin, RawConfig, RawForward, RawHeader, RawIdentity, RawLedger, RawLog, RawManifest,
     RawMcp, RawMcpLimits, RawUpstream,
 };
 
@@ -256,6 +258,8 @@ pub const ENV_READY_FILE: &str = "AEGIS_READY_FILE";
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
     pub admin: AdminConfig,
+    /// The egress forward proxy; its listener is off unless configured.
+    pub forward: ForwardConfig,
     pub ledger: LedgerSettings,
     pub log: LogConfig,
     /// The capability manifest file; `None` when none is configured.

@@ -9,6 +9,7 @@
 //! upstream list, merged by name across layers, and header secrets) and
 //! [`mcp`] (everything else in it).
 
+mod forward;
 mod mcp;
 mod upstreams;
 
@@ -329,6 +330,10 @@ pub(super) fn resolve(
     });
 
     let mcp = mcp::resolve(file.mcp.unwrap_or_default(), env, flags, listen, &mut c);
+    let mut taken = vec![("admin.listen", listen)];
+    taken.extend(mcp.listen.map(|addr| ("mcp.listen", addr)));
+    let forward = file.forward.unwrap_or_default();
+    let forward = forward::resolve(forward, env, flags, &taken, &mut c);
 
     let value = over_file(file.ready_file, env_path(ENV_READY_FILE), ENV_READY_FILE);
     let value = flag_over(flags.ready_file.clone(), "--ready-file", value);
@@ -350,6 +355,7 @@ pub(super) fn resolve(
             list_limit_default,
             list_limit_max,
         },
+        forward,
         ledger: LedgerSettings {
             path,
             synchronous,

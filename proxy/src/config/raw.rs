@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer};
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub admin: Option<RawAdmin>,
+    pub forward: Option<RawForward>,
     pub ledger: Option<RawLedger>,
     pub log: Option<RawLog>,
     pub manifest: Option<RawManifest>,
@@ -33,6 +34,19 @@ pub struct RawAdmin {
     pub request_timeout_ms: Option<u64>,
     pub list_limit_default: Option<u64>,
     pub list_limit_max: Option<u64>,
+}
+
+/// `forward:` in the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForward {
+    pub listen: Option<String>,
+    pub allowed_ports: Option<Vec<u64>>,
+    pub idle_timeout_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub results_taint: Option<bool>,
+    pub dns_overrides: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `ledger:` in the config file.
