@@ -268,5 +268,6 @@ fn upstream(answering: Answering, url: &str) -> anyhow::Result<UpstreamConfig> {
         url: url.parse().with_context(|| format!("demo URL {url}"))?,
         timeout: UPSTREAM_TIMEOUT,
         headers: Vec::new(),
+        tls: None,
     })
 }

@@ -141,6 +141,28 @@ pub struct RunFlags {
     /// [env: AEGIS_SHUTDOWN_GRACE_MS] [default: 10000].
     #[arg(long, value_name = "MS")]
     pub shutdown_grace_ms: Option<String>,
+    /// Certificate chain (PEM, leaf first) the MCP listener serves TLS with;
+    /// needs --tls-key [env: AEGIS_MCP_TLS_CERT] [default: plain HTTP].
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert [env: AEGIS_MCP_TLS_KEY].
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) that MCP clients' certificates must chain to: mTLS
+    /// [env: AEGIS_MCP_TLS_CLIENT_CA].
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Certificate chain (PEM) the admin listener serves TLS with; needs
+    /// --admin-tls-key [env: AEGIS_ADMIN_TLS_CERT] [default: plain HTTP].
+    #[arg(long, value_name = "FILE")]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --admin-tls-cert [env: AEGIS_ADMIN_TLS_KEY].
+    #[arg(long, value_name = "FILE")]
+    pub admin_tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) that admin clients' certificates must chain to: mTLS
+    /// [env: AEGIS_ADMIN_TLS_CLIENT_CA].
+    #[arg(long, value_name = "FILE")]
+    pub admin_tls_client_ca: Option<PathBuf>,
     /// Address of the egress forward proxy, for the agent's HTTP_PROXY and
     /// HTTPS_PROXY [env: AEGIS_FORWARD_LISTEN] [default: none, no listener].
     #[arg(long, value_name = "ADDR")]

@@ -22,6 +22,7 @@ mod mcp;
 mod raw;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -37,9 +38,10 @@ pub use env::{Env, ProcessEnv};
 pub use forward::*;
 pub use mcp::{ExtraHeader, McpConfig, SecretValue, UpstreamConfig};
 pub use raw::{
-    InlineValue, RawAdmin, RawConfig, RawForward, RawHeader, RawIdentity, RawLedger, RawLog, RawManifest,
-    RawMcp, RawMcpLimits, RawUpstream,
+    InlineValue, RawAdmin, RawConfig, RawForward, RawHeader, RawIdentity, RawLedger, RawLog,
+    RawManifest, RawMcp, RawMcpLimits, RawUpstream,
 };
+pub use tls::{RawServerTls, RawUpstreamTls, ServerTls, UpstreamTls};
 
 // ---- the config file itself -------------------------------------------------
 
@@ -82,6 +84,12 @@ pub const ENV_ADMIN_LIST_LIMIT_MAX: &str = "AEGIS_ADMIN_LIST_LIMIT_MAX";
 /// Largest page a client may ask for: bounds one response's size and the time
 /// it holds a ledger read.
 pub const DEFAULT_ADMIN_LIST_LIMIT_MAX: u32 = 1000;
+
+// admin.tls: TLS on the admin listener when a certificate and key are given
+// (no default: plain HTTP on loopback); mTLS when a client CA is given too.
+pub const ENV_ADMIN_TLS_CERT: &str = "AEGIS_ADMIN_TLS_CERT";
+pub const ENV_ADMIN_TLS_KEY: &str = "AEGIS_ADMIN_TLS_KEY";
+pub const ENV_ADMIN_TLS_CLIENT_CA: &str = "AEGIS_ADMIN_TLS_CLIENT_CA";
 
 // ---- ledger: the hash-chained SQLite ledger ---------------------------------
 
@@ -144,6 +152,12 @@ pub const ENV_MCP_ENFORCE: &str = "AEGIS_MCP_ENFORCE";
 /// Enforcing is the point of the sidecar; shadow mode (`false`) is the opt-in
 /// way to watch what a manifest would do before trusting it.
 pub const DEFAULT_MCP_ENFORCE: bool = true;
+
+// mcp.tls: TLS on the MCP listener when a certificate and key are given (no
+// default: plain HTTP on loopback); mTLS when a client CA is given too.
+pub const ENV_MCP_TLS_CERT: &str = "AEGIS_MCP_TLS_CERT";
+pub const ENV_MCP_TLS_KEY: &str = "AEGIS_MCP_TLS_KEY";
+pub const ENV_MCP_TLS_CLIENT_CA: &str = "AEGIS_MCP_TLS_CLIENT_CA";
 
 pub const ENV_MCP_SESSION_IDLE_MS: &str = "AEGIS_MCP_SESSION_IDLE_MS";
 /// Long enough that an agent thinking between calls keeps its session warm,
@@ -286,6 +300,8 @@ pub struct AdminConfig {
     pub list_limit_default: u32,
     /// Largest page size a request may ask for (larger asks are clamped).
     pub list_limit_max: u32,
+    /// TLS (and mTLS) on the listener; `None`: plain HTTP.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for AdminConfig {
@@ -297,6 +313,7 @@ impl Default for AdminConfig {
             request_timeout: Duration::from_millis(DEFAULT_ADMIN_REQUEST_TIMEOUT_MS),
             list_limit_default: DEFAULT_ADMIN_LIST_LIMIT_DEFAULT,
             list_limit_max: DEFAULT_ADMIN_LIST_LIMIT_MAX,
+            tls: None,
         }
     }
 }

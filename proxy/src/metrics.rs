@@ -27,6 +27,8 @@ pub struct Metrics {
     pub ledger: Arc<LedgerMetrics>,
     pub api_requests: IntCounterVec,
     pub api_request_duration: HistogramVec,
+    /// Failed or timed-out TLS handshakes, by listener (`mcp`, `admin`).
+    pub tls_handshake_failures: IntCounterVec,
     decisions: IntCounterVec,
     decision_duration: Histogram,
     pub manifest: ManifestMetrics,
@@ -293,6 +295,14 @@ impl Metrics {
         registry.register(Box::new(mcp.ledger_failures.clone()))?;
         registry.register(Box::new(mcp.in_flight.clone()))?;
         registry.register(Box::new(mcp.active_sessions.clone()))?;
+        let tls_handshake_failures = IntCounterVec::new(
+            Opts::new(
+                "aegis_tls_handshake_failures_total",
+                "TLS handshakes on a listener that failed or timed out, by listener.",
+            ),
+            &["listener"],
+        )?;
+        registry.register(Box::new(tls_handshake_failures.clone()))?;
         registry.register(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -315,6 +325,7 @@ impl Metrics {
             }),
             api_requests,
             api_request_duration,
+            tls_handshake_failures,
             decisions,
             decision_duration,
             manifest: ManifestMetrics {

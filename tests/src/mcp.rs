@@ -100,6 +100,7 @@ pub fn upstream_config(name: &str, url: &str) -> UpstreamConfig {
         url: url.parse().unwrap(),
         timeout: Duration::from_secs(10),
         headers: Vec::new(),
+        tls: None,
     }
 }
 

@@ -25,16 +25,17 @@ use http::{Method, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 pub use error::ApiError;
 
 use crate::config::AdminConfig;
 use crate::limits::SessionLimiters;
+use crate::listener::{Listener, accept_loop};
 use crate::metrics::Metrics;
 
 /// Longest wait for a request's headers: a slow client cannot hold a slot.
@@ -94,49 +95,31 @@ impl Route {
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AdminState>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
-    let slots = Arc::new(Semaphore::new(state.config.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            _ = shutdown.changed() => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
+    let listener = Listener {
+        tcp: listener,
+        name: "admin",
+        tls: state.config.tls.as_ref().map(|tls| tls.rustls().into()),
+        max_connections: state.config.max_connections,
+        nodelay: false,
+        handshake_failures: state
+            .metrics
+            .tls_handshake_failures
+            .with_label_values(&["admin"]),
+    };
+    let service = service_fn(move |req| {
         let state = state.clone();
-        let service = service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, req).await) }
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "admin connection ended with an error");
-            }
-            drop(permit);
-        });
-    }
-    drop(listener);
+        async move { Ok::<_, Infallible>(handle(&state, req).await) }
+    });
+    accept_loop(listener, builder, service, &graceful, shutdown).await;
     if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()

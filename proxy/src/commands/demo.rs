@@ -101,6 +101,7 @@ async fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
         url: upstream.url().parse().context("demo server URL")?,
         timeout: Duration::from_secs(10),
         headers: Vec::new(),
+        tls: None,
     }];
     config.mcp.default_upstream = Some("demo".into());
     let running = app::start(config)

@@ -11,6 +11,7 @@
 
 mod forward;
 mod mcp;
+mod tls;
 mod upstreams;
 
 use std::net::SocketAddr;
@@ -259,6 +260,20 @@ pub(super) fn resolve(
         ));
     }
 
+    let sources = tls::Sources {
+        env: [
+            ENV_ADMIN_TLS_CERT,
+            ENV_ADMIN_TLS_KEY,
+            ENV_ADMIN_TLS_CLIENT_CA,
+        ],
+        flags: [
+            ("--admin-tls-cert", flags.admin_tls_cert.clone()),
+            ("--admin-tls-key", flags.admin_tls_key.clone()),
+            ("--admin-tls-client-ca", flags.admin_tls_client_ca.clone()),
+        ],
+    };
+    let admin_tls = tls::listener("admin", admin.tls, sources, env, &mut c);
+
     let value = over_file(ledger.path, env_path(ENV_LEDGER_PATH), ENV_LEDGER_PATH);
     let value = flag_over(flags.ledger.clone(), "--ledger", value);
     let path = c.setting(
@@ -354,6 +369,7 @@ pub(super) fn resolve(
             request_timeout: Duration::from_millis(request_timeout_ms),
             list_limit_default,
             list_limit_max,
+            tls: admin_tls,
         },
         forward,
         ledger: LedgerSettings {

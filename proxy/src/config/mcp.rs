@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Uri};
 
+use super::tls::{ServerTls, UpstreamTls};
 use super::{
     DEFAULT_MCP_ENFORCE, DEFAULT_MCP_MAX_BODY_BYTES, DEFAULT_MCP_MAX_CONNECTIONS,
     DEFAULT_MCP_MAX_IN_FLIGHT, DEFAULT_MCP_MAX_RESPONSE_BYTES, DEFAULT_MCP_RESULT_CAPTURE_BYTES,
@@ -24,6 +25,8 @@ use crate::mcp::identity::IdentityConfig;
 pub struct McpConfig {
     /// MCP listener address; None when no upstream is configured (listener off).
     pub listen: Option<SocketAddr>,
+    /// TLS (and mTLS) on the listener; `None`: plain HTTP.
+    pub tls: Option<ServerTls>,
     /// The MCP servers proxied, each served at `/mcp/{name}`; in configuration
     /// order, names unique.
     pub upstreams: Vec<UpstreamConfig>,
@@ -58,6 +61,7 @@ impl Default for McpConfig {
     fn default() -> Self {
         McpConfig {
             listen: None,
+            tls: None,
             upstreams: Vec::new(),
             default_upstream: None,
             identity: IdentityConfig::default(),
@@ -86,8 +90,11 @@ pub struct UpstreamConfig {
     /// 1–63 characters of `[a-z0-9_-]`, starting with a letter or digit: a URL
     /// path segment (`/mcp/{name}`) and a metric label.
     pub name: String,
-    /// Absolute `http://` URL with a host; its path (e.g. `/mcp`) is kept.
+    /// Absolute `http://` or `https://` URL with a host; its path (e.g.
+    /// `/mcp`) is kept.
     pub url: Uri,
+    /// How TLS is spoken to it: `Some` exactly for `https://` URLs.
+    pub tls: Option<UpstreamTls>,
     /// Upper bound on waiting for the upstream's response headers.
     pub timeout: Duration,
     /// Extra request headers sent to this upstream, in configuration order.

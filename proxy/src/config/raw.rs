@@ -34,6 +34,7 @@ pub struct RawAdmin {
     pub request_timeout_ms: Option<u64>,
     pub list_limit_default: Option<u64>,
     pub list_limit_max: Option<u64>,
+    pub tls: Option<super::RawServerTls>,
 }
 
 /// `forward:` in the config file.
@@ -87,6 +88,7 @@ pub struct RawMcp {
     pub upstreams: Option<Vec<RawUpstream>>,
     pub identity: Option<RawIdentity>,
     pub limits: Option<RawMcpLimits>,
+    pub tls: Option<super::RawServerTls>,
 }
 
 /// One entry of `mcp.upstreams`; `name` and `url` are required.
@@ -97,6 +99,8 @@ pub struct RawUpstream {
     pub url: String,
     pub timeout_ms: Option<u64>,
     pub headers: Option<Vec<RawHeader>>,
+    /// Only for `https://` URLs.
+    pub tls: Option<super::RawUpstreamTls>,
 }
 
 /// One entry of `mcp.upstreams[].headers`: a name and where its value is read

@@ -6,6 +6,7 @@ use super::*;
 
 mod forward;
 mod mcp;
+mod tls;
 mod upstreams;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {

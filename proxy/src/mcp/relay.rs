@@ -459,7 +459,7 @@ pub async fn forward(exchange: Exchange, parts: Parts, body: Bytes) -> Response<
         .unwrap_or_else(|| Deadline::now() + upstream.timeout);
     let sent = Instant::now();
     let response =
-        match tokio::time::timeout_at(headers_deadline, state.client.request(request)).await {
+        match tokio::time::timeout_at(headers_deadline, upstream.client.request(request)).await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
                 let detail = format!("{} is unreachable: {}", upstream.url, error_chain(&e));
@@ -604,35 +604,35 @@ pub async fn pass(
             );
         }
     };
-    let response = match tokio::time::timeout(upstream.timeout, state.client.request(request)).await
-    {
-        Ok(Ok(response)) => response,
-        Ok(Err(e)) => {
-            return error_response(
-                StatusCode::BAD_GATEWAY,
-                None,
-                codes::INTERNAL_ERROR,
-                &format!(
-                    "the upstream MCP server {} is unreachable: {}",
-                    upstream.url,
-                    error_chain(&e)
-                ),
-                Some(json!({"upstream": upstream.name, "kind": "unreachable"})),
-            );
-        }
-        Err(_) => {
-            return error_response(
-                StatusCode::GATEWAY_TIMEOUT,
-                None,
-                codes::INTERNAL_ERROR,
-                &format!(
-                    "the upstream MCP server {} did not answer in time",
-                    upstream.url
-                ),
-                Some(json!({"upstream": upstream.name, "kind": "timeout"})),
-            );
-        }
-    };
+    let response =
+        match tokio::time::timeout(upstream.timeout, upstream.client.request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                return error_response(
+                    StatusCode::BAD_GATEWAY,
+                    None,
+                    codes::INTERNAL_ERROR,
+                    &format!(
+                        "the upstream MCP server {} is unreachable: {}",
+                        upstream.url,
+                        error_chain(&e)
+                    ),
+                    Some(json!({"upstream": upstream.name, "kind": "unreachable"})),
+                );
+            }
+            Err(_) => {
+                return error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    None,
+                    codes::INTERNAL_ERROR,
+                    &format!(
+                        "the upstream MCP server {} did not answer in time",
+                        upstream.url
+                    ),
+                    Some(json!({"upstream": upstream.name, "kind": "timeout"})),
+                );
+            }
+        };
     // A held-open stream ends when the sidecar shuts down.
     let (mut parts, body) = response.into_parts();
     parts.headers = upstream::response_headers(parts.headers, false);

@@ -16,7 +16,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{Value, json};
@@ -28,8 +28,9 @@ use super::enforce::{CallRequest, Gate, SANITIZER_META_KEY};
 use super::identity;
 use super::jsonrpc::{self, Body, Id, Kind, Message, codes};
 use super::relay::{self, Exchange, Pending, ProxyBody, full};
-use super::upstream::{self, HttpClient, Upstream};
+use super::upstream::{self, Upstream};
 use crate::config::McpConfig;
+use crate::listener::{Listener, accept_loop};
 use crate::metrics::Metrics;
 
 /// Longest wait for a request's headers: a slow client cannot hold a slot.
@@ -52,7 +53,6 @@ pub struct McpState {
     pub fail_open: bool,
     pub upstreams: HashMap<String, Arc<Upstream>>,
     pub default_upstream: Option<Arc<Upstream>>,
-    pub client: HttpClient,
     /// POSTs being handled; a full set answers 503. Shutdown waits for
     /// every permit to come back (the drain).
     pub in_flight: Arc<Semaphore>,
@@ -70,8 +70,9 @@ impl McpState {
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<McpState> {
         let mut upstreams = HashMap::new();
+        let plain = upstream::client(None);
         for u in &config.upstreams {
-            let upstream = Upstream::new(u).ok_or_else(|| {
+            let upstream = Upstream::new(u, &plain).ok_or_else(|| {
                 anyhow::anyhow!("upstream {}: the URL {} has no host", u.name, u.url)
             })?;
             upstreams.insert(u.name.clone(), Arc::new(upstream));
@@ -89,7 +90,6 @@ impl McpState {
             fail_open,
             upstreams,
             default_upstream,
-            client: upstream::client(),
             shutdown,
         })
     }
@@ -100,50 +100,34 @@ impl McpState {
 pub async fn serve(
     listener: TcpListener,
     state: Arc<McpState>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
-    let slots = Arc::new(Semaphore::new(state.config.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            _ = shutdown.changed() => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "mcp accept failed");
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
-        let _ = stream.set_nodelay(true);
+    let listener = Listener {
+        tcp: listener,
+        name: "mcp",
+        tls: state.config.tls.as_ref().map(|tls| tls.rustls().into()),
+        max_connections: state.config.max_connections,
+        nodelay: true,
+        handshake_failures: state
+            .metrics
+            .tls_handshake_failures
+            .with_label_values(&["mcp"]),
+    };
+    let service = {
         let state = state.clone();
-        let service = service_fn(move |req| {
+        service_fn(move |req| {
             let state = state.clone();
             async move { Ok::<_, Infallible>(handle(&state, req).await) }
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "mcp connection ended with an error");
-            }
-            drop(permit);
-        });
-    }
-    drop(listener);
+        })
+    };
+    accept_loop(listener, builder, service, &graceful, shutdown).await;
     // Requests in flight finish (their answers stream to the end); idle
     // keep-alive connections close now.
     let in_flight = state.in_flight.clone();

@@ -1,6 +1,10 @@
-//! The tool servers behind the sidecar: a pooled HTTP client, and how a
+//! The tool servers behind the sidecar: pooled HTTP(S) clients, and how a
 //! request and its answer cross the sidecar (which headers pass, which are
 //! the sidecar's own, which are set for the upstream).
+//!
+//! Plain `http://` upstreams share one client (and its pool); each
+//! `https://` upstream has its own, since each has its own TLS settings
+//! (trusted CAs, client certificate, SNI name).
 
 use std::time::Duration;
 
@@ -8,26 +12,57 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Uri};
 use http_body_util::Full;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::identity::IdentityConfig;
-use crate::config::UpstreamConfig;
+use crate::config::{UpstreamConfig, UpstreamTls};
 
 /// Longest wait for a TCP connection to an upstream.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle pooled connections are closed after this long.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The pooled client every upstream shares.
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// A pooled client for upstreams: plain HTTP, or HTTPS with one upstream's
+/// TLS settings.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-pub fn client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    connector.enforce_http(true);
+/// A client for `https://` upstreams with `tls` (HTTP/2 or HTTP/1.1, by
+/// ALPN), or, with `None`, for plain `http://` upstreams only.
+pub fn client(tls: Option<&UpstreamTls>) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    // The TCP connector must let `https://` through to the TLS layer; a
+    // plain client refuses it, so it can never speak unverified TLS.
+    http.enforce_http(tls.is_none());
+    let connector = match tls {
+        Some(tls) => {
+            let builder = HttpsConnectorBuilder::new()
+                .with_tls_config((*tls.rustls()).clone())
+                .https_only();
+            let builder = match &tls.server_name {
+                Some(name) => {
+                    builder.with_server_name_resolver(FixedServerNameResolver::new(name.clone()))
+                }
+                None => builder,
+            };
+            builder.enable_http1().enable_http2().wrap_connector(http)
+        }
+        None => {
+            // Never used to make a TLS connection (`enforce_http` refuses
+            // https), but the connector type needs a configuration.
+            let unused = crate::tls::client_config(rustls::RootCertStore::empty(), None)
+                .expect("a client configuration without roots or certificates always builds");
+            HttpsConnectorBuilder::new()
+                .with_tls_config(unused)
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http)
+        }
+    };
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_timer(TokioTimer::new())
@@ -45,13 +80,20 @@ pub struct Upstream {
     pub timeout: Duration,
     /// Extra headers (credentials), values marked sensitive.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The client that reaches it: `plain` for `http://`, its own for
+    /// `https://`.
+    pub client: HttpClient,
 }
 
 impl Upstream {
     /// `None` when the URL has no authority (configuration validation
     /// refuses such URLs first).
-    pub fn new(config: &UpstreamConfig) -> Option<Upstream> {
+    pub fn new(config: &UpstreamConfig, plain: &HttpClient) -> Option<Upstream> {
         let authority = config.url.authority()?.clone();
+        let client = match &config.tls {
+            Some(tls) => client(Some(tls)),
+            None => plain.clone(),
+        };
         Some(Upstream {
             name: config.name.clone(),
             url: config.url.clone(),
@@ -62,6 +104,7 @@ impl Upstream {
                 .iter()
                 .map(|h| (h.name.clone(), h.value.value().clone()))
                 .collect(),
+            client,
         })
     }
 
@@ -188,6 +231,7 @@ mod tests {
                 header::AUTHORIZATION,
                 HeaderValue::from_static("Bearer s3cret"),
             )],
+            client: client(None),
         }
     }
 

@@ -46,6 +46,16 @@ pub(super) fn resolve(
         _ => None,
     });
 
+    let sources = super::tls::Sources {
+        env: [ENV_MCP_TLS_CERT, ENV_MCP_TLS_KEY, ENV_MCP_TLS_CLIENT_CA],
+        flags: [
+            ("--tls-cert", flags.tls_cert.clone()),
+            ("--tls-key", flags.tls_key.clone()),
+            ("--tls-client-ca", flags.tls_client_ca.clone()),
+        ],
+    };
+    let tls = super::tls::listener("mcp", raw.tls, sources, env, c);
+
     let identity = identity(raw.identity.unwrap_or_default(), env, c);
     let limits = limits(raw.limits.unwrap_or_default(), env, c);
 
@@ -82,6 +92,7 @@ pub(super) fn resolve(
 
     McpConfig {
         listen,
+        tls,
         upstreams,
         default_upstream,
         identity,

@@ -16,6 +16,7 @@ use super::{Checker, Origin, from_file, positive};
 use crate::cli::RunFlags;
 use crate::config::env::{self, Env};
 use crate::config::raw::{RawHeader, RawUpstream};
+use crate::config::tls;
 use crate::config::*;
 
 /// The merged upstreams.
@@ -101,6 +102,10 @@ fn file_entry(index: usize, raw: RawUpstream, env: &dyn Env, c: &mut Checker) ->
         positive::<u64>,
     );
     let headers = headers(&path, raw.headers.unwrap_or_default(), env, c);
+    let tls = match &url {
+        Some(url) => tls::upstream(&path, raw.tls, is_https(url), &mut c.problems),
+        None => None,
+    };
     let name = name?;
     let config = match url {
         Some(url) if c.problems.len() == before => Some(UpstreamConfig {
@@ -108,6 +113,7 @@ fn file_entry(index: usize, raw: RawUpstream, env: &dyn Env, c: &mut Checker) ->
             url,
             timeout: Duration::from_millis(timeout_ms),
             headers,
+            tls,
         }),
         _ => None,
     };
@@ -152,12 +158,20 @@ fn layer_pairs<'a>(
             continue;
         }
         seen.push(name.clone());
-        let config = url.map(|url| UpstreamConfig {
-            name: name.clone(),
-            url,
-            timeout: Duration::from_millis(DEFAULT_UPSTREAM_TIMEOUT_MS),
-            headers: Vec::new(),
+        let before = c.problems.len();
+        let tls = url.as_ref().and_then(|url| {
+            let path = format!("mcp.upstreams[{name}]");
+            tls::upstream(&path, None, is_https(url), &mut c.problems)
         });
+        let config = url
+            .filter(|_| c.problems.len() == before)
+            .map(|url| UpstreamConfig {
+                name: name.clone(),
+                url,
+                timeout: Duration::from_millis(DEFAULT_UPSTREAM_TIMEOUT_MS),
+                headers: Vec::new(),
+                tls,
+            });
         let entry = Entry { name, config };
         match merged.iter_mut().find(|known| known.name == entry.name) {
             Some(known) => *known = entry,
@@ -187,7 +201,13 @@ fn upstream_name(name: &str) -> Result<String, String> {
     Ok(name.to_owned())
 }
 
-/// An absolute `http://` URL with a host and no credentials; the path kept
+/// Whether `url` is `https://` (its scheme was checked by [`upstream_url`]).
+fn is_https(url: &Uri) -> bool {
+    url.scheme_str()
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https"))
+}
+
+/// An absolute `http://` or `https://` URL with a host and no credentials; the path kept
 /// (surrounding spaces ignored).
 fn upstream_url(text: &str) -> Result<Uri, String> {
     let text = text.trim();
@@ -196,16 +216,11 @@ fn upstream_url(text: &str) -> Result<Uri, String> {
         .parse()
         .map_err(|err| format!("invalid URL {shown:?}: {err}"))?;
     match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(
-                "https upstreams need TLS, which is not supported yet (issue 5)".to_owned(),
-            );
-        }
-        Some(other) => return Err(format!("URL scheme must be http, got {other:?}")),
+        Some("http" | "https") => {}
+        Some(other) => return Err(format!("URL scheme must be http or https, got {other:?}")),
         None => {
             return Err(format!(
-                "{shown:?} is not an absolute URL: expected http://HOST[:PORT][/PATH]"
+                "{shown:?} is not an absolute URL: expected http[s]://HOST[:PORT][/PATH]"
             ));
         }
     }

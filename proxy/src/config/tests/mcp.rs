@@ -386,8 +386,8 @@ fn every_mcp_problem_is_reported_at_once() {
     let file = yaml_file(
         "ledger:\n  fail_open: false\n\
          mcp:\n  listen: nowhere\n  session_idle_ms: 0\n  \
-         upstreams:\n    - name: Tools\n      url: https://tools.example/mcp\n      \
-         timeout_ms: 0\n      headers:\n        - name: Host\n          value_from_env: NOPE\n  \
+         upstreams:\n    - name: Tools\n      url: http://tools.example/mcp\n      \
+         tls: {ca_file: /nonexistent/ca.pem}\n      timeout_ms: 0\n      headers:\n        - name: Host\n          value_from_env: NOPE\n  \
          identity:\n    tenant: ''\n  limits:\n    max_in_flight: 0\n",
     );
     let flags = RunFlags {
@@ -399,13 +399,13 @@ fn every_mcp_problem_is_reported_at_once() {
     let err = load(&flags, &vars).expect_err("everything here is wrong");
     let expected = [
         "mcp.upstreams[0].name: invalid name \"Tools\"",
-        "mcp.upstreams[0].url: https upstreams need TLS, which is not supported yet (issue 5)",
+        "mcp.upstreams[0].tls: applies to https:// upstreams only",
         "mcp.upstreams[0].timeout_ms: must be greater than 0",
         "mcp.upstreams[0].headers[0].name: \"Host\" is managed by the proxy itself",
         "mcp.upstreams[0].headers[0].value_from_env: environment variable NOPE is not set",
         "mcp.upstreams: \"a=http://b/\": upstream \"a\" is given twice (from AEGIS_MCP_UPSTREAMS)",
         "mcp.upstreams: \"broken\": expected NAME=URL",
-        "mcp.upstreams: \"x=ftp://x/\": URL scheme must be http, got \"ftp\" (from --upstream)",
+        "mcp.upstreams: \"x=ftp://x/\": URL scheme must be http or https, got \"ftp\" (from --upstream)",
         "mcp.listen: invalid socket address \"nowhere\"",
         "mcp.identity.tenant: must not be empty",
         "mcp.limits.max_in_flight: must be greater than 0",

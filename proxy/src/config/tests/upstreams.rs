@@ -214,20 +214,13 @@ fn bad_names_are_refused() {
 }
 
 #[test]
-fn https_upstreams_are_refused_until_tls_exists() {
+fn https_upstreams_get_tls_from_every_layer() {
     let file = yaml_file("mcp:\n  upstreams:\n    - {name: t, url: 'HTTPS://t.example/mcp'}\n");
-    assert_eq!(
-        problems(load(&flags_with_config(file.path()), &env(&[]))),
-        ["mcp.upstreams[0].url: https upstreams need TLS, which is not supported yet (issue 5)"]
-    );
+    let config = load(&flags_with_config(file.path()), &env(&[])).expect("valid");
+    assert!(config.mcp.upstreams[0].tls.is_some(), "{config:?}");
     let flags = flags_with_upstreams(&["t=https://t.example/mcp"]);
-    assert_eq!(
-        problems(load(&flags, &env(&[]))),
-        [
-            "mcp.upstreams: \"t=https://t.example/mcp\": https upstreams need TLS, which is not \
-             supported yet (issue 5) (from --upstream)"
-        ]
-    );
+    let config = load(&flags, &env(&[])).expect("valid");
+    assert!(config.mcp.upstreams[0].tls.is_some(), "{config:?}");
 }
 
 #[test]
@@ -238,7 +231,10 @@ fn bad_urls_are_refused_each_as_its_own_problem() {
             "\"127.0.0.1:9000\" is not an absolute URL",
         ),
         ("b=/mcp", "\"/mcp\" is not an absolute URL"),
-        ("c=ftp://x/", "URL scheme must be http, got \"ftp\""),
+        (
+            "c=ftp://x/",
+            "URL scheme must be http or https, got \"ftp\"",
+        ),
         ("d=http://", "invalid URL \"http://\""),
         (
             "e=http://x:99999/",
