@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::admin::manifest::report;
 use crate::admin::{self, AdminState};
 use crate::config::Config;
+use crate::egress::{self, EgressState};
 use crate::limits::SessionLimiters;
 use crate::loops::ManifestSessionRules;
 use crate::mcp::enforce::Gate;
@@ -29,11 +30,14 @@ use crate::metrics::Metrics;
 pub struct Running {
     admin_addr: SocketAddr,
     mcp_addr: Option<SocketAddr>,
+    forward_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     /// Stops the admin server, last (readiness answers "draining" meanwhile).
     admin_shutdown: watch::Sender<bool>,
     admin: JoinHandle<()>,
     mcp: Option<JoinHandle<()>>,
+    /// The egress forward proxy, when `forward.listen` is set.
+    forward: Option<JoinHandle<()>>,
     evictor: JoinHandle<()>,
     draining: Arc<AtomicBool>,
     shutdown_grace: Duration,
@@ -85,6 +89,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         None => None,
     };
 
+    let forward_listener = match config.forward.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (forward.listen)"))?,
+        ),
+        None => None,
+    };
+
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (admin_shutdown, admin_shutdown_rx) = watch::channel(false);
     let draining = Arc::new(AtomicBool::new(false));
@@ -101,6 +114,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let drain = config.admin.request_timeout;
     let admin = tokio::spawn(admin::serve(listener, state, admin_shutdown_rx, drain));
 
+    // One gate for every listener: a session's calls are sequenced together
+    // whether they come as MCP tools/call or as egress.
+    let gate = Gate {
+        ledger: ledger.handle(),
+        reader: ledger.reader(),
+        limiters,
+        sequencers: Default::default(),
+    };
     let mut mcp_addr = None;
     let mut mcp = None;
     if let Some(listener) = mcp_listener {
@@ -109,14 +130,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 .local_addr()
                 .context("mcp listener has no local address")?,
         );
-        let gate = Gate {
-            ledger: ledger.handle(),
-            reader: ledger.reader(),
-            limiters,
-            sequencers: Default::default(),
-        };
         let state = McpState::new(
-            gate,
+            gate.clone(),
             manifests.clone(),
             metrics.clone(),
             config.mcp.clone(),
@@ -131,6 +146,31 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             grace,
         )));
     }
+    let mut forward_addr = None;
+    let mut forward = None;
+    if let Some(listener) = forward_listener {
+        forward_addr = Some(
+            listener
+                .local_addr()
+                .context("forward listener has no local address")?,
+        );
+        let state = EgressState::new(
+            gate,
+            manifests.clone(),
+            metrics.clone(),
+            config.forward.clone(),
+            &config.mcp,
+            shutdown_rx.clone(),
+        );
+        // Tunnels get the grace period; then their results are recorded.
+        let drain = config.mcp.shutdown_grace + Duration::from_secs(1);
+        forward = Some(tokio::spawn(egress::serve(
+            listener,
+            Arc::new(state),
+            shutdown_rx.clone(),
+            drain,
+        )));
+    }
     let evictor = tokio::spawn(evict_idle_sessions(
         ledger.handle(),
         config.mcp.session_idle,
@@ -138,13 +178,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     ));
 
     if let Some(path) = &config.ready_file {
-        write_ready_file(path, admin_addr, mcp_addr, &config)
+        write_ready_file(path, admin_addr, mcp_addr, forward_addr, &config)
             .with_context(|| format!("cannot write the ready file {}", path.display()))?;
     }
     tracing::info!(
         admin = %admin_addr,
         mcp = %mcp_addr.map_or("off".into(), |a| a.to_string()),
         upstreams = %config.mcp.upstreams.iter().map(|u| format!("{}={}", u.name, u.url)).collect::<Vec<_>>().join(","),
+        forward = %forward_addr.map_or("off".into(), |a| a.to_string()),
         enforce = config.mcp.enforce,
         ledger = %config.ledger.path.display(),
         synchronous = %config.ledger.synchronous,
@@ -154,10 +195,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     Ok(Running {
         admin_addr,
         mcp_addr,
+        forward_addr,
         shutdown,
         admin_shutdown,
         admin,
         mcp,
+        forward,
         evictor,
         draining,
         shutdown_grace: config.mcp.shutdown_grace,
@@ -215,6 +258,11 @@ impl Running {
     /// The MCP listener's address, when one is configured.
     pub fn mcp_addr(&self) -> Option<SocketAddr> {
         self.mcp_addr
+    }
+
+    /// The egress forward proxy's address, when one is configured.
+    pub fn forward_addr(&self) -> Option<SocketAddr> {
+        self.forward_addr
     }
 
     /// Verifies one session's chain as stored now; `None` when it has no
@@ -276,6 +324,13 @@ impl Running {
                 tracing::warn!("mcp server did not stop within the grace period");
             }
         }
+        if let Some(forward) = self.forward {
+            // Tunnels end within the grace period, then their records land.
+            let bound = self.shutdown_grace + Duration::from_secs(2);
+            if tokio::time::timeout(bound, forward).await.is_err() {
+                tracing::warn!("forward proxy did not stop within the grace period");
+            }
+        }
         self.evictor.abort();
         let _ = self.admin_shutdown.send(true);
         if tokio::time::timeout(deadline, self.admin).await.is_err() {
@@ -327,18 +382,21 @@ fn remove_ready_file(path: &Path) {
     }
 }
 
-/// Writes `{"admin": "ip:port", "mcp": "ip:port"|null, "pid": n, "ledger":
+/// Writes `{"admin": "ip:port", "mcp": "ip:port"|null, "forward":
+/// "ip:port"|null, "pid": n, "ledger":
 /// "path"}` atomically (temporary file, then rename), so a reader never sees
 /// half a file.
 fn write_ready_file(
     path: &Path,
     admin: SocketAddr,
     mcp: Option<SocketAddr>,
+    forward: Option<SocketAddr>,
     config: &Config,
 ) -> std::io::Result<()> {
     let body = serde_json::json!({
         "admin": admin.to_string(),
         "mcp": mcp.map(|a| a.to_string()),
+        "forward": forward.map(|a| a.to_string()),
         "pid": std::process::id(),
         "ledger": config.ledger.path.display().to_string(),
     });

@@ -11,6 +11,7 @@
 //!   answers in one place ([`admin::ApiError`]).
 //! - [`metrics`]: the registry, passed in, never global.
 //! - [`commands`]: the offline `verify` and `events export` commands.
+//! - [`egress`]: the forward proxy for the agent's `HTTP_PROXY`/`HTTPS_PROXY`.
 //!
 //! The request path is described in DESIGN.md ("One tools/call, start to finish").
 
@@ -19,6 +20,7 @@ pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod egress;
 pub mod limits;
 pub mod listener;
 pub mod loops;

@@ -33,6 +33,7 @@ pub struct Metrics {
     decision_duration: Histogram,
     pub manifest: ManifestMetrics,
     pub mcp: McpMetrics,
+    pub egress: EgressMetrics,
 }
 
 /// The MCP reverse proxy; `upstream` labels are configured names (a closed set).
@@ -90,6 +91,51 @@ impl ManifestMetrics {
         self.reloads.with_label_values(&[outcome.as_str()]).inc();
         self.last_reload_success.set(1);
         self.set_generation(live.generation);
+    }
+}
+
+/// The egress forward proxy (`crate::egress`).
+#[derive(Debug, Clone)]
+pub struct EgressMetrics {
+    /// By kind (`connect`, `http`), outcome (`allow`, `deny`, `error`) and
+    /// reason (a reason code, or a closed error kind).
+    pub attempts: IntCounterVec,
+    /// Bytes through CONNECT tunnels, by direction (`up`: agent to
+    /// destination; `down`: back).
+    pub tunnel_bytes: IntCounterVec,
+    /// CONNECT tunnels open now.
+    pub active_tunnels: IntGauge,
+}
+
+impl EgressMetrics {
+    fn new(registry: &Registry) -> Result<EgressMetrics, prometheus::Error> {
+        let metrics = EgressMetrics {
+            attempts: IntCounterVec::new(
+                Opts::new(
+                    "aegis_egress_attempts_total",
+                    "Egress attempts through the forward proxy, by kind (connect, http), outcome and reason.",
+                ),
+                &["kind", "outcome", "reason"],
+            )?,
+            tunnel_bytes: IntCounterVec::new(
+                Opts::new(
+                    "aegis_egress_tunnel_bytes_total",
+                    "Bytes through CONNECT tunnels, by direction (up: agent to destination, down: back).",
+                ),
+                &["direction"],
+            )?,
+            active_tunnels: IntGauge::new(
+                "aegis_egress_active_tunnels",
+                "CONNECT tunnels open now.",
+            )?,
+        };
+        registry.register(Box::new(metrics.attempts.clone()))?;
+        registry.register(Box::new(metrics.tunnel_bytes.clone()))?;
+        registry.register(Box::new(metrics.active_tunnels.clone()))?;
+        for direction in ["up", "down"] {
+            metrics.tunnel_bytes.with_label_values(&[direction]);
+        }
+        Ok(metrics)
     }
 }
 
@@ -265,6 +311,7 @@ impl Metrics {
                 "Sessions held in memory (used within mcp.session_idle_ms).",
             )?,
         };
+        let egress = EgressMetrics::new(&registry)?;
         let build_info = IntGauge::with_opts(
             Opts::new(
                 "aegis_build_info",
@@ -334,6 +381,7 @@ impl Metrics {
                 last_reload_success: manifest_last_reload_success,
             },
             mcp,
+            egress,
         })
     }
 

@@ -41,6 +41,10 @@ const MAX_ATTEMPTS: usize = 8;
 /// `_meta` key under which a call may carry the sanitizer key of its input.
 pub const SANITIZER_META_KEY: &str = "aegis/sanitizer_key";
 
+/// The `upstream` of calls from the egress forward proxy (`crate::egress`);
+/// their proposals say `"transport": "egress"`.
+pub const EGRESS_UPSTREAM: &str = "egress";
+
 /// What the gate needs, shared by every request.
 #[derive(Debug, Clone)]
 pub struct Gate {
@@ -134,6 +138,20 @@ pub struct CallRequest<'a> {
     pub enforce: bool,
 }
 
+/// A refusal the caller found itself, recorded as the call's decision (a
+/// `TOOL_CALL_DENIED` like a policy denial, with `detail` saying why): the
+/// egress proxy's port and SSRF guards.
+#[derive(Debug, Clone, Copy)]
+pub struct Veto<'a> {
+    pub reason: Reason,
+    /// Plain words for the ledger and the agent.
+    pub detail: &'a str,
+    /// `true`: refused without asking the policy (a port never connected
+    /// to); `false`: applies only when the policy allows (a destination
+    /// address the sidecar will not connect to); a policy denial stands.
+    pub before_policy: bool,
+}
+
 /// A recorded decision.
 #[derive(Debug, Clone)]
 pub struct Verdict {
@@ -148,6 +166,8 @@ pub struct Verdict {
     pub approval_id: Option<String>,
     /// Time spent deciding (policy only, not the ledger).
     pub decide_time: std::time::Duration,
+    /// The caller's [`Veto`] made the decision, not the policy.
+    pub vetoed: bool,
 }
 
 impl Verdict {
@@ -194,18 +214,42 @@ impl Gate {
         call: CallRequest<'_>,
         manifest: Option<Arc<LoadedManifest>>,
     ) -> Result<Verdict, GateError> {
+        self.decide_with_veto(call, manifest, None).await
+    }
+
+    /// [`Gate::decide_and_record`], with a refusal of the caller's own that
+    /// replaces the policy's decision when it applies (see [`Veto`]), in
+    /// the same commit and under the same session turn.
+    pub async fn decide_with_veto(
+        &self,
+        call: CallRequest<'_>,
+        manifest: Option<Arc<LoadedManifest>>,
+        veto: Option<Veto<'_>>,
+    ) -> Result<Verdict, GateError> {
         let args_digest = HistoryCall::digest_args(call.args);
         let _turn = self.sequencers.turn(call.identity).await;
         for _ in 0..MAX_ATTEMPTS {
             let entry = self.session(call.identity).await?;
             let started = Instant::now();
-            let decision = decide_on(
-                &call,
-                args_digest,
-                entry.as_ref(),
-                manifest.as_deref(),
-                self,
-            );
+            let decision = match veto {
+                Some(v) if v.before_policy => None,
+                _ => Some(decide_on(
+                    &call,
+                    args_digest,
+                    entry.as_ref(),
+                    manifest.as_deref(),
+                    self,
+                )),
+            };
+            let veto = veto.filter(|_| decision.is_none_or(|d| d.outcome == Outcome::Allow));
+            let decision = match (veto, decision) {
+                (None, Some(decision)) => decision,
+                (veto, _) => Decision {
+                    outcome: Outcome::Deny,
+                    reason: veto.map_or(Reason::EgressDeny, |v| v.reason),
+                    constraints: None,
+                },
+            };
             let decide_time = started.elapsed();
             // The proposal goes at the successor of the head the decision was
             // made on, its decision right after it, both in one commit.
@@ -220,13 +264,16 @@ impl Gate {
                 Outcome::Deny => EventType::ToolCallDenied,
                 Outcome::RequireApproval => EventType::ApprovalRequested,
             };
-            let payload = decision_payload(
+            let mut payload = decision_payload(
                 &call,
                 &decision,
                 seq,
                 manifest.as_deref(),
                 approval_id.as_deref(),
             );
+            if let Some(veto) = veto {
+                payload["detail"] = json!(veto.detail);
+            }
             let proposed = AppendRequest {
                 event: event(
                     call.identity,
@@ -269,6 +316,7 @@ impl Gate {
                 manifest,
                 approval_id,
                 decide_time,
+                vetoed: veto.is_some(),
             });
         }
         Err(GateError::Contended)
@@ -399,7 +447,7 @@ pub fn proposal_payload(call: &CallRequest<'_>) -> Value {
         "tool_name": call.tool_name,
         "call_id": call.call_id,
         "args": call.args,
-        "transport": "mcp",
+        "transport": if call.upstream == EGRESS_UPSTREAM { "egress" } else { "mcp" },
         "upstream": call.upstream,
     });
     if let Some(key) = call.sanitizer_key {

@@ -54,6 +54,8 @@ impl Default for IdentityConfig {
 pub enum SessionSource {
     Header,
     McpSessionId,
+    /// The egress proxy's `Proxy-Authorization: Basic` username.
+    ProxyAuthorization,
     Default,
 }
 
