@@ -2,6 +2,7 @@
 //! manifest, and a small Streamable HTTP client that speaks through it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aegis_demo_upstream::{AnswerMode, DemoConfig, DemoServer};
@@ -9,6 +10,7 @@ use aegis_proxy::config::{Config, UpstreamConfig};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -109,7 +111,9 @@ pub fn upstream_config(name: &str, url: &str) -> UpstreamConfig {
 pub struct McpClient {
     addr: SocketAddr,
     pub path: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// `http`, or `https` for a client made by [`McpClient::with_tls`].
+    scheme: &'static str,
     /// Sent with every request (session ids, protocol version).
     pub headers: HeaderMap,
 }
@@ -189,12 +193,43 @@ pub fn sse_data(body: &[u8]) -> Vec<String> {
 
 impl McpClient {
     pub fn new(addr: SocketAddr, path: &str) -> McpClient {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        // Never used for TLS: the URL is http://.
+        let unused = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        McpClient::build(addr, path, "http", unused)
+    }
+
+    /// A client that speaks TLS to the sidecar (HTTP/2 or HTTP/1.1, by
+    /// ALPN) with `tls` (its trusted CAs, and a client certificate or none).
+    pub fn with_tls(addr: SocketAddr, path: &str, tls: rustls::ClientConfig) -> McpClient {
+        McpClient::build(addr, path, "https", tls)
+    }
+
+    fn build(
+        addr: SocketAddr,
+        path: &str,
+        scheme: &'static str,
+        tls: rustls::ClientConfig,
+    ) -> McpClient {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        http.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
         McpClient {
             addr,
             path: path.into(),
             client: Client::builder(TokioExecutor::new()).build(connector),
+            scheme,
             headers: HeaderMap::new(),
         }
     }
@@ -217,7 +252,7 @@ impl McpClient {
     ) -> McpAnswer {
         let mut req = Request::builder()
             .method(method)
-            .uri(format!("http://{}{}", self.addr, self.path))
+            .uri(format!("{}://{}{}", self.scheme, self.addr, self.path))
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream");
         for (name, value) in &self.headers {
