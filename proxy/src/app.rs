@@ -187,6 +187,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         upstreams = %config.mcp.upstreams.iter().map(|u| format!("{}={}", u.name, u.url)).collect::<Vec<_>>().join(","),
         forward = %forward_addr.map_or("off".into(), |a| a.to_string()),
         enforce = config.mcp.enforce,
+        mcp_tls = config.mcp.tls.is_some(),
+        admin_tls = config.admin.tls.is_some(),
         ledger = %config.ledger.path.display(),
         synchronous = %config.ledger.synchronous,
         manifest = %config.manifest.as_deref().map_or("none".into(), |p| p.display().to_string()),
