@@ -460,3 +460,85 @@ fn a_manifest_reload_that_adds_a_domain_opens_the_next_connect() {
         sidecar.stop().await;
     });
 }
+
+/// An HTTPS server on loopback for `name`, with a certificate from `pki`;
+/// answers every request `hello secure`; counts accepted connections.
+async fn https_server(pki: &aegis_e2e::pki::Pki, name: &str) -> Server {
+    let (crt, key) = pki.leaf(name, &[name], rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(Arc::new(aegis_e2e::pki::server_config(&crt, &key)));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = Server {
+        addr: listener.local_addr().unwrap(),
+        accepted: Arc::new(AtomicUsize::new(0)),
+    };
+    let accepted = server.accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 4096];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = "hello secure";
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    server
+}
+
+#[test]
+fn https_through_the_tunnel_verifies_the_servers_own_certificate() {
+    run(async {
+        let pki = aegis_e2e::pki::Pki::new();
+        let secure = https_server(&pki, "secure.test").await;
+        let sidecar = sidecar(&["secure.test"], &[secure.port()], &["secure.test"]).await;
+        let proxy = sidecar.running.forward_addr().unwrap();
+
+        let target = format!("secure.test:{}", secure.port());
+        let (reply, tunnel) = connect(proxy, &target, "x-aegis-session-id: s-https\r\n").await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        // TLS end to end, through the tunnel: the client checks the server's
+        // certificate for its own name; the sidecar sees only bytes.
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(pki.client_config(None)));
+        let name = rustls_pki_types::ServerName::try_from("secure.test").unwrap();
+        let mut tls = connector.connect(name, tunnel).await.unwrap();
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: secure.test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        assert!(answer.ends_with("hello secure"), "{answer}");
+        drop(tls);
+        assert_eq!(secure.accepted(), 1);
+
+        let events = events(&sidecar, "s-https", 3).await;
+        assert_eq!(
+            types(&events),
+            ["TOOL_CALL_PROPOSED", "TOOL_CALL_ALLOWED", "TOOL_RESULT"]
+        );
+        assert_eq!(events[0]["payload"]["args"]["domain"], "secure.test");
+        let result = &events[2]["payload"];
+        assert!(result["bytes_up"].as_u64().unwrap() > 200, "{result}");
+        assert!(result["bytes_down"].as_u64().unwrap() > 500, "{result}");
+        assert_chain_valid(&sidecar, "s-https").await;
+        sidecar.stop().await;
+    });
+}

@@ -8,12 +8,13 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aegis_demo_upstream::AnswerMode;
 use aegis_e2e::mcp::{MANIFEST, McpClient, start_upstream};
+use aegis_e2e::pki::{Pki, certs};
 use aegis_e2e::{Sidecar, run};
 use aegis_proxy::cli::RunFlags;
 use aegis_proxy::config::{Config, RawConfig};
@@ -24,90 +25,12 @@ use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-};
-use rustls::RootCertStore;
+use rcgen::ExtendedKeyUsagePurpose;
+use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-
-/// A throwaway CA and PEM files made from it, in one temporary directory.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        Pki {
-            dir: tempfile::tempdir().unwrap(),
-            ca: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn ca_file(&self) -> PathBuf {
-        let path = self.path("ca.pem");
-        std::fs::write(&path, self.ca.pem()).unwrap();
-        path
-    }
-
-    /// A leaf signed by the CA for `names`, written as `{file}.crt` and
-    /// `{file}.key`.
-    fn leaf(
-        &self,
-        file: &str,
-        names: &[&str],
-        usage: ExtendedKeyUsagePurpose,
-    ) -> (PathBuf, PathBuf) {
-        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        let mut params = CertificateParams::new(names).unwrap();
-        params.extended_key_usages = vec![usage];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        let (crt, pem_key) = (
-            self.path(&format!("{file}.crt")),
-            self.path(&format!("{file}.key")),
-        );
-        std::fs::write(&crt, cert.pem()).unwrap();
-        std::fs::write(&pem_key, key.serialize_pem()).unwrap();
-        (crt, pem_key)
-    }
-
-    /// A client configuration trusting only the test CA, with a client
-    /// certificate when `client` names its files.
-    fn client_config(&self, client: Option<&(PathBuf, PathBuf)>) -> rustls::ClientConfig {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.ca.der().clone()).unwrap();
-        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-        match client {
-            Some((crt, key)) => builder
-                .with_client_auth_cert(certs(crt), PrivateKeyDer::from_pem_file(key).unwrap())
-                .unwrap(),
-            None => builder.with_no_client_auth(),
-        }
-    }
-}
-
-fn certs(path: &Path) -> Vec<CertificateDer<'static>> {
-    CertificateDer::pem_file_iter(path)
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
 
 /// A TLS front for a plain server: accepts TLS on a free port with the
 /// certificate in `crt`/`key` and pipes each connection's bytes to `backend`.
