@@ -55,6 +55,12 @@ pub(super) fn resolve(
         ],
     };
     let tls = super::tls::listener("mcp", raw.tls, sources, env, c);
+    if tls.is_some() && upstreams.is_empty() {
+        c.problems.push(
+            "mcp.tls: the MCP listener is off (no upstream to proxy); add mcp.upstreams or --upstream NAME=URL"
+                .to_owned(),
+        );
+    }
 
     let identity = identity(raw.identity.unwrap_or_default(), env, c);
     let limits = limits(raw.limits.unwrap_or_default(), env, c);

@@ -303,3 +303,21 @@ fn upstream_tls_problems() {
         );
     }
 }
+
+#[test]
+fn mcp_tls_without_an_upstream_is_a_problem_not_ignored() {
+    let pki = Pki::new();
+    let (cert, key) = pki.leaf("mcp");
+    let flags = RunFlags {
+        tls_cert: Some(cert),
+        tls_key: Some(key),
+        ..RunFlags::default()
+    };
+    let problems = load(&flags, &env(&[])).expect_err("no upstream").problems;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("mcp.tls: the MCP listener is off")),
+        "{problems:?}"
+    );
+}
