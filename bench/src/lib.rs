@@ -5,7 +5,8 @@
 //! concurrent appenders that fill them. It holds no timing and no criterion:
 //! the benches decide what is measured; this crate only builds inputs. The
 //! one exception is the end-to-end load generator ([`load`]), which times
-//! whole requests; `src/bin/mcp-e2e.rs` drives it through the sidecar.
+//! whole requests; `src/bin/mcp-e2e.rs` drives it through the sidecar (and
+//! `src/bin/egress-tunnel.rs` times the forward proxy's tunnels, [`egress`]).
 //!
 //! What it must never do: be a dependency of the sidecar itself, or assert on
 //! a timing. Measured numbers live in `bench/README.md`.
@@ -40,6 +41,9 @@ pub mod stages;
 
 /// CPU time by component (thread name) and for the whole machine.
 pub mod cpu;
+
+/// The egress bench's sink/echo server, manifest and direct/`CONNECT` client.
+pub mod egress;
 
 /// Tenant of every benchmark envelope.
 pub const TENANT: &str = "bench-tenant";
