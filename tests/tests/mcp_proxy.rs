@@ -62,6 +62,13 @@ fn allowed_calls_are_recorded_and_answered_in_json_and_sse() {
             assert_eq!(result["sha256"].as_str().unwrap().len(), 64);
             assert!(result["size_bytes"].as_u64().unwrap() > 0);
             assert_chain_valid(&stack, "s-allow").await;
+            // Every answer has been relayed: nothing is in flight.
+            let in_flight = stack
+                .sidecar
+                .http
+                .metric("aegis_mcp_in_flight_requests")
+                .await;
+            assert_eq!(in_flight, Some(0.0));
         });
     }
 }

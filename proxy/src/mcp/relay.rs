@@ -56,6 +56,31 @@ fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
+/// One POST's slot among `mcp.limits.max_in_flight`, counted in
+/// `aegis_mcp_in_flight_requests` until dropped — when its answer has been
+/// relayed, not when the handler returns.
+#[derive(Debug)]
+pub struct InFlight {
+    _permit: OwnedSemaphorePermit,
+    gauge: prometheus::IntGauge,
+}
+
+impl InFlight {
+    pub fn new(permit: OwnedSemaphorePermit, gauge: prometheus::IntGauge) -> InFlight {
+        gauge.inc();
+        InFlight {
+            _permit: permit,
+            gauge,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
 /// A forwarded `tools/call` waiting for its answer.
 #[derive(Debug, Clone)]
 pub struct Pending {
@@ -116,8 +141,9 @@ pub struct Exchange {
     pub upstream: Arc<Upstream>,
     pub identity: Identity,
     pub started: Instant,
-    /// Held until the answer is fully relayed (the shutdown drain waits for it).
-    pub permit: OwnedSemaphorePermit,
+    /// Held until the answer is fully relayed (the shutdown drain waits for
+    /// it; the in-flight gauge counts it).
+    pub permit: InFlight,
     pub batch: bool,
     /// Forwarded `tools/call` requests.
     pub calls: Vec<Pending>,
@@ -156,7 +182,7 @@ impl Exchange {
         upstream: Arc<Upstream>,
         identity: Identity,
         started: Instant,
-        permit: OwnedSemaphorePermit,
+        permit: InFlight,
     ) -> Exchange {
         Exchange {
             state,
@@ -486,7 +512,8 @@ async fn answer(mut exchange: Exchange, response: Response<Incoming>) -> Respons
     let inspect =
         !exchange.calls.is_empty() || !exchange.tools_list.is_empty() || !exchange.local.is_empty();
     if !inspect {
-        return passthrough(response, None);
+        // Streams to the end holding the request's slot.
+        return passthrough(response, Some(exchange.permit));
     }
     if status.is_server_error() {
         let detail = format!("{} answered HTTP {status}", exchange.upstream.url);
@@ -541,10 +568,7 @@ impl Exchange {
 
 /// The upstream's answer as is (headers minus hop-by-hop ones), streamed.
 /// `hold` travels with the body until it is fully sent.
-fn passthrough(
-    response: Response<Incoming>,
-    hold: Option<OwnedSemaphorePermit>,
-) -> Response<ProxyBody> {
+fn passthrough(response: Response<Incoming>, hold: Option<InFlight>) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     parts.headers = upstream::response_headers(parts.headers, false);
     let body = Holding { body, _hold: hold }
@@ -556,7 +580,7 @@ fn passthrough(
 /// A body that keeps something alive (a permit) until it ends.
 struct Holding<B> {
     body: B,
-    _hold: Option<OwnedSemaphorePermit>,
+    _hold: Option<InFlight>,
 }
 
 impl<B: hyper::body::Body + Unpin> hyper::body::Body for Holding<B> {

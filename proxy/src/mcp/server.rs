@@ -21,13 +21,13 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 
 use super::answers::{self, DecisionRecord};
 use super::enforce::{CallRequest, Gate, SANITIZER_META_KEY};
 use super::identity;
 use super::jsonrpc::{self, Body, Id, Kind, Message, codes};
-use super::relay::{self, Exchange, Pending, ProxyBody, full};
+use super::relay::{self, Exchange, InFlight, Pending, ProxyBody, full};
 use super::upstream::{self, Upstream};
 use crate::config::McpConfig;
 use crate::listener::{Listener, accept_loop};
@@ -163,8 +163,7 @@ async fn handle(state: &Arc<McpState>, req: Request<Incoming>) -> Response<Proxy
     let response = match method {
         Method::POST => match state.in_flight.clone().try_acquire_owned() {
             Ok(permit) => {
-                state.metrics.mcp.in_flight.inc();
-                let _gauge = InFlightGauge(&state.metrics);
+                let permit = InFlight::new(permit, state.metrics.mcp.in_flight.clone());
                 post(state, &upstream, req, permit).await
             }
             Err(_) => error_response(
@@ -192,15 +191,6 @@ async fn handle(state: &Arc<McpState>, req: Request<Incoming>) -> Response<Proxy
     };
     count(state, &upstream.name, &method, &response, started);
     response
-}
-
-/// Decrements the in-flight gauge when the request's handler returns.
-struct InFlightGauge<'a>(&'a Metrics);
-
-impl Drop for InFlightGauge<'_> {
-    fn drop(&mut self) {
-        self.0.mcp.in_flight.dec();
-    }
 }
 
 fn count(
@@ -258,7 +248,7 @@ async fn post(
     state: &Arc<McpState>,
     upstream: &Arc<Upstream>,
     req: Request<Incoming>,
-    permit: OwnedSemaphorePermit,
+    permit: InFlight,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
