@@ -206,6 +206,15 @@ fn bad_names_are_refused() {
             problems[0]
         );
     }
+    // "egress" names the forward proxy's calls in the ledger.
+    let problems = problems(load(
+        &flags_with_upstreams(&["egress=http://127.0.0.1:9000/"]),
+        &env(&[]),
+    ));
+    assert!(
+        problems[0].contains("reserved for the egress forward proxy"),
+        "{problems:?}"
+    );
     for good in ["tools", "0day", "a-b_c", &exact] {
         let pair = format!("{good}=http://127.0.0.1:9000/");
         let config = load(&flags_with_upstreams(&[&pair]), &env(&[])).expect("valid name");
