@@ -54,6 +54,17 @@ impl std::fmt::Debug for Listener {
     }
 }
 
+/// The HTTP/1.1 + HTTP/2 server every listener uses: a slow client must
+/// send its request head within `header_read_timeout`.
+pub fn http_builder(header_read_timeout: std::time::Duration) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    builder
+}
+
 /// Accepts and serves connections with `service` until `shutdown` changes;
 /// every connection is watched by `graceful`, which the caller drains.
 pub async fn accept_loop<S, B>(
@@ -145,7 +156,9 @@ async fn serve<I, S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    let conn = builder.serve_connection(TokioIo::new(io), service);
+    // With upgrades: the forward proxy's CONNECT tunnels need them; for the
+    // other listeners nothing ever asks to upgrade.
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
     }

@@ -51,11 +51,9 @@ use http::{Method, Request, Response};
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, watch};
 
 use crate::config::ForwardConfig;
 use crate::mcp::enforce::Gate;
@@ -133,51 +131,31 @@ fn process_start_ms() -> i64 {
 pub async fn serve(
     listener: TcpListener,
     state: Arc<EgressState>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
-    let slots = Arc::new(Semaphore::new(state.config.max_connections));
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let builder = builder.http1_only();
-    loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            _ = shutdown.changed() => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "forward proxy accept failed");
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
-        let _ = stream.set_nodelay(true);
+    // HTTP/1.1 only: CONNECT tunnels are HTTP/1.1 upgrades.
+    let builder = crate::listener::http_builder(HEADER_READ_TIMEOUT).http1_only();
+    let listener = crate::listener::Listener {
+        tcp: listener,
+        name: "forward",
+        tls: None,
+        max_connections: state.config.max_connections,
+        nodelay: true,
+        handshake_failures: state
+            .metrics
+            .tls_handshake_failures
+            .with_label_values(&["forward"]),
+    };
+    let service = {
         let state = state.clone();
-        let service = service_fn(move |req| {
+        service_fn(move |req| {
             let state = state.clone();
             async move { Ok::<_, Infallible>(handle(state, req).await) }
-        });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "forward proxy connection ended with an error");
-            }
-            drop(permit);
-        });
-    }
-    drop(listener);
+        })
+    };
+    crate::listener::accept_loop(listener, builder, service, &graceful, shutdown).await;
     let drained = async {
         graceful.shutdown().await;
         state.tasks.idle().await;
