@@ -55,6 +55,14 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 /// Default largest group commit: bounds one transaction's latency and memory.
 pub const DEFAULT_MAX_BATCH: usize = 1024;
 
+/// Default WAL size, in 4 KiB pages, at which the writer folds the WAL back
+/// into the database (SQLite's `wal_autocheckpoint`; its own default is
+/// 1,000). A checkpoint costs two fsyncs, a few to tens of milliseconds
+/// whatever its size, and the append that triggers it waits for it: at
+/// 8,192 pages (a 32 MiB WAL) that is one append in several thousand instead
+/// of one in a few hundred (measured in bench/README.md, "Checkpoints").
+pub const DEFAULT_CHECKPOINT_PAGES: u32 = 8192;
+
 /// Everything needed to open a ledger.
 #[derive(Debug, Clone)]
 pub struct LedgerConfig {
@@ -65,6 +73,8 @@ pub struct LedgerConfig {
     pub queue_capacity: usize,
     /// Most appends committed in one transaction.
     pub max_batch: usize,
+    /// WAL pages after which a commit checkpoints (`wal_autocheckpoint`).
+    pub checkpoint_pages: u32,
 }
 
 impl LedgerConfig {
@@ -74,6 +84,7 @@ impl LedgerConfig {
             synchronous: Synchronous::default(),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_batch: DEFAULT_MAX_BATCH,
+            checkpoint_pages: DEFAULT_CHECKPOINT_PAGES,
         }
     }
 }

@@ -115,6 +115,12 @@ pub const ENV_LEDGER_MAX_BATCH: &str = "AEGIS_LEDGER_MAX_BATCH";
 /// latency and memory. A unit test keeps the two equal.
 pub const DEFAULT_LEDGER_MAX_BATCH: usize = 1024;
 
+pub const ENV_LEDGER_CHECKPOINT_PAGES: &str = "AEGIS_LEDGER_CHECKPOINT_PAGES";
+/// The ledger's own default (`DEFAULT_CHECKPOINT_PAGES`): a WAL of up to
+/// 32 MiB, checkpointed by the commit that fills it. A unit test keeps the
+/// two equal.
+pub const DEFAULT_LEDGER_CHECKPOINT_PAGES: u32 = 8192;
+
 pub const ENV_LEDGER_FAIL_OPEN: &str = "AEGIS_LEDGER_FAIL_OPEN";
 /// Fail closed: a call the ledger cannot record is refused, since an
 /// unrecorded call is exactly what the sidecar exists to prevent.
@@ -326,6 +332,9 @@ pub struct LedgerSettings {
     pub synchronous: Synchronous,
     pub queue_capacity: usize,
     pub max_batch: usize,
+    /// WAL pages (4 KiB) after which a commit checkpoints the WAL into the
+    /// database file.
+    pub checkpoint_pages: u32,
     /// When the ledger cannot record a call: `false` refuses the call (fail
     /// closed), `true` forwards it unrecorded.
     pub fail_open: bool,
@@ -338,6 +347,7 @@ impl LedgerSettings {
         config.synchronous = self.synchronous;
         config.queue_capacity = self.queue_capacity;
         config.max_batch = self.max_batch;
+        config.checkpoint_pages = self.checkpoint_pages;
         config
     }
 }
@@ -349,6 +359,7 @@ impl Default for LedgerSettings {
             synchronous: DEFAULT_LEDGER_SYNCHRONOUS,
             queue_capacity: DEFAULT_LEDGER_QUEUE_CAPACITY,
             max_batch: DEFAULT_LEDGER_MAX_BATCH,
+            checkpoint_pages: DEFAULT_LEDGER_CHECKPOINT_PAGES,
             fail_open: DEFAULT_LEDGER_FAIL_OPEN,
         }
     }

@@ -318,6 +318,15 @@ pub(super) fn resolve(
         positive,
     );
 
+    let value = env_number(&mut c, ENV_LEDGER_CHECKPOINT_PAGES);
+    let value = over_file(ledger.checkpoint_pages, value, ENV_LEDGER_CHECKPOINT_PAGES);
+    let checkpoint_pages = c.setting(
+        "ledger.checkpoint_pages",
+        value,
+        DEFAULT_LEDGER_CHECKPOINT_PAGES,
+        positive,
+    );
+
     let value = over_file(
         ledger.fail_open.map(|open| open.to_string()),
         env_string(ENV_LEDGER_FAIL_OPEN),
@@ -377,6 +386,7 @@ pub(super) fn resolve(
             synchronous,
             queue_capacity,
             max_batch,
+            checkpoint_pages,
             fail_open,
         },
         log: LogConfig { level, format },

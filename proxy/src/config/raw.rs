@@ -58,6 +58,7 @@ pub struct RawLedger {
     pub synchronous: Option<String>,
     pub queue_capacity: Option<u64>,
     pub max_batch: Option<u64>,
+    pub checkpoint_pages: Option<u64>,
     pub fail_open: Option<bool>,
 }
 

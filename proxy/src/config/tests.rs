@@ -73,6 +73,7 @@ fn ledger_defaults_match_the_ledger_crate() {
     let ledger = LedgerConfig::new("x");
     assert_eq!(DEFAULT_LEDGER_QUEUE_CAPACITY, ledger.queue_capacity);
     assert_eq!(DEFAULT_LEDGER_MAX_BATCH, ledger.max_batch);
+    assert_eq!(DEFAULT_LEDGER_CHECKPOINT_PAGES, ledger.checkpoint_pages);
     assert_eq!(DEFAULT_LEDGER_SYNCHRONOUS, ledger.synchronous);
 }
 
@@ -83,12 +84,14 @@ fn to_ledger_config_carries_every_setting() {
         synchronous: Synchronous::Full,
         queue_capacity: 7,
         max_batch: 3,
+        checkpoint_pages: 5,
         fail_open: true,
     };
     let ledger = settings.to_ledger_config();
     assert_eq!(ledger.path, settings.path);
     assert_eq!(ledger.synchronous, Synchronous::Full);
     assert_eq!((ledger.queue_capacity, ledger.max_batch), (7, 3));
+    assert_eq!(ledger.checkpoint_pages, 5);
 }
 
 #[test]
@@ -153,6 +156,7 @@ fn every_env_var_is_read() {
         (ENV_ADMIN_LIST_LIMIT_MAX, "5"),
         (ENV_LEDGER_QUEUE_CAPACITY, "16"),
         (ENV_LEDGER_MAX_BATCH, "4"),
+        (ENV_LEDGER_CHECKPOINT_PAGES, "64"),
         (ENV_LOG_LEVEL, "debug"),
         (ENV_LOG_FORMAT, "JSON"),
         (ENV_READY_FILE, "/tmp/ready"),
@@ -166,6 +170,7 @@ fn every_env_var_is_read() {
         (config.ledger.queue_capacity, config.ledger.max_batch),
         (16, 4)
     );
+    assert_eq!(config.ledger.checkpoint_pages, 64);
     assert_eq!(
         config.log,
         LogConfig {
