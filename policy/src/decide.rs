@@ -16,7 +16,9 @@
 //! tool over its rate limit is denied `RATE_LIMITED`: last among the denials,
 //! so that only a call that would otherwise run takes a token.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::HashSet;
 use std::time::Instant;
 
 use serde_json::Value;

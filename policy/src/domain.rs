@@ -46,7 +46,7 @@
 //! [`Host`]'s `Display` is the normalised text; IPv6 is written in brackets
 //! (`[::1]`), as in an authority, so the text parses back to the same host.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
