@@ -87,6 +87,46 @@ impl CpuUse {
     }
 }
 
+/// The machine a bench ran on, for its report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub nproc: usize,
+    /// `model name` from `/proc/cpuinfo`.
+    pub cpu: String,
+    /// The 1-, 5- and 15-minute load averages from `/proc/loadavg` when read.
+    pub loadavg: String,
+}
+
+impl Machine {
+    pub fn read() -> Machine {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix("model name"))
+                    .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+            .unwrap_or_else(|| "unknown".to_owned());
+        Machine {
+            nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu,
+            loadavg: loadavg(),
+        }
+    }
+}
+
+/// The 1-, 5- and 15-minute load averages, as `/proc/loadavg` gives them.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
 fn threads() -> Option<BTreeMap<u32, (String, u64)>> {
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir("/proc/self/task").ok()? {

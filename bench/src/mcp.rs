@@ -1,6 +1,7 @@
-//! The MCP end-to-end bench's pieces: the demo tool server (one instance
-//! answering JSON, one answering SSE) and the sidecar in front of both, each
-//! on a tokio runtime of its own, and the `tools/call` [`Workload`] the load
+//! The MCP end-to-end benches' pieces: the demo tool server (one instance
+//! answering JSON, one answering SSE, [`Upstreams`]), sidecars in front of
+//! both ([`Sidecar`], `mcp/sidecar.rs`), each on a tokio runtime of its own,
+//! and the `tools/call` [`Workload`](crate::load::Workload) the load
 //! generator sends to either.
 //!
 //! Each component gets its own runtime (two worker threads, as the sidecar
@@ -10,12 +11,9 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use aegis_demo_upstream::{AnswerMode, DemoConfig, DemoServer};
 use aegis_ledger::Synchronous;
-use aegis_proxy::app::{self, Running};
-use aegis_proxy::config::{Config, UpstreamConfig};
 use anyhow::Context as _;
 use serde::Serialize;
 use tokio::runtime::Runtime;
@@ -23,8 +21,10 @@ use tokio::runtime::Runtime;
 use crate::stages::Samples;
 
 mod echo;
+mod sidecar;
 
 pub use echo::EchoCall;
+pub use sidecar::{Sidecar, SidecarOptions};
 
 /// The manifest the sidecar runs with: the demo tools declared, budgets far
 /// beyond any run (a bench must never be denied), loop detection at its
@@ -52,10 +52,6 @@ policy:
 
 /// Worker threads of each component's runtime: one per core here.
 const WORKER_THREADS: usize = 2;
-/// How long the upstream may take to send its answer's headers.
-const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
-/// The sidecar's drain deadline when the bench ends.
-const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// How the tool server answers: the two shapes of MCP's Streamable HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -113,128 +109,117 @@ pub struct Endpoint {
     pub path: String,
 }
 
-/// Two demo tool servers (JSON, SSE) and the sidecar in front of them, with
-/// its ledger in a temporary directory.
+/// The two demo tool servers (JSON, SSE answers), on a runtime of their own
+/// (threads `upstream`), with their sandbox in a temporary directory.
 #[derive(Debug)]
-pub struct Stack {
+pub struct Upstreams {
     json: DemoServer,
     sse: DemoServer,
-    sidecar: Running,
-    sidecar_addr: SocketAddr,
-    /// The runtimes the tool servers and the sidecar run on (their tasks
-    /// live as long as these).
-    upstream_rt: Runtime,
-    sidecar_rt: Runtime,
-    /// The ledger, the manifest and the demo servers' sandbox.
+    /// The runtime the tool servers run on (their tasks live as long as it).
+    rt: Runtime,
+    /// The demo servers' sandbox.
     dir: tempfile::TempDir,
 }
 
-impl Stack {
-    /// Starts everything; the sidecar's ledger commits with `synchronous`.
-    ///
-    /// The manifest goes in a directory of its own (as a mounted ConfigMap
-    /// would be) unless `manifest_beside_ledger`: the sidecar watches the
-    /// manifest's directory, so next to the ledger every ledger write wakes
-    /// the watcher thread.
-    pub fn start(synchronous: Synchronous, manifest_beside_ledger: bool) -> anyhow::Result<Stack> {
-        let dir = tempfile::tempdir().context("creating the bench directory")?;
-        let upstream_rt = runtime("upstream")?;
-        let sidecar_rt = runtime("sidecar")?;
+impl Upstreams {
+    pub fn start() -> anyhow::Result<Upstreams> {
+        let dir = tempfile::tempdir().context("creating the tool servers' directory")?;
+        let rt = runtime("upstream")?;
         let sandbox = dir.path().join("sandbox");
-        let (json, sse) = upstream_rt.block_on(async {
+        let (json, sse) = rt.block_on(async {
             let json = start_demo(Answering::Json, &sandbox).await?;
             let sse = start_demo(Answering::Sse, &sandbox).await?;
             anyhow::Ok((json, sse))
         })?;
-
-        let manifest_dir = if manifest_beside_ledger {
-            dir.path().to_owned()
-        } else {
-            let own = dir.path().join("manifest");
-            std::fs::create_dir(&own).context("creating the manifest directory")?;
-            own
-        };
-        let manifest = manifest_dir.join("manifest.yaml");
-        std::fs::write(&manifest, MANIFEST).context("writing the manifest")?;
-        let mut config = Config::default();
-        config.admin.listen = "127.0.0.1:0".parse().context("admin address")?;
-        config.ledger.path = dir.path().join("ledger.db");
-        config.ledger.synchronous = synchronous;
-        config.manifest = Some(manifest);
-        config.mcp.listen = Some("127.0.0.1:0".parse().context("mcp address")?);
-        config.mcp.upstreams = vec![
-            upstream(Answering::Json, &json.url())?,
-            upstream(Answering::Sse, &sse.url())?,
-        ];
-        config.mcp.enforce = true;
-        let sidecar = sidecar_rt
-            .block_on(app::start(config))
-            .context("starting the sidecar")?;
-        let sidecar_addr = sidecar
-            .mcp_addr()
-            .context("the sidecar has no MCP listener")?;
-        Ok(Stack {
-            json,
-            sse,
-            sidecar,
-            sidecar_addr,
-            upstream_rt,
-            sidecar_rt,
-            dir,
-        })
+        Ok(Upstreams { json, sse, rt, dir })
     }
 
-    /// Where `route` reaches the tool server answering with `answering`.
-    pub fn endpoint(&self, route: Route, answering: Answering) -> Endpoint {
-        match route {
-            Route::Direct => {
-                let demo = match answering {
-                    Answering::Json => &self.json,
-                    Answering::Sse => &self.sse,
-                };
-                Endpoint {
-                    addr: demo.addr(),
-                    path: aegis_demo_upstream::DEFAULT_PATH.to_owned(),
-                }
-            }
-            Route::Sidecar => Endpoint {
-                addr: self.sidecar_addr,
-                path: format!("/mcp/{answering}"),
-            },
+    fn server(&self, answering: Answering) -> &DemoServer {
+        match answering {
+            Answering::Json => &self.json,
+            Answering::Sse => &self.sse,
         }
     }
 
+    /// Where the tool server answering with `answering` listens.
+    pub fn endpoint(&self, answering: Answering) -> Endpoint {
+        Endpoint {
+            addr: self.server(answering).addr(),
+            path: aegis_demo_upstream::DEFAULT_PATH.to_owned(),
+        }
+    }
+
+    /// Its MCP endpoint's URL.
+    pub fn url(&self, answering: Answering) -> String {
+        self.server(answering).url()
+    }
+
     /// Tool calls that reached the JSON and the SSE tool server.
-    pub fn upstream_tool_calls(&self) -> (u64, u64) {
+    pub fn tool_calls(&self) -> (u64, u64) {
         (
             self.json.stats().total_tool_calls(),
             self.sse.stats().total_tool_calls(),
         )
     }
 
-    /// The sidecar's metrics now, summed over labels.
-    pub fn sidecar_samples(&self) -> Samples {
-        Samples::parse(&String::from_utf8_lossy(&self.sidecar.metrics().render()))
-    }
-
-    /// Bytes of the ledger's database and WAL files.
-    pub fn ledger_bytes(&self) -> u64 {
-        ["ledger.db", "ledger.db-wal"]
-            .iter()
-            .filter_map(|name| std::fs::metadata(self.dir.path().join(name)).ok())
-            .map(|meta| meta.len())
-            .sum()
-    }
-
-    /// Drains the sidecar (closing its ledger), then the tool servers.
+    /// Stops both servers, waiting for open connections to finish.
     pub fn shutdown(self) {
-        self.sidecar_rt
-            .block_on(self.sidecar.shutdown(SHUTDOWN_DEADLINE));
-        self.upstream_rt.block_on(async {
+        self.rt.block_on(async {
             self.json.shutdown().await;
             self.sse.shutdown().await;
         });
         drop(self.dir);
+    }
+}
+
+/// The two demo tool servers and one sidecar in front of both.
+#[derive(Debug)]
+pub struct Stack {
+    upstreams: Upstreams,
+    sidecar: Sidecar,
+}
+
+impl Stack {
+    /// Starts everything; the sidecar's ledger commits with `synchronous`
+    /// (see [`SidecarOptions::manifest_beside_ledger`]).
+    pub fn start(synchronous: Synchronous, manifest_beside_ledger: bool) -> anyhow::Result<Stack> {
+        let upstreams = Upstreams::start()?;
+        let options = SidecarOptions {
+            synchronous,
+            enforce: true,
+            manifest_beside_ledger,
+        };
+        let sidecar = Sidecar::start("sidecar", &upstreams, options)?;
+        Ok(Stack { upstreams, sidecar })
+    }
+
+    /// Where `route` reaches the tool server answering with `answering`.
+    pub fn endpoint(&self, route: Route, answering: Answering) -> Endpoint {
+        match route {
+            Route::Direct => self.upstreams.endpoint(answering),
+            Route::Sidecar => self.sidecar.endpoint(answering),
+        }
+    }
+
+    /// Tool calls that reached the JSON and the SSE tool server.
+    pub fn upstream_tool_calls(&self) -> (u64, u64) {
+        self.upstreams.tool_calls()
+    }
+
+    /// The sidecar's metrics now, summed over labels.
+    pub fn sidecar_samples(&self) -> Samples {
+        self.sidecar.samples()
+    }
+
+    /// Bytes of the ledger's database and WAL files.
+    pub fn ledger_bytes(&self) -> u64 {
+        self.sidecar.ledger_bytes()
+    }
+
+    /// Drains the sidecar (closing its ledger), then the tool servers.
+    pub fn shutdown(self) {
+        self.sidecar.shutdown();
+        self.upstreams.shutdown();
     }
 }
 
@@ -260,14 +245,4 @@ async fn start_demo(answering: Answering, sandbox: &std::path::Path) -> anyhow::
         ..DemoConfig::default()
     };
     DemoServer::start(listener, config).await
-}
-
-fn upstream(answering: Answering, url: &str) -> anyhow::Result<UpstreamConfig> {
-    Ok(UpstreamConfig {
-        name: answering.as_str().to_owned(),
-        url: url.parse().with_context(|| format!("demo URL {url}"))?,
-        timeout: UPSTREAM_TIMEOUT,
-        headers: Vec::new(),
-        tls: None,
-    })
 }

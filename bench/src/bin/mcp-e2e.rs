@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aegis_bench::cpu::CpuSnapshot;
+use aegis_bench::cpu::{CpuSnapshot, Machine};
 use aegis_bench::e2e::{self, Run};
 use aegis_bench::load::ClosedLoop;
 use aegis_bench::mcp::{EchoCall, Route, Stack};
@@ -69,29 +69,6 @@ struct Output<'a> {
     manifest_beside_ledger: bool,
     runs: &'a [Run],
     summaries: &'a [e2e::Summary],
-}
-
-#[derive(Debug, Serialize)]
-struct Machine {
-    nproc: usize,
-    cpu: String,
-}
-
-impl Machine {
-    fn read() -> Machine {
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|info| {
-                info.lines()
-                    .find_map(|l| l.strip_prefix("model name"))
-                    .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
-            })
-            .unwrap_or_else(|| "unknown".to_owned());
-        Machine {
-            nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            cpu,
-        }
-    }
 }
 
 fn main() -> anyhow::Result<()> {
