@@ -27,7 +27,8 @@ use tokio::task::JoinSet;
 /// their Rego `data`/`input` documents.
 pub mod policy;
 
-/// A closed-loop HTTP/1.1 load generator with HDR latency histograms.
+/// An HTTP/1.1 load generator (closed and open loop) with HDR latency
+/// histograms.
 pub mod load;
 
 /// The MCP end-to-end bench's stack (tool servers + sidecar) and workload.

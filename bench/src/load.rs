@@ -1,20 +1,23 @@
-//! A closed-loop HTTP/1.1 load generator: N connections, each sending its
-//! next request as soon as the previous answer has been read whole, for a
-//! duration and/or a number of requests. Every answer is checked by the
-//! [`Workload`]; the latency of every successful one goes into an HDR
-//! histogram (3 significant digits, nanoseconds), one per connection, merged
-//! at the end.
+//! An HTTP/1.1 load generator with HDR latency histograms, in two modes.
 //!
-//! Each connection is its own `hyper::client::conn::http1` connection, not a
-//! pool, so "32 connections" means exactly 32 sockets, each with at most one
-//! request in flight.
+//! - **Closed loop** ([`ClosedLoop`]): N connections, each sending its next
+//!   request as soon as the previous answer has been read whole, for a
+//!   duration and/or a number of requests. Each connection is its own
+//!   `hyper::client::conn::http1` connection, not a pool, so "32
+//!   connections" means exactly 32 sockets, each with at most one request in
+//!   flight. It measures the service time seen by a client that waits for
+//!   each answer; it cannot show queueing at a fixed arrival rate (a slow
+//!   answer delays the next request instead of piling up behind it).
+//! - **Open loop** ([`OpenLoop`], in `load/open.rs`): requests due at a fixed
+//!   rate over a pool of such connections, one request in flight on each; a
+//!   request due while every connection is busy waits for one. Latency runs
+//!   from each request's *intended* send time, so time spent queueing (in
+//!   the pool, or behind a slow answer) is counted, not omitted.
 //!
-//! What a closed loop measures: the service time seen by a client that waits
-//! for each answer. It cannot show queueing at a fixed arrival rate (a slow
-//! answer delays the next request instead of piling up behind it). An open
-//! loop (a rate, latency measured from each request's *intended* send time)
-//! is a later addition: it would reuse [`Link`] and the per-connection
-//! recorder and only replace the schedule in [`ClosedLoop::run`].
+//! In both, every answer is checked by the [`Workload`], and the latency of
+//! every successful one goes into an HDR histogram (3 significant digits,
+//! nanoseconds); a request without its whole answer within the timeout is
+//! a `timeout` failure and its connection is dropped.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,6 +34,10 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
+
+mod open;
+
+pub use open::{OpenLoop, OpenReport, Timetable};
 
 /// Longest latency the histograms hold (larger values are clamped to it).
 const MAX_LATENCY: Duration = Duration::from_secs(60);
@@ -129,6 +136,18 @@ impl LatencySummary {
     }
 }
 
+/// An empty latency histogram in nanoseconds, up to [`MAX_LATENCY`].
+fn histogram() -> Histogram<u64> {
+    let max_ns = u64::try_from(MAX_LATENCY.as_nanos()).unwrap_or(u64::MAX);
+    Histogram::new_with_bounds(1, max_ns, SIGNIFICANT_DIGITS)
+        .expect("constant histogram bounds are valid")
+}
+
+/// `d` in nanoseconds, at least 1 (the histograms' lowest value).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+}
+
 /// The shared schedule of a run.
 #[derive(Debug)]
 struct Schedule {
@@ -170,17 +189,45 @@ struct Recorder {
 
 impl Recorder {
     fn new() -> Recorder {
-        let max_ns = u64::try_from(MAX_LATENCY.as_nanos()).unwrap_or(u64::MAX);
         Recorder {
-            latency: Histogram::new_with_bounds(1, max_ns, SIGNIFICANT_DIGITS)
-                .expect("constant histogram bounds are valid"),
+            latency: histogram(),
             failures: BTreeMap::new(),
             last_done: None,
         }
     }
 
+    /// Records one successful answer's latency.
+    fn record(&mut self, latency: Duration) {
+        self.latency.saturating_record(nanos(latency));
+    }
+
     fn fail(&mut self, label: &'static str) {
         *self.failures.entry(label).or_insert(0) += 1;
+    }
+
+    /// The report of a run whose recording began at `measure_from`.
+    fn report(self, connections: usize, measure_from: Instant) -> LoadReport {
+        let elapsed = self.last_done.map_or(Duration::ZERO, |done| {
+            done.saturating_duration_since(measure_from)
+        });
+        let ok = self.latency.len();
+        let elapsed_s = elapsed.as_secs_f64();
+        LoadReport {
+            connections,
+            elapsed_s,
+            ok,
+            failures: self
+                .failures
+                .into_iter()
+                .map(|(label, n)| (label.to_owned(), n))
+                .collect(),
+            throughput_rps: if elapsed_s > 0.0 {
+                ok as f64 / elapsed_s
+            } else {
+                0.0
+            },
+            latency: LatencySummary::of(&self.latency),
+        }
     }
 }
 
@@ -215,27 +262,7 @@ impl ClosedLoop {
             }
             total.last_done = total.last_done.max(recorder.last_done);
         }
-        let elapsed = total.last_done.map_or(Duration::ZERO, |done| {
-            done.saturating_duration_since(measure_from)
-        });
-        let ok = total.latency.len();
-        let elapsed_s = elapsed.as_secs_f64();
-        LoadReport {
-            connections: self.connections,
-            elapsed_s,
-            ok,
-            failures: total
-                .failures
-                .into_iter()
-                .map(|(label, n)| (label.to_owned(), n))
-                .collect(),
-            throughput_rps: if elapsed_s > 0.0 {
-                ok as f64 / elapsed_s
-            } else {
-                0.0
-            },
-            latency: LatencySummary::of(&total.latency),
-        }
+        total.report(self.connections, measure_from)
     }
 }
 
@@ -282,10 +309,7 @@ async fn drive(
             continue;
         }
         match outcome {
-            Ok(()) => {
-                let ns = u64::try_from((done - started).as_nanos()).unwrap_or(u64::MAX);
-                recorder.latency.saturating_record(ns.max(1));
-            }
+            Ok(()) => recorder.record(done - started),
             Err(label) => recorder.fail(label),
         }
         recorder.last_done = Some(done);
