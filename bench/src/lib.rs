@@ -46,6 +46,9 @@ pub mod cpu;
 /// The egress bench's sink/echo server, manifest and direct/`CONNECT` client.
 pub mod egress;
 
+/// A minimal forwarding proxy: the floor for one extra hop.
+pub mod bare_proxy;
+
 /// Tenant of every benchmark envelope.
 pub const TENANT: &str = "bench-tenant";
 

@@ -1,8 +1,9 @@
 //! The MCP end-to-end benches' pieces: the demo tool server (one instance
 //! answering JSON, one answering SSE, [`Upstreams`]), sidecars in front of
 //! both ([`Sidecar`], `mcp/sidecar.rs`), each on a tokio runtime of its own,
-//! and the `tools/call` [`Workload`](crate::load::Workload) the load
-//! generator sends to either.
+//! and the `tools/call` [`Workload`](crate::load::Workload)s the load
+//! generator sends to either: [`EchoCall`] (`mcp-e2e`) and [`ToolCall`]
+//! (`big` results of a given size, or a call the manifest refuses).
 //!
 //! Each component gets its own runtime (two worker threads, as the sidecar
 //! would have on this machine), so the load generator, the sidecar and the
@@ -20,11 +21,14 @@ use tokio::runtime::Runtime;
 
 use crate::stages::Samples;
 
+mod answer;
 mod echo;
 mod sidecar;
+mod tool_call;
 
 pub use echo::EchoCall;
 pub use sidecar::{Sidecar, SidecarOptions};
+pub use tool_call::{SIZE_SPREAD, ToolCall, ToolCallKind};
 
 /// The manifest the sidecar runs with: the demo tools declared, budgets far
 /// beyond any run (a bench must never be denied), loop detection at its
