@@ -5,8 +5,10 @@
 //! concurrent appenders that fill them. It holds no timing and no criterion:
 //! the benches decide what is measured; this crate only builds inputs. The
 //! one exception is the end-to-end load generator ([`load`]), which times
-//! whole requests; `src/bin/mcp-e2e.rs` drives it through the sidecar (and
-//! `src/bin/egress-tunnel.rs` times the forward proxy's tunnels, [`egress`]).
+//! whole requests; `src/bin/mcp-e2e.rs` drives it through the sidecar,
+//! `src/bin/scenarios.rs` through every route of [`scenarios`] (the sidecar
+//! three ways, a [`bare_proxy`], directly), and `src/bin/egress-tunnel.rs`
+//! times the forward proxy's tunnels ([`egress`]).
 //!
 //! What it must never do: be a dependency of the sidecar itself, or assert on
 //! a timing. Measured numbers live in `bench/README.md`.
@@ -48,6 +50,9 @@ pub mod egress;
 
 /// A minimal forwarding proxy: the floor for one extra hop.
 pub mod bare_proxy;
+
+/// Every end-to-end scenario in one run: plan, stack, medians, tables.
+pub mod scenarios;
 
 /// Tenant of every benchmark envelope.
 pub const TENANT: &str = "bench-tenant";

@@ -67,6 +67,9 @@ pub struct Stages {
     pub commit_us: f64,
     /// Commits that took longer than 2.5 ms (a WAL checkpoint, or a stall).
     pub slow_commits: f64,
+    /// Commits that took longer than 100 ms: every call waiting on the
+    /// ledger waited that long.
+    pub stalled_commits: f64,
     /// Until the upstream's answer headers.
     pub upstream_us: f64,
     /// Until the sidecar's answer starts.
@@ -100,6 +103,8 @@ impl Stages {
             commit_us: mean_us("aegis_ledger_commit_duration_seconds"),
             slow_commits: commits
                 - d.get("aegis_ledger_commit_duration_seconds_bucket{le=\"0.0025\"}"),
+            stalled_commits: commits
+                - d.get("aegis_ledger_commit_duration_seconds_bucket{le=\"0.1\"}"),
             upstream_us: mean_us("aegis_mcp_upstream_duration_seconds"),
             request_us: mean_us("aegis_mcp_request_duration_seconds"),
             decision_us: mean_us("aegis_policy_decision_duration_seconds"),
@@ -118,6 +123,7 @@ impl Stages {
             envelopes_per_commit: m(|s| s.envelopes_per_commit),
             commit_us: m(|s| s.commit_us),
             slow_commits: m(|s| s.slow_commits),
+            stalled_commits: m(|s| s.stalled_commits),
             upstream_us: m(|s| s.upstream_us),
             request_us: m(|s| s.request_us),
             decision_us: m(|s| s.decision_us),
