@@ -247,6 +247,8 @@ pub struct Run {
     pub due: Option<u64>,
     pub send_lag: Option<LatencySummary>,
     pub clock_lag: Option<LatencySummary>,
+    /// Open loop: requests that waited for a free connection of the pool.
+    pub waited_for_connection: Option<u64>,
     /// The sidecar's own account of the run (sidecar routes; warm-up
     /// included).
     pub stages: Option<Stages>,

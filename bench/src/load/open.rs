@@ -19,7 +19,7 @@
 //! keeps it from being the bottleneck.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -62,6 +62,9 @@ pub struct OpenReport {
     /// connection (successful requests): the clock's lateness, the task's
     /// wait for a worker thread and for a free connection, a connect.
     pub send_lag: LatencySummary,
+    /// Requests (warm-up included) that found all `max_connections` busy and
+    /// waited for one: if not 0, the pool was a bottleneck at times.
+    pub waited_for_connection: u64,
     /// From a request's intended send time until the clock thread spawned
     /// it (all requests): the sleep's lateness, and the clock thread's own
     /// wait for a core.
@@ -179,11 +182,13 @@ impl OpenLoop {
             total.last_done = total.last_done.max(Some(sent.done));
         }
         let opened = pool.opened.load(Ordering::Relaxed);
+        let waited_for_connection = pool.waits.load(Ordering::Relaxed);
         OpenReport {
             target_rps: self.rate,
             due: timetable.recorded_requests(),
             report: total.report(opened, measure_from),
             send_lag: LatencySummary::of(&lag),
+            waited_for_connection,
             clock_lag: LatencySummary::of(&clock_lag),
         }
     }
@@ -211,7 +216,13 @@ async fn send_one(
     let attempt = tokio::time::timeout_at(deadline, async {
         // Held until the connection is back in the pool, so that a waiting
         // request finds it there rather than opening another.
-        let _slot = pool.slots.acquire().await.map_err(|_| "pool_closed")?;
+        let _slot = match pool.slots.try_acquire() {
+            Ok(slot) => slot,
+            Err(_) => {
+                pool.waits.fetch_add(1, Ordering::Relaxed);
+                pool.slots.acquire().await.map_err(|_| "pool_closed")?
+            }
+        };
         let mut conn = match pool.take_idle() {
             Some(conn) => conn,
             None => pool.open().await?,
@@ -257,6 +268,8 @@ struct Pool {
     slots: Semaphore,
     /// Connections opened so far; the next one's index.
     opened: AtomicUsize,
+    /// Requests that found every connection busy and waited.
+    waits: AtomicU64,
 }
 
 /// A pooled connection: its index (the workload's `conn`) and the number
@@ -275,6 +288,7 @@ impl Pool {
             idle: Mutex::new(Vec::with_capacity(max_connections)),
             slots: Semaphore::new(max_connections),
             opened: AtomicUsize::new(0),
+            waits: AtomicU64::new(0),
         }
     }
 

@@ -136,7 +136,7 @@ impl Bench {
         let calls_before = self.upstream_calls();
         let cpu_before = CpuSnapshot::now();
         let started = Instant::now();
-        let (mut report, due, send_lag, clock_lag) = match scenario.group.load {
+        let (mut report, open) = match scenario.group.load {
             Load::Closed { connections } => {
                 let load = ClosedLoop {
                     connections,
@@ -146,7 +146,7 @@ impl Bench {
                     request_timeout: timing.request_timeout,
                 };
                 let report = self.load_rt.block_on(load.run(endpoint.addr, workload));
-                (report, None, None, None)
+                (report, None)
             }
             Load::Open { rate } => {
                 let load = OpenLoop {
@@ -157,8 +157,13 @@ impl Bench {
                     request_timeout: timing.request_timeout,
                 };
                 let open = self.load_rt.block_on(load.run(endpoint.addr, workload));
-                let lags = (Some(open.send_lag), Some(open.clock_lag));
-                (open.report, Some(open.due), lags.0, lags.1)
+                let details = (
+                    open.due,
+                    open.send_lag,
+                    open.clock_lag,
+                    open.waited_for_connection,
+                );
+                (open.report, Some(details))
             }
         };
         let cpu = CpuSnapshot::now().since(&cpu_before, started.elapsed().as_secs_f64());
@@ -177,9 +182,10 @@ impl Bench {
             label,
             scenario,
             report,
-            due,
-            send_lag,
-            clock_lag,
+            due: open.map(|o| o.0),
+            send_lag: open.map(|o| o.1),
+            clock_lag: open.map(|o| o.2),
+            waited_for_connection: open.map(|o| o.3),
             stages,
             upstream_calls,
             cpu,

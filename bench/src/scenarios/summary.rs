@@ -29,6 +29,8 @@ pub struct Summary {
     pub send_lag_p50_us: Option<f64>,
     pub send_lag_p99_us: Option<f64>,
     pub clock_lag_p99_us: Option<f64>,
+    /// Open loop: requests that waited for a free connection, all rounds.
+    pub waited_for_connection: Option<u64>,
     /// Against the same group's `direct` and `bare` runs, round by round
     /// (absent for a baseline itself and for `direct` against `bare`, or
     /// when the baseline did not run).
@@ -138,6 +140,10 @@ fn summarise_one(runs: &[Run], scenario: Scenario) -> Summary {
         send_lag_p50_us: lag(&|r| r.send_lag.map(|l| l.p50_us)),
         send_lag_p99_us: lag(&|r| r.send_lag.map(|l| l.p99_us)),
         clock_lag_p99_us: lag(&|r| r.clock_lag.map(|l| l.p99_us)),
+        waited_for_connection: own
+            .iter()
+            .filter_map(|r| r.waited_for_connection)
+            .reduce(|a, b| a + b),
         vs_direct: versus(Route::Direct),
         vs_bare: versus(Route::Bare),
         failures: failure_labels.values().sum(),

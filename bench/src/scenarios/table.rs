@@ -122,7 +122,7 @@ pub fn closed_table(summaries: &[Summary], many: usize) -> String {
 /// send time, against `direct` and `bare`.
 pub fn open_table(summaries: &[Summary]) -> String {
     let mut out = format!(
-        "| JSON {} at | route | achieved | p50 / p99 / p99.9 (µs) | added vs direct | added vs bare | send lag p50 / p99 (clock p99) (µs) | failed |\n|---|---|---|---|---|---|---|---|\n",
+        "| JSON {} at | route | achieved | p50 / p99 / p99.9 (µs) | added vs direct | added vs bare | send lag p50 / p99 (clock p99) (µs) | waited for a connection | failed |\n|---|---|---|---|---|---|---|---|---|\n",
         size(OPEN_BYTES)
     );
     let added3 = |v: Option<&Versus>| {
@@ -144,7 +144,7 @@ pub fn open_table(summaries: &[Summary]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {target}/s | {} | {} | {} / {} / {} | {} | {} | {} / {} ({}) | {} |",
+            "| {target}/s | {} | {} | {} / {} / {} | {} | {} | {} / {} ({}) | {} | {} |",
             s.scenario.route,
             rate(s.rps),
             int(s.p50_us),
@@ -155,6 +155,7 @@ pub fn open_table(summaries: &[Summary]) -> String {
             int(s.send_lag_p50_us.unwrap_or(0.0)),
             int(s.send_lag_p99_us.unwrap_or(0.0)),
             int(s.clock_lag_p99_us.unwrap_or(0.0)),
+            s.waited_for_connection.unwrap_or(0),
             s.failures,
         );
     }
@@ -211,10 +212,15 @@ pub fn run_line(run: &Run, elapsed: Duration) -> String {
         r.failed(),
         run.cpu.machine_busy_cores,
     );
-    if let (Some(due), Some(lag), Some(clock)) = (run.due, &run.send_lag, &run.clock_lag) {
+    if let (Some(due), Some(lag), Some(clock), Some(waited)) = (
+        run.due,
+        &run.send_lag,
+        &run.clock_lag,
+        run.waited_for_connection,
+    ) {
         let _ = write!(
             line,
-            "  (due {due}, {} connections, send lag p50 {} p99 {} µs, clock p99 {} µs)",
+            "  (due {due}, {} connections, {waited} waited for one, send lag p50 {} p99 {} µs, clock p99 {} µs)",
             r.connections,
             int(lag.p50_us),
             int(lag.p99_us),

@@ -129,6 +129,7 @@ fn run(round: usize, route: Route, report: LoadReport) -> Run {
         due: None,
         send_lag: None,
         clock_lag: None,
+        waited_for_connection: None,
         stages: None,
         upstream_calls: 0,
         cpu: CpuUse::default(),
