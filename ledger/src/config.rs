@@ -55,12 +55,11 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 /// Default largest group commit: bounds one transaction's latency and memory.
 pub const DEFAULT_MAX_BATCH: usize = 1024;
 
-/// Default WAL size, in 4 KiB pages, at which the writer folds the WAL back
-/// into the database (SQLite's `wal_autocheckpoint`; its own default is
-/// 1,000). A checkpoint costs two fsyncs, a few to tens of milliseconds
-/// whatever its size, and the append that triggers it waits for it: at
-/// 8,192 pages (a 32 MiB WAL) that is one append in several thousand instead
-/// of one in a few hundred (measured in bench/README.md, "Checkpoints").
+/// Default WAL size, in 4 KiB pages, at which the WAL is folded back into
+/// the database and starts over (a 32 MiB WAL). A background thread copies
+/// the first three quarters while appends go on; the writer copies the rest,
+/// and appends queued meanwhile wait for that (see `store::checkpoint`;
+/// measured in bench/README.md, "Checkpoints").
 pub const DEFAULT_CHECKPOINT_PAGES: u32 = 8192;
 
 /// Everything needed to open a ledger.
@@ -73,7 +72,7 @@ pub struct LedgerConfig {
     pub queue_capacity: usize,
     /// Most appends committed in one transaction.
     pub max_batch: usize,
-    /// WAL pages after which a commit checkpoints (`wal_autocheckpoint`).
+    /// WAL pages after which the WAL is checkpointed and starts over.
     pub checkpoint_pages: u32,
 }
 

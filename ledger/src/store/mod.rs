@@ -12,6 +12,7 @@
 //! with no lock. Chain rules (`seq = head + 1`, `prev_hash = head hash`) are
 //! checked against the head it caches, in the same transaction as the insert.
 
+mod checkpoint;
 mod reader;
 mod schema;
 mod writer;
@@ -251,7 +252,10 @@ impl LedgerBuilder {
             detector,
             observer,
         } = self;
-        let conn = open_writer(&config)?;
+        let mut conn = open_writer(&config)?;
+        let wal_frames = checkpoint::WalFrames::default();
+        wal_frames.watch(&mut conn)?;
+        let checkpointer = checkpoint::Checkpointer::start(&config.path, config.synchronous)?;
         let sessions = Arc::new(SessionTable::default());
         let (queue, inbox) = mpsc::channel(config.queue_capacity.max(1));
         let writer = writer::Writer::new(
@@ -260,6 +264,11 @@ impl LedgerBuilder {
             detector.clone(),
             observer.clone(),
             config.max_batch,
+        )
+        .with_checkpoints(
+            checkpointer,
+            wal_frames,
+            checkpoint::CheckpointPolicy::new(config.checkpoint_pages),
         );
         let thread = std::thread::Builder::new()
             .name("aegis-ledger-writer".into())
@@ -377,14 +386,7 @@ fn open_writer(config: &LedgerConfig) -> Result<Connection, StoreError> {
         )));
     }
     conn.pragma_update(None, "synchronous", config.synchronous.as_str())?;
-    // Checkpoints stay on the writer: SQLite's automatic one, at a commit
-    // boundary, every `checkpoint_pages` (default 8,192, not SQLite's 1,000:
-    // a checkpoint's cost is mostly its two fsyncs, so fewer, larger ones
-    // stall fewer appends). A separate checkpointing connection was measured
-    // and rejected: under continuous appends its PASSIVE checkpoints never
-    // reach the last frame, so the WAL never restarts and keeps growing,
-    // and its fsyncs delayed the writer's own WAL writes (p99 ×4).
-    conn.pragma_update(None, "wal_autocheckpoint", config.checkpoint_pages.max(1))?;
+    // No automatic checkpoints on this connection: see `checkpoint`.
     stable_plans(&conn)?;
     conn.set_prepared_statement_cache_capacity(32);
     schema::migrate(&mut conn)?;

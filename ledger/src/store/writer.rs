@@ -17,6 +17,7 @@ use std::time::Instant;
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::{CheckpointPolicy, Checkpointer, Step, WalFrames};
 use super::reader::load_session;
 use super::{Command, LedgerObserver};
 use crate::append::{AppendError, AppendRequest, Appended, Head, Seal, now_unix_ms};
@@ -89,6 +90,14 @@ pub(super) struct Writer {
     detector: Arc<dyn SessionRules>,
     observer: Arc<dyn LedgerObserver>,
     max_batch: usize,
+    checkpoints: Option<Checkpoints>,
+}
+
+/// The WAL's upkeep (see `checkpoint`).
+struct Checkpoints {
+    thread: Checkpointer,
+    frames: WalFrames,
+    policy: CheckpointPolicy,
 }
 
 impl Writer {
@@ -105,7 +114,23 @@ impl Writer {
             detector,
             observer,
             max_batch: max_batch.max(1),
+            checkpoints: None,
         }
+    }
+
+    /// Keeps the WAL short: `frames` must watch this writer's connection.
+    pub(super) fn with_checkpoints(
+        mut self,
+        thread: Checkpointer,
+        frames: WalFrames,
+        policy: CheckpointPolicy,
+    ) -> Writer {
+        self.checkpoints = Some(Checkpoints {
+            thread,
+            frames,
+            policy,
+        });
+        self
     }
 
     pub(super) fn run(mut self, mut inbox: mpsc::Receiver<Command>) {
@@ -118,12 +143,46 @@ impl Writer {
                 inbox.close();
             }
             self.process(&mut batch);
+            self.upkeep();
         }
+        // Stop the background thread first: TRUNCATE needs its lock.
+        self.checkpoints.take();
         // Fold the whole WAL back in: a stopped ledger is one file.
         if let Err(e) = self.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
             tracing::warn!(error = %e, "ledger checkpoint at shutdown failed");
         }
         tracing::debug!("ledger writer stopped");
+    }
+
+    /// After a batch: wakes the checkpoint thread once the WAL has grown,
+    /// and past `checkpoint_pages` copies the tail it has not reached, so
+    /// that the next transaction restarts the WAL.
+    fn upkeep(&mut self) {
+        let Some(checkpoints) = &mut self.checkpoints else {
+            return;
+        };
+        let frames = checkpoints.frames.get();
+        match checkpoints.policy.step(frames) {
+            Step::Nothing => {}
+            Step::Background => checkpoints.thread.request(),
+            Step::Writer => {
+                checkpoints.thread.request();
+                let started = Instant::now();
+                match self
+                    .conn
+                    .wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE)
+                {
+                    Ok((log, done)) => tracing::debug!(
+                        frames = log,
+                        checkpointed = done,
+                        took_us = started.elapsed().as_micros(),
+                        "ledger writer checkpointed the WAL's tail"
+                    ),
+                    // The thread is mid-checkpoint: it holds the lock.
+                    Err(e) => tracing::debug!(error = %e, "ledger writer checkpoint skipped"),
+                }
+            }
+        }
     }
 
     fn drain(&self, inbox: &mut mpsc::Receiver<Command>, batch: &mut Vec<Command>) {
