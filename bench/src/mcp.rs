@@ -21,6 +21,38 @@ use tokio::runtime::Runtime;
 
 use crate::stages::Samples;
 
+/// A stateless (2026-07-28) MCP `POST` of `body` to `path`, in session
+/// `session` (`x-aegis-session-id`): what every bench workload sends.
+fn stateless_post(
+    path: &str,
+    host: &http::HeaderValue,
+    session: &str,
+    body: String,
+) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    use http::{HeaderValue, header};
+    let mut request = http::Request::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = http::Uri::try_from(path).unwrap_or_default();
+    let headers = request.headers_mut();
+    headers.insert(header::HOST, host.clone());
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::ACCEPT,
+        HeaderValue::from_static("application/json, text/event-stream"),
+    );
+    headers.insert(
+        "mcp-protocol-version",
+        HeaderValue::from_static(aegis_demo_upstream::STATELESS_PROTOCOL_VERSION),
+    );
+    if let Ok(session) = HeaderValue::from_str(session) {
+        headers.insert("x-aegis-session-id", session);
+    }
+    request
+}
+
 mod answer;
 mod echo;
 mod sidecar;

@@ -1,7 +1,6 @@
 //! The `tools/call` the MCP end-to-end bench sends, and how its answer is
 //! checked.
 
-use aegis_demo_upstream::STATELESS_PROTOCOL_VERSION;
 use bytes::Bytes;
 use http::{HeaderValue, Request, header};
 use http_body_util::Full;
@@ -44,27 +43,12 @@ impl Workload for EchoCall {
         let body = format!(
             r#"{{"jsonrpc":"2.0","id":{seq},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{text}"}}}}}}"#
         );
-        let mut request = Request::new(Full::new(Bytes::from(body)));
-        *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = http::Uri::try_from(self.path.as_str()).unwrap_or_default();
-        let headers = request.headers_mut();
-        headers.insert(header::HOST, self.host.clone());
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("application/json, text/event-stream"),
-        );
-        headers.insert(
-            "mcp-protocol-version",
-            HeaderValue::from_static(STATELESS_PROTOCOL_VERSION),
-        );
-        if let Ok(session) = HeaderValue::from_str(&format!("{}-{conn}", self.session_prefix)) {
-            headers.insert("x-aegis-session-id", session);
-        }
-        request
+        super::stateless_post(
+            &self.path,
+            &self.host,
+            &format!("{}-{conn}", self.session_prefix),
+            body,
+        )
     }
 
     fn check(&self, conn: usize, seq: u64, answer: &Answer) -> Result<(), &'static str> {

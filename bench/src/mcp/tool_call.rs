@@ -2,9 +2,8 @@
 //! given number of bytes, and a call of a tool the manifest does not
 //! declare, which the sidecar refuses. Each answer is checked in full.
 
-use aegis_demo_upstream::STATELESS_PROTOCOL_VERSION;
 use bytes::Bytes;
-use http::{HeaderValue, Request, StatusCode, header};
+use http::{HeaderValue, Request, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
@@ -90,27 +89,12 @@ impl ToolCall {
 
 impl Workload for ToolCall {
     fn request(&self, conn: usize, seq: u64) -> Request<Full<Bytes>> {
-        let mut request = Request::new(Full::new(Bytes::from(self.body(conn, seq))));
-        *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = http::Uri::try_from(self.path.as_str()).unwrap_or_default();
-        let headers = request.headers_mut();
-        headers.insert(header::HOST, self.host.clone());
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("application/json, text/event-stream"),
-        );
-        headers.insert(
-            "mcp-protocol-version",
-            HeaderValue::from_static(STATELESS_PROTOCOL_VERSION),
-        );
-        if let Ok(session) = HeaderValue::from_str(&format!("{}-{conn}", self.session_prefix)) {
-            headers.insert("x-aegis-session-id", session);
-        }
-        request
+        super::stateless_post(
+            &self.path,
+            &self.host,
+            &format!("{}-{conn}", self.session_prefix),
+            self.body(conn, seq),
+        )
     }
 
     fn check(&self, _conn: usize, seq: u64, answer: &Answer) -> Result<(), &'static str> {
@@ -167,6 +151,7 @@ mod tests {
     #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
     use super::*;
+    use http::header;
 
     fn answer(content_type: &'static str, body: String) -> Answer {
         let mut headers = http::HeaderMap::new();
