@@ -41,8 +41,8 @@ fn proposal(tenant: &str, session: &str, n: u64) -> AppendRequest {
     ))
 }
 
-/// Runs an async test body under a timeout.
-fn run<F: std::future::Future<Output = ()>>(f: F) {
+/// Runs an async test body under a timeout; returns what it returns.
+fn run<T, F: std::future::Future<Output = T>>(f: F) -> T {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -52,7 +52,7 @@ fn run<F: std::future::Future<Output = ()>>(f: F) {
             tokio::time::timeout(Duration::from_secs(60), f)
                 .await
                 .expect("test timed out")
-        });
+        })
 }
 
 #[test]
@@ -508,7 +508,7 @@ fn the_wal_stays_short_under_continuous_appends() {
     const EACH: u64 = 300;
     let wal = path.with_extension("db-wal");
     let watched = wal.clone();
-    let largest = run_returning(async move {
+    let largest = run(async move {
         let mut tasks = Vec::new();
         for task in 0..TASKS {
             let h = handle.clone();
@@ -548,18 +548,4 @@ fn the_wal_stays_short_under_continuous_appends() {
         .verify_all(None, |r| assert!(r.is_valid(), "{r:?}"))
         .unwrap();
     assert_eq!(summary.envelopes, TASKS * EACH);
-}
-
-/// [`run`] for a body that returns something.
-fn run_returning<T, F: std::future::Future<Output = T>>(f: F) -> T {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            tokio::time::timeout(Duration::from_secs(60), f)
-                .await
-                .expect("test timed out")
-        })
 }
