@@ -48,8 +48,8 @@ pub use session::{
     DefaultSessionRules, LoopViolation, SessionRules, SessionState, Snapshot, ToolCall, ToolHistory,
 };
 pub use store::{
-    APPLICATION_ID, Ledger, LedgerBuilder, LedgerHandle, LedgerObserver, LedgerReader, ListQuery,
-    NoObserver, Page, SCHEMA_VERSION, StoreError,
+    APPLICATION_ID, CheckpointBy, Ledger, LedgerBuilder, LedgerHandle, LedgerObserver,
+    LedgerReader, ListQuery, NoObserver, Page, SCHEMA_VERSION, StoreError,
 };
 pub use stored::StoredEnvelope;
 pub use table::{SessionEntry, SessionTable};

@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aegis_ledger::testing::{Tamper, tamper};
@@ -498,10 +500,13 @@ fn the_wal_stays_short_under_continuous_appends() {
     // start over. Without checkpoints this WAL would hold every frame.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
-    let ledger = Ledger::open(LedgerConfig {
+    let checkpoints = Arc::new(Checkpoints::default());
+    let ledger = Ledger::builder(LedgerConfig {
         checkpoint_pages: 64,
         ..LedgerConfig::new(&path)
     })
+    .observer(checkpoints.clone())
+    .open()
     .unwrap();
     let handle = ledger.handle();
     const TASKS: u64 = 8;
@@ -539,6 +544,12 @@ fn the_wal_stays_short_under_continuous_appends() {
         largest / frame
     );
     ledger.close();
+    // Both threads took part, and the observer heard of it.
+    let (background, writer) = checkpoints.counts();
+    assert!(
+        background > 0 && writer > 0,
+        "{background} background, {writer} writer"
+    );
     assert!(
         std::fs::metadata(&wal).map_or(0, |m| m.len()) == 0,
         "a closed ledger folds its WAL in"
@@ -548,4 +559,29 @@ fn the_wal_stays_short_under_continuous_appends() {
         .verify_all(None, |r| assert!(r.is_valid(), "{r:?}"))
         .unwrap();
     assert_eq!(summary.envelopes, TASKS * EACH);
+}
+
+/// Counts checkpoints by the thread that ran them.
+#[derive(Debug, Default)]
+struct Checkpoints {
+    background: AtomicU64,
+    writer: AtomicU64,
+}
+
+impl Checkpoints {
+    fn counts(&self) -> (u64, u64) {
+        (
+            self.background.load(Ordering::Relaxed),
+            self.writer.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl LedgerObserver for Checkpoints {
+    fn checkpointed(&self, by: CheckpointBy, _duration: Duration) {
+        match by {
+            CheckpointBy::Background => self.background.fetch_add(1, Ordering::Relaxed),
+            CheckpointBy::Writer => self.writer.fetch_add(1, Ordering::Relaxed),
+        };
+    }
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aegis_ledger::{AppendError, EventType, LedgerObserver};
+use aegis_ledger::{AppendError, CheckpointBy, EventType, LedgerObserver};
 use aegis_policy::{Outcome, Reason, ReloadOutcome};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
@@ -147,6 +147,7 @@ pub struct LedgerMetrics {
     append_errors: IntCounterVec,
     commit_duration: Histogram,
     commit_batch: Histogram,
+    checkpoint_duration: HistogramVec,
     /// Set when scraped.
     pub queue_depth: IntGauge,
     /// Set when scraped.
@@ -188,6 +189,17 @@ impl Metrics {
             .buckets(vec![
                 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
             ]),
+        )?;
+        let checkpoint_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "aegis_ledger_checkpoint_duration_seconds",
+                "WAL checkpoints, by the thread that ran them: background (appends go on) or writer (appends wait).",
+            )
+            .buckets(vec![
+                0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                2.5,
+            ]),
+            &["by"],
         )?;
         let queue_depth = IntGauge::new(
             "aegis_ledger_queue_depth",
@@ -325,6 +337,7 @@ impl Metrics {
         registry.register(Box::new(append_errors.clone()))?;
         registry.register(Box::new(commit_duration.clone()))?;
         registry.register(Box::new(commit_batch.clone()))?;
+        registry.register(Box::new(checkpoint_duration.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(sessions_in_memory.clone()))?;
         registry.register(Box::new(api_requests.clone()))?;
@@ -367,6 +380,7 @@ impl Metrics {
                 append_errors,
                 commit_duration,
                 commit_batch,
+                checkpoint_duration,
                 queue_depth,
                 sessions_in_memory,
             }),
@@ -425,6 +439,12 @@ impl LedgerObserver for LedgerMetrics {
         };
         self.append_errors.with_label_values(&[kind]).inc();
     }
+
+    fn checkpointed(&self, by: CheckpointBy, duration: Duration) {
+        self.checkpoint_duration
+            .with_label_values(&[by.as_str()])
+            .observe(duration.as_secs_f64());
+    }
 }
 
 #[cfg(test)]
@@ -440,12 +460,15 @@ mod tests {
             Duration::from_micros(40),
         );
         m.ledger.rejected(&AppendError::Closed);
+        m.ledger
+            .checkpointed(CheckpointBy::Writer, Duration::from_millis(3));
         let text = String::from_utf8(m.render()).unwrap();
         for needle in [
             "aegis_ledger_appends_total{event_type=\"TOOL_RESULT\"} 2",
             "aegis_ledger_append_errors_total{kind=\"closed\"} 1",
             "aegis_ledger_commit_duration_seconds_count 1",
             "aegis_ledger_commit_batch_envelopes_sum 2",
+            "aegis_ledger_checkpoint_duration_seconds_count{by=\"writer\"} 1",
             "aegis_ledger_queue_depth 0",
             "aegis_build_info{version=",
             "aegis_manifest_generation 0",

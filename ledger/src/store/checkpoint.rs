@@ -19,12 +19,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::wal::CheckpointMode;
 use rusqlite::{Connection, OpenFlags};
 
-use super::StoreError;
+use super::{CheckpointBy, LedgerObserver, StoreError};
 use crate::config::Synchronous;
 
 /// The WAL's size in frames (pages) after the writer's last commit, as
@@ -57,7 +57,11 @@ pub(super) struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub(super) fn start(path: &Path, synchronous: Synchronous) -> Result<Checkpointer, StoreError> {
+    pub(super) fn start(
+        path: &Path,
+        synchronous: Synchronous,
+        observer: Arc<dyn LedgerObserver>,
+    ) -> Result<Checkpointer, StoreError> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -72,8 +76,10 @@ impl Checkpointer {
             .name("aegis-ledger-checkpoint".into())
             .spawn(move || {
                 while requests.recv().is_ok() {
-                    if let Err(e) = conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
-                        tracing::warn!(error = %e, "background ledger checkpoint failed");
+                    let started = Instant::now();
+                    match conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
+                        Ok(_) => observer.checkpointed(CheckpointBy::Background, started.elapsed()),
+                        Err(e) => tracing::warn!(error = %e, "background ledger checkpoint failed"),
                     }
                 }
             })

@@ -57,6 +57,27 @@ pub trait LedgerObserver: Send + Sync + std::fmt::Debug + 'static {
     fn committed(&self, _event_types: &[EventType], _duration: Duration) {}
     /// An append was refused or failed.
     fn rejected(&self, _error: &AppendError) {}
+    /// A checkpoint copied WAL pages into the database (see
+    /// [`CheckpointBy`]); a writer-side one held up the appends behind it.
+    fn checkpointed(&self, _by: CheckpointBy, _duration: Duration) {}
+}
+
+/// Which thread ran a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointBy {
+    /// The checkpoint thread, while appends went on.
+    Background,
+    /// The writer, finishing a cycle: appends waited for it.
+    Writer,
+}
+
+impl CheckpointBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckpointBy::Background => "background",
+            CheckpointBy::Writer => "writer",
+        }
+    }
 }
 
 /// Observes nothing.
@@ -255,7 +276,8 @@ impl LedgerBuilder {
         let mut conn = open_writer(&config)?;
         let wal_frames = checkpoint::WalFrames::default();
         wal_frames.watch(&mut conn)?;
-        let checkpointer = checkpoint::Checkpointer::start(&config.path, config.synchronous)?;
+        let checkpointer =
+            checkpoint::Checkpointer::start(&config.path, config.synchronous, observer.clone())?;
         let sessions = Arc::new(SessionTable::default());
         let (queue, inbox) = mpsc::channel(config.queue_capacity.max(1));
         let writer = writer::Writer::new(

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::{CheckpointPolicy, Checkpointer, Step, WalFrames};
 use super::reader::load_session;
-use super::{Command, LedgerObserver};
+use super::{CheckpointBy, Command, LedgerObserver};
 use crate::append::{AppendError, AppendRequest, Appended, Head, Seal, now_unix_ms};
 use crate::digest::Digest;
 use crate::envelope::Preimage;
@@ -172,12 +172,16 @@ impl Writer {
                     .conn
                     .wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE)
                 {
-                    Ok((log, done)) => tracing::debug!(
-                        frames = log,
-                        checkpointed = done,
-                        took_us = started.elapsed().as_micros(),
-                        "ledger writer checkpointed the WAL's tail"
-                    ),
+                    Ok((log, done)) => {
+                        let took = started.elapsed();
+                        self.observer.checkpointed(CheckpointBy::Writer, took);
+                        tracing::debug!(
+                            frames = log,
+                            checkpointed = done,
+                            took_us = took.as_micros(),
+                            "ledger writer checkpointed the WAL's tail"
+                        );
+                    }
                     // The thread is mid-checkpoint: it holds the lock.
                     Err(e) => tracing::debug!(error = %e, "ledger writer checkpoint skipped"),
                 }
