@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rusqlite::wal::CheckpointMode;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::{CheckpointBy, LedgerObserver, StoreError};
 use crate::config::Synchronous;
@@ -79,6 +79,10 @@ impl Checkpointer {
                     let started = Instant::now();
                     match conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
                         Ok(_) => observer.checkpointed(CheckpointBy::Background, started.elapsed()),
+                        // The writer is checkpointing the tail: its turn.
+                        Err(e) if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) => {
+                            tracing::debug!(error = %e, "background ledger checkpoint skipped");
+                        }
                         Err(e) => tracing::warn!(error = %e, "background ledger checkpoint failed"),
                     }
                 }
