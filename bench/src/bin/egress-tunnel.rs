@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use aegis_bench::cpu::{CpuSnapshot, CpuUse};
+use aegis_bench::cpu::{CpuSnapshot, CpuUse, Machine};
 use aegis_bench::e2e::median;
 use aegis_bench::egress::{self, Client, DOMAIN, Route, Server};
 use aegis_bench::stages::{Samples, Stages};
@@ -70,29 +70,6 @@ struct Args {
     /// Also write every run and the summary here, as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
-}
-
-#[derive(Debug, Serialize)]
-struct Machine {
-    nproc: usize,
-    cpu: String,
-}
-
-impl Machine {
-    fn read() -> Machine {
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|info| {
-                info.lines()
-                    .find_map(|l| l.strip_prefix("model name"))
-                    .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
-            })
-            .unwrap_or_else(|| "unknown".to_owned());
-        Machine {
-            nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            cpu,
-        }
-    }
 }
 
 /// One throughput run.
