@@ -1,4 +1,4 @@
-//! Envelopes and their hash (`spec/envelope.md`, "The hash").
+//! Envelopes and their hash (`spec/envelope.md`, "The preimage and the hash").
 //!
 //! The preimage is the JCS form of `{tenant_id, user_id, session_id, seq,
 //! ts_unix_ms, event_type, payload, prev_hash?}` with `prev_hash` as an array of

@@ -7,7 +7,8 @@
 //! stays constant however long the session.
 //!
 //! A hash chain cannot reveal that its newest envelopes were cut off; signed
-//! checkpoints (a later issue) close that hole.
+//! checkpoints over the whole ledger, not built yet, would close that hole
+//! (`spec/envelope.md`, "Verification").
 
 use std::ops::ControlFlow;
 

@@ -4,7 +4,8 @@
 //! request: {event, snapshot, manifest}, expect: {outcome, reason?}}]}`. A test
 //! passes when the decision's outcome equals `expect.outcome` (ignoring case)
 //! and, when `expect.reason` is given, the decision's reason contains it
-//! (ignoring case) — the suite's own rule (`shared/conformance/README.md`).
+//! (ignoring case) — the suite's own rule, as `tests/data/aegis-conformance/README.md`
+//! records.
 
 use std::time::Instant;
 
@@ -166,17 +167,17 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    /// The six packs from `../shared`: every test passes but PI-003, which
-    /// the suite's README explains (declaring `exec` without `allowed_bins`
-    /// must be `EXEC_DENY`, not allow).
+    /// The six packs in `tests/data/aegis-conformance/packs`: every test
+    /// passes but PI-003, which that folder's README explains (declaring
+    /// `exec` without `allowed_bins` must be `EXEC_DENY`, not allow).
     #[test]
     fn the_aegis_packs_pass_but_pi_003() {
         let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/conformance/packs");
+            .join("../tests/data/aegis-conformance/packs");
         let mut failed = Vec::new();
         let mut total = 0;
         let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
+            .unwrap_or_else(|e| panic!("the conformance packs in {}: {e}", dir.display()))
             .map(|e| e.unwrap().path())
             .collect();
         files.sort();

@@ -1,6 +1,6 @@
 //! The policy commands run as the real binary: `manifest validate` on the
 //! shipped examples and a broken manifest, `decide` offline, and
-//! `conformance run` on the Aegis packs from `../shared`.
+//! `conformance run` on the Aegis packs in `tests/data/aegis-conformance`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -19,7 +19,7 @@ fn manifests_dir() -> PathBuf {
 }
 
 fn packs_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/packs")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/aegis-conformance/packs")
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

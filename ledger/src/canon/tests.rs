@@ -7,11 +7,13 @@ use sha2::{Digest as _, Sha256};
 
 use super::*;
 
-/// `../shared` beside the checkout (CI puts it there); `AEGIS_SHARED_DIR` overrides.
-fn shared_dir() -> PathBuf {
-    std::env::var_os("AEGIS_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+/// The repository's `spec/` folder: the envelope contract and its vectors.
+fn spec_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spec")
+}
+
+fn read(path: &std::path::Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn canonical(text: &str) -> String {
@@ -20,13 +22,16 @@ fn canonical(text: &str) -> String {
 
 #[test]
 fn rfc8785_reference_vectors() {
-    let dir = shared_dir().join("test-vectors/jcs");
+    let dir = spec_dir().join("vectors/jcs");
     let mut seen = 0;
-    for entry in std::fs::read_dir(dir.join("input")).expect("shared/test-vectors/jcs/input") {
+    let inputs = dir.join("input");
+    let entries = std::fs::read_dir(&inputs)
+        .unwrap_or_else(|e| panic!("the RFC 8785 vectors in {}: {e}", inputs.display()));
+    for entry in entries {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_owned();
-        let input = std::fs::read_to_string(&path).unwrap();
-        let expected = std::fs::read(dir.join("output").join(&name)).unwrap();
+        let input = String::from_utf8(read(&path)).unwrap();
+        let expected = read(&dir.join("output").join(&name));
         let got = to_vec(&parse(&input).unwrap());
         assert_eq!(
             String::from_utf8_lossy(&got),
@@ -41,7 +46,7 @@ fn rfc8785_reference_vectors() {
 /// The SHA-256 table of `spec/envelope.md`, read from the spec itself.
 #[test]
 fn spec_digest_table() {
-    let spec = std::fs::read_to_string(shared_dir().join("spec/envelope.md")).unwrap();
+    let spec = String::from_utf8(read(&spec_dir().join("envelope.md"))).unwrap();
     let section = spec
         .split("| input | SHA-256 of the canonical form |")
         .nth(1)

@@ -4,66 +4,98 @@ use proptest::prelude::*;
 
 use super::*;
 
-/// The three envelopes of `spec/envelope.md` ("Test vectors").
-pub(crate) fn spec_chain() -> Vec<Envelope> {
-    let rows = [
-        (
-            0,
-            1700000000000,
-            EventType::ModelCallStarted,
-            r#"{"model_id":"gpt-4o","call_id":"m1"}"#,
-            "1a1b6ca883e2784e32b436f37494361b63047de115481b3009e1593f87974b6b",
-        ),
-        (
-            1,
-            1700000000001,
-            EventType::ToolCallProposed,
-            r#"{"tool_name":"read_file","call_id":"t1","args":{"path":"/workspace/data.csv"}}"#,
-            "90455186ff89302c9922e8e4301c2d97b34e2ddea2b1a6e1c1e27453bf0b03fd",
-        ),
-        (
-            2,
-            1700000000002,
-            EventType::ToolResult,
-            r#"{"call_id":"t1","result":"ok"}"#,
-            "9f56be3ea40210968ed21bf227d90d93d9acaaf8a004723b3eec40cc3834db41",
-        ),
-    ];
-    let mut prev = None;
-    rows.into_iter()
-        .map(|(seq, ts, event_type, payload, hash)| {
-            let env = Envelope {
-                tenant_id: "acme".into(),
-                user_id: "u1".into(),
-                session_id: "sess-001".into(),
-                seq,
-                ts_unix_ms: ts,
-                event_type,
-                payload: Payload::from_text(payload).unwrap(),
-                prev_hash: prev,
-                hash: Digest::from_text(hash).unwrap(),
-            };
-            prev = Some(env.hash);
-            env
+/// The vectors file of `spec/envelope.md` ("Test vectors").
+const VECTORS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../spec/vectors/envelope-chains.json"
+);
+
+/// One envelope of the vectors file and the exact text its hash is taken over.
+pub(crate) struct Vector {
+    pub(crate) envelope: Envelope,
+    pub(crate) preimage: String,
+}
+
+/// Every chain of the vectors file, in order.
+pub(crate) fn spec_vectors() -> Vec<Vec<Vector>> {
+    let text = std::fs::read_to_string(VECTORS).unwrap_or_else(|e| panic!("{VECTORS}: {e}"));
+    let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let text_of = |v: &serde_json::Value, name: &str| v[name].as_str().unwrap().to_owned();
+    let chains = file["chains"].as_array().unwrap();
+    chains
+        .iter()
+        .map(|chain| {
+            let envelopes = chain["envelopes"].as_array().unwrap();
+            envelopes
+                .iter()
+                .map(|v| Vector {
+                    envelope: Envelope {
+                        tenant_id: text_of(v, "tenant_id"),
+                        user_id: text_of(v, "user_id"),
+                        session_id: text_of(v, "session_id"),
+                        seq: v["seq"].as_u64().unwrap(),
+                        ts_unix_ms: v["ts_unix_ms"].as_i64().unwrap(),
+                        event_type: v["event_type"].as_str().unwrap().parse().unwrap(),
+                        payload: Payload::from_text(&v["payload"].to_string()).unwrap(),
+                        prev_hash: v["prev_hash"]
+                            .as_str()
+                            .map(|hex| Digest::from_text(hex).unwrap()),
+                        hash: Digest::from_text(v["hash"].as_str().unwrap()).unwrap(),
+                    },
+                    preimage: text_of(v, "preimage"),
+                })
+                .collect()
         })
+        .collect()
+}
+
+/// Every envelope of the vectors file, chain after chain.
+pub(crate) fn spec_chain() -> Vec<Envelope> {
+    spec_vectors()
+        .into_iter()
+        .flatten()
+        .map(|v| v.envelope)
         .collect()
 }
 
 #[test]
 fn spec_vectors_hash_as_published() {
-    for env in spec_chain() {
-        assert_eq!(env.compute_hash(), env.hash, "seq {}", env.seq);
+    let chains = spec_vectors();
+    assert_eq!(chains.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3]);
+    for chain in chains {
+        let mut prev = None;
+        for Vector { envelope, preimage } in chain {
+            let seq = envelope.seq;
+            assert_eq!(
+                envelope.prev_hash, prev,
+                "seq {seq} links to the one before"
+            );
+            assert_eq!(
+                String::from_utf8(envelope.preimage().to_vec()).unwrap(),
+                preimage,
+                "seq {seq}"
+            );
+            assert_eq!(envelope.compute_hash(), envelope.hash, "seq {seq}");
+            prev = Some(envelope.hash);
+        }
     }
 }
 
+/// The document and the vectors file agree: the spec's table lists the
+/// reference chain's hashes, and its byte-for-byte preimage is seq 1's.
 #[test]
-fn spec_preimage_byte_for_byte() {
-    let chain = spec_chain();
-    let want = r#"{"event_type":"TOOL_CALL_PROPOSED","payload":{"args":{"path":"/workspace/data.csv"},"call_id":"t1","tool_name":"read_file"},"prev_hash":[26,27,108,168,131,226,120,78,50,180,54,243,116,148,54,27,99,4,125,225,21,72,27,48,9,225,89,63,135,151,75,107],"seq":1,"session_id":"sess-001","tenant_id":"acme","ts_unix_ms":1700000000001,"user_id":"u1"}"#;
-    assert_eq!(
-        String::from_utf8(chain[1].preimage().to_vec()).unwrap(),
-        want
-    );
+fn spec_document_shows_the_vectors() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/envelope.md");
+    let spec = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let reference = &spec_vectors()[0];
+    for v in reference {
+        let hex = v.envelope.hash.to_hex();
+        assert!(
+            spec.contains(&format!("`{hex}`")),
+            "spec/envelope.md lacks {hex}"
+        );
+    }
+    assert!(spec.contains(&format!("\n{}\n", reference[1].preimage)));
 }
 
 #[test]
@@ -118,7 +150,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 proptest! {
     /// Any change to any hashed field changes the hash.
     #[test]
-    fn any_mutation_changes_the_hash(which in 0usize..3, m in mutation()) {
+    fn any_mutation_changes_the_hash(which in 0usize..6, m in mutation()) {
         let original = spec_chain().swap_remove(which);
         let mut env = original.clone();
         match m {

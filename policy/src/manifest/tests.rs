@@ -93,11 +93,13 @@ fn json_and_yaml_forms_give_equal_manifests() {
     assert_eq!(Manifest::parse(padded.as_bytes()).unwrap(), from_json);
 }
 
-/// Every `request.manifest` of the six Aegis conformance packs, as `(id, manifest)`.
+/// Every `request.manifest` of the six Aegis conformance packs
+/// (`tests/data/aegis-conformance/packs`), as `(id, manifest)`.
 fn pack_manifests() -> Vec<(String, Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/packs");
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/aegis-conformance/packs");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
+        .unwrap_or_else(|e| panic!("the conformance packs in {}: {e}", dir.display()))
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
         .collect();
