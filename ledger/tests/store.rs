@@ -493,16 +493,31 @@ fn a_group_is_committed_together_and_fails_together() {
     });
 }
 
+/// SQLite's WAL: a 32-byte header, then frames of a 24-byte header and a page.
+const WAL_HEADER: u64 = 32;
+const FRAME: u64 = 24 + 4096;
+
+/// The WAL's length in frames. SQLite restarts a WAL by writing it again
+/// from the start, never by shortening it (until the ledger closes), so
+/// this is the most it ever held.
+fn wal_high_water(path: &Path) -> u64 {
+    let len = std::fs::metadata(path.with_extension("db-wal")).map_or(0, |m| m.len());
+    len.saturating_sub(WAL_HEADER) / FRAME
+}
+
 #[test]
-fn the_wal_stays_short_under_continuous_appends() {
-    // Appends never pause here, so the background thread's checkpoints never
-    // catch up on their own: the writer must finish them for the WAL to
-    // start over. Without checkpoints this WAL would hold every frame.
+fn the_writer_restarts_the_wal_at_checkpoint_pages() {
+    // Appends never pause, so the background thread's PASSIVE checkpoints
+    // never reach the WAL's end on their own; however the two threads are
+    // scheduled, the writer finishes each cycle once the WAL holds 64 pages,
+    // and its next commit starts the WAL over. Without that this WAL would
+    // hold every frame of 2,400 commits.
+    const PAGES: u32 = 64;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
     let checkpoints = Arc::new(Checkpoints::default());
     let ledger = Ledger::builder(LedgerConfig {
-        checkpoint_pages: 64,
+        checkpoint_pages: PAGES,
         ..LedgerConfig::new(&path)
     })
     .observer(checkpoints.clone())
@@ -511,9 +526,7 @@ fn the_wal_stays_short_under_continuous_appends() {
     let handle = ledger.handle();
     const TASKS: u64 = 8;
     const EACH: u64 = 300;
-    let wal = path.with_extension("db-wal");
-    let watched = wal.clone();
-    let largest = run(async move {
+    run(async move {
         let mut tasks = Vec::new();
         for task in 0..TASKS {
             let h = handle.clone();
@@ -525,40 +538,72 @@ fn the_wal_stays_short_under_continuous_appends() {
                 }
             }));
         }
-        let mut largest = 0;
-        while !tasks.iter().all(|t| t.is_finished()) {
-            largest = largest.max(std::fs::metadata(&watched).map_or(0, |m| m.len()));
-            tokio::task::yield_now().await;
-        }
         for t in tasks {
             t.await.unwrap();
         }
-        largest
     });
-    // 2,400 single-envelope commits wrote several thousand frames; the WAL
-    // never held more than a few times the 64-page limit.
-    let frame = 4096 + 24;
+    // The batch that crosses the limit adds its own frames: a batch here is
+    // at most eight single-envelope appends, a few pages each.
+    let largest = wal_high_water(&path);
     assert!(
-        largest < 16 * 64 * frame,
-        "the WAL grew to {largest} bytes ({} frames)",
-        largest / frame
+        largest <= u64::from(PAGES) * 2,
+        "the WAL grew to {largest} frames; the limit is {PAGES}"
     );
+    // 300 batches or more, each at least a frame, in cycles of at most
+    // twice the limit: the writer finished a cycle at least twice.
+    let (_, writer) = checkpoints.counts();
+    assert!(writer >= 2, "the writer checkpointed {writer} times");
     ledger.close();
-    // Both threads took part, and the observer heard of it.
-    let (background, writer) = checkpoints.counts();
-    assert!(
-        background > 0 && writer > 0,
-        "{background} background, {writer} writer"
-    );
-    assert!(
-        std::fs::metadata(&wal).map_or(0, |m| m.len()) == 0,
-        "a closed ledger folds its WAL in"
-    );
+    assert_eq!(wal_high_water(&path), 0, "a closed ledger folds its WAL in");
     let reader = LedgerReader::open_offline(&path).unwrap();
     let summary = reader
         .verify_all(None, |r| assert!(r.is_valid(), "{r:?}"))
         .unwrap();
     assert_eq!(summary.envelopes, TASKS * EACH);
+}
+
+#[test]
+fn the_checkpoint_thread_copies_the_wal_at_three_quarters() {
+    // Far below the writer's own limit, the thread is woken once the WAL
+    // holds three quarters of it. Appends then stop, so the writer never
+    // claims the cycle and nothing but the thread can report a checkpoint.
+    const PAGES: u32 = 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let (reported, checkpoints) = std::sync::mpsc::channel();
+    let ledger = Ledger::builder(LedgerConfig {
+        checkpoint_pages: PAGES,
+        ..LedgerConfig::new(&path)
+    })
+    .observer(Arc::new(Reports(std::sync::Mutex::new(reported))))
+    .open()
+    .unwrap();
+    let h = ledger.handle();
+    let mut n = 0;
+    while wal_high_water(&path) < u64::from(PAGES / 4 * 3) {
+        h.append_blocking(proposal("acme", "s", n)).unwrap();
+        n += 1;
+        assert!(n < 100_000, "the WAL never grew");
+    }
+    // One more batch: the writer checks the WAL after each batch, before
+    // it serves the next, so by this append's answer it has woken the thread.
+    h.append_blocking(proposal("acme", "s", n)).unwrap();
+    assert!(
+        wal_high_water(&path) < u64::from(PAGES),
+        "below the writer's limit"
+    );
+    // A hang guard, not a time limit: the thread has been woken.
+    let by = checkpoints
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the checkpoint thread ran");
+    assert_eq!(by, CheckpointBy::Background);
+    ledger.close();
+    assert!(
+        checkpoints
+            .try_iter()
+            .all(|by| by == CheckpointBy::Background),
+        "the writer never reached its own limit"
+    );
 }
 
 /// Counts checkpoints by the thread that ran them.
@@ -583,5 +628,15 @@ impl LedgerObserver for Checkpoints {
             CheckpointBy::Background => self.background.fetch_add(1, Ordering::Relaxed),
             CheckpointBy::Writer => self.writer.fetch_add(1, Ordering::Relaxed),
         };
+    }
+}
+
+/// Reports each checkpoint, by the thread that ran it, as it happens.
+#[derive(Debug)]
+struct Reports(std::sync::Mutex<std::sync::mpsc::Sender<CheckpointBy>>);
+
+impl LedgerObserver for Reports {
+    fn checkpointed(&self, by: CheckpointBy, _duration: Duration) {
+        let _ = self.0.lock().unwrap().send(by);
     }
 }

@@ -13,11 +13,27 @@
 //! checkpoint on its own connection, between batches, which copies only the
 //! short tail this thread has not reached yet; its next transaction then
 //! restarts the WAL from the beginning.
+//!
+//! SQLite lets one connection checkpoint at a time and turns the other away
+//! at once (`SQLITE_BUSY`, never waiting). Left to chance, a writer that kept
+//! meeting this thread mid-checkpoint skipped its turn cycle after cycle
+//! under sustained appends, and the WAL grew to several times the limit
+//! (22,000–60,000 frames against 8,192 in a ledger-only run; `bench/README.md`,
+//! "The WAL's bound"). So the two take turns
+//! in-process ([`Turns`]): past the limit the writer *claims* the WAL — waits
+//! out a checkpoint this thread is already running, runs its own, and keeps
+//! the thread from starting another until its next commit has restarted the
+//! WAL. With no reader holding an old snapshot, the WAL therefore never holds
+//! more than `checkpoint_pages` plus the frames of the batch that crossed it,
+//! however the two threads are scheduled. The price is that the writer may
+//! wait out the rest of a background checkpoint when it reaches the limit:
+//! back-pressure when the disk cannot copy as fast as appends arrive,
+//! instead of a WAL that grows until appends pause.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -49,11 +65,32 @@ impl WalFrames {
     }
 }
 
+/// How the writer and the thread take turns at checkpointing (see the
+/// module's notes). Shared by both; neither holds `running` for longer than
+/// one checkpoint.
+#[derive(Debug, Default)]
+struct Turns {
+    /// Held by whichever thread is checkpointing.
+    running: Mutex<()>,
+    /// Set by the writer from when it wants its own checkpoint until the
+    /// commit after it; the thread starts no checkpoint meanwhile.
+    claimed: AtomicBool,
+}
+
+impl Turns {
+    fn run(&self) -> MutexGuard<'_, ()> {
+        // The guarded value is `()`: a panic while holding it leaves nothing
+        // inconsistent behind.
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The background checkpointing thread; stops when dropped.
 #[derive(Debug)]
 pub(super) struct Checkpointer {
     wake: Option<SyncSender<()>>,
     thread: Option<JoinHandle<()>>,
+    turns: Arc<Turns>,
 }
 
 impl Checkpointer {
@@ -72,19 +109,13 @@ impl Checkpointer {
         conn.pragma_update(None, "synchronous", synchronous.as_str())?;
         // Requests coalesce: one pending wake-up is enough.
         let (wake, requests) = mpsc::sync_channel::<()>(1);
+        let turns = Arc::new(Turns::default());
+        let shared = turns.clone();
         let thread = std::thread::Builder::new()
             .name("aegis-ledger-checkpoint".into())
             .spawn(move || {
                 while requests.recv().is_ok() {
-                    let started = Instant::now();
-                    match conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
-                        Ok(_) => observer.checkpointed(CheckpointBy::Background, started.elapsed()),
-                        // The writer is checkpointing the tail: its turn.
-                        Err(e) if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) => {
-                            tracing::debug!(error = %e, "background ledger checkpoint skipped");
-                        }
-                        Err(e) => tracing::warn!(error = %e, "background ledger checkpoint failed"),
-                    }
+                    pass(&conn, &shared, &*observer);
                 }
             })
             .map_err(|e| {
@@ -93,7 +124,21 @@ impl Checkpointer {
         Ok(Checkpointer {
             wake: Some(wake),
             thread: Some(thread),
+            turns,
         })
+    }
+
+    /// The writer's turn: from now until [`Checkpointer::release`] the
+    /// thread starts no checkpoint, and once the returned guard is held none
+    /// is running. Waits at most for the one checkpoint in progress.
+    pub(super) fn claim(&self) -> MutexGuard<'_, ()> {
+        self.turns.claimed.store(true, Ordering::Release);
+        self.turns.run()
+    }
+
+    /// Ends the writer's claim, after the commit that followed its checkpoint.
+    pub(super) fn release(&self) {
+        self.turns.claimed.store(false, Ordering::Release);
     }
 
     /// Asks for a checkpoint soon; never blocks.
@@ -106,6 +151,25 @@ impl Checkpointer {
                 }
             }
         }
+    }
+}
+
+/// One wake-up's work: a PASSIVE checkpoint, unless the writer has claimed
+/// the cycle.
+fn pass(conn: &Connection, turns: &Turns, observer: &dyn LedgerObserver) {
+    let _turn = turns.run();
+    if turns.claimed.load(Ordering::Acquire) {
+        // The writer is finishing this cycle itself.
+        return;
+    }
+    let started = Instant::now();
+    match conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
+        Ok(_) => observer.checkpointed(CheckpointBy::Background, started.elapsed()),
+        // Another process is checkpointing the same file.
+        Err(e) if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) => {
+            tracing::debug!(error = %e, "background ledger checkpoint skipped");
+        }
+        Err(e) => tracing::warn!(error = %e, "background ledger checkpoint failed"),
     }
 }
 
@@ -123,8 +187,9 @@ impl Drop for Checkpointer {
 
 /// When the writer checkpoints, and when it asks the thread to: the thread
 /// copies the first three quarters of each `pages` while appends go on, the
-/// writer the last quarter, so the writer's stall is a quarter of what SQLite's
-/// automatic checkpoint would cost it.
+/// writer the rest (after waiting out the thread's checkpoint if it is still
+/// running), so the writer's share is about a quarter of what SQLite's
+/// automatic checkpoint would cost it when the disk keeps up.
 #[derive(Debug)]
 pub(super) struct CheckpointPolicy {
     /// The WAL size at which the writer finishes a checkpoint itself.

@@ -142,8 +142,8 @@ impl Writer {
                 // Refuse new commands; those already queued are still served.
                 inbox.close();
             }
-            self.process(&mut batch);
-            self.upkeep();
+            let committed = self.process(&mut batch);
+            self.upkeep(committed);
         }
         // Stop the background thread first: TRUNCATE needs its lock.
         self.checkpoints.take();
@@ -156,18 +156,26 @@ impl Writer {
 
     /// After a batch: wakes the checkpoint thread once the WAL has grown,
     /// and past `checkpoint_pages` copies the tail it has not reached, so
-    /// that the next transaction restarts the WAL.
-    fn upkeep(&mut self) {
+    /// that the next transaction restarts the WAL (`committed`: this batch
+    /// wrote one, so a restart the writer claimed has happened by now).
+    fn upkeep(&mut self, committed: bool) {
         let Some(checkpoints) = &mut self.checkpoints else {
             return;
         };
+        if committed {
+            checkpoints.thread.release();
+        }
         let frames = checkpoints.frames.get();
         match checkpoints.policy.step(frames) {
             Step::Nothing => {}
             Step::Background => checkpoints.thread.request(),
             Step::Writer => {
-                checkpoints.thread.request();
+                // The turn is held until this checkpoint is done, the claim
+                // until the next commit (see `checkpoint`). `took` is what
+                // appends wait: for a checkpoint the thread was running,
+                // then for this one.
                 let started = Instant::now();
+                let _turn = checkpoints.thread.claim();
                 match self
                     .conn
                     .wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE)
@@ -182,8 +190,11 @@ impl Writer {
                             "ledger writer checkpointed the WAL's tail"
                         );
                     }
-                    // The thread is mid-checkpoint: it holds the lock.
-                    Err(e) => tracing::debug!(error = %e, "ledger writer checkpoint skipped"),
+                    // Another process is checkpointing the same file.
+                    Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+                        tracing::debug!(error = %e, "ledger writer checkpoint skipped");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "ledger writer checkpoint failed"),
                 }
             }
         }
@@ -198,7 +209,8 @@ impl Writer {
         }
     }
 
-    fn process(&mut self, batch: &mut Vec<Command>) {
+    /// Serves one batch; true when it committed a transaction.
+    fn process(&mut self, batch: &mut Vec<Command>) -> bool {
         let started = Instant::now();
         let mut pings = Vec::new();
         let mut evictions = Vec::new();
@@ -224,7 +236,8 @@ impl Writer {
                 Command::Shutdown => {}
             }
         }
-        if !entries.is_empty() {
+        let committed = !entries.is_empty();
+        if committed {
             self.commit(&entries, &mut replies, started);
         }
         // After the batch's commit, so none of its sessions is evicted
@@ -238,6 +251,7 @@ impl Writer {
                 let _ = reply.send(status.clone());
             }
         }
+        committed
     }
 
     fn commit(&mut self, entries: &[Box<Entry>], replies: &mut [Option<Reply>], started: Instant) {
