@@ -19,8 +19,8 @@
 //! or Prometheus: the proxy crate serves it and observes it through
 //! [`LedgerObserver`].
 //!
-//! The request path that ends here is described in DESIGN.md ("One
-//! tools/call, start to finish").
+//! The request path that ends here is described in the repository's
+//! `ARCHITECTURE.md` ("One tools/call, start to finish"; "The ledger").
 
 pub mod append;
 pub mod canon;

@@ -1,5 +1,6 @@
 //! The session reducer: what a session has consumed, derived only from its
-//! envelopes, deterministically (DESIGN.md, "Policy semantics").
+//! envelopes, deterministically (the snapshot fields of `README.md`, "The
+//! ledger"; `ARCHITECTURE.md`, "The ledger").
 //!
 //! - A **step** is one agent action — a proposed tool call, a model call, a
 //!   memory read or write, a handoff — not one ledger row: the sidecar's own

@@ -1,7 +1,8 @@
 //! `decide()`: one proposed tool call, the session's facts and a compiled
 //! manifest in; a [`Decision`] out. Pure, no I/O, no allocation on the allow
-//! path. The rule order is DESIGN.md's ("Policy semantics"); the first rule
-//! that matches decides:
+//! path. The rule order is Aegis's (`README.md`, "Policy decisions";
+//! `ARCHITECTURE.md`, "Policy semantics"); the first rule that matches
+//! decides:
 //!
 //! 1. tool not declared → deny `PERMISSION_UNDECLARED`
 //! 2. network tool (`net*`, `mcp.http*`) whose destination is not allowed → deny `EGRESS_DENY`
@@ -209,7 +210,8 @@ impl Decision {
     }
 }
 
-/// Decides one proposal. Rules in DESIGN.md's order; the first match wins.
+/// Decides one proposal. Rules in the order listed in this module's
+/// documentation; the first match wins.
 pub fn decide(
     proposal: &Proposal<'_>,
     session: &SessionFacts<'_>,

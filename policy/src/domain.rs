@@ -1,5 +1,5 @@
-//! Network destinations and domain allowlists (DESIGN.md, "Policy semantics",
-//! rule 2: `EGRESS_DENY`).
+//! Network destinations and domain allowlists (rule 2 of
+//! [`decide`](mod@crate::decide): `EGRESS_DENY`).
 //!
 //! A network tool call is allowed only when its *real* destination host is in
 //! `permissions.net.domains`. Both sides are normalised the same way before

@@ -9,8 +9,8 @@
 //!   every problem reported by its field path.
 //! - [`domain`]: network destinations and domain allowlists (normalisation,
 //!   IDNA, wildcards) — where egress bypasses are stopped.
-//! - [`decide`]: the rule order of DESIGN.md ("Policy semantics") over a
-//!   manifest compiled once.
+//! - [`decide`](mod@decide): Aegis's rule order (`README.md`, "Policy
+//!   decisions") over a manifest compiled once.
 //! - [`loops`]: loop detection over a session's recent proposals.
 //! - [`rate`]: per-tool token buckets (`RATE_LIMITED`).
 //! - [`conformance`]: the Aegis conformance packs and the Aegis decide request.

@@ -1,4 +1,5 @@
-//! Loop detection over a session's recent proposals (DESIGN.md, build item 6).
+//! Loop detection over a session's recent proposals (rule 4 of
+//! [`decide`](mod@crate::decide): `LOOP_DETECTED`).
 //!
 //! Two rules, checked in this order on the newest proposal:
 //!

@@ -1,6 +1,6 @@
 //! The Aegis capability manifest (`aegis.dev/manifest/v0.1`) and our optional
 //! `policy` section, loaded from JSON or YAML text or from a JSON value, and
-//! validated in two stages: [`raw`] is what serde reads (everything optional,
+//! validated in two stages: `raw` is what serde reads (everything optional,
 //! unknown keys kept), `validate` turns it into a [`Manifest`] or a
 //! [`ManifestError`] that lists **every** problem with its field path.
 //!

@@ -1,5 +1,6 @@
-//! Per-tool rate limits: one token bucket per limited tool (build item 7,
-//! denial reason `RATE_LIMITED`).
+//! Per-tool rate limits: one token bucket per limited tool (denial reason
+//! `RATE_LIMITED`, checked between rules 6 and 7 of
+//! [`decide`](mod@crate::decide)).
 //!
 //! A [`RateLimiter`] is built from the manifest's `rate_limits` and counts
 //! calls **per limiter instance**: whoever holds it decides the scope. The

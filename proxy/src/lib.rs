@@ -1,19 +1,27 @@
 //! # aegis-proxy
 //!
-//! The sidecar process: it serves the Aegis `/v1` API over the ledger, exports
-//! Prometheus metrics, and (in later stages) stands inline between an agent and
-//! its tools. This crate is the only one that touches HTTP, TLS and
-//! Prometheus; it never touches SQLite directly (the ledger crate does).
+//! The sidecar process: it stands inline between an agent and its tools (the
+//! MCP reverse proxy and the egress forward proxy), serves the Aegis `/v1` API
+//! over the ledger, and exports Prometheus metrics. This crate is the only one
+//! that touches HTTP, TLS and Prometheus; it never touches SQLite directly (the
+//! ledger crate does).
 //!
 //! - [`config`]: file < `AEGIS_*` env < flags, validated all at once.
 //! - [`app`]: start-up (ledger, listeners, ready file) and graceful shutdown.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and `/v1/...`; errors become
 //!   answers in one place ([`admin::ApiError`]).
 //! - [`metrics`]: the registry, passed in, never global.
-//! - [`commands`]: the offline `verify` and `events export` commands.
+//! - [`commands`]: the offline commands (`verify`, `events export`, the
+//!   policy commands) and `demo`; [`cli`] defines their arguments.
+//! - [`mcp`]: the MCP reverse proxy that decides and records every
+//!   `tools/call` (protocol notes in `proxy/src/mcp/README.md`).
 //! - [`egress`]: the forward proxy for the agent's `HTTP_PROXY`/`HTTPS_PROXY`.
+//! - [`listener`], [`tls`]: the shared accept loop and rustls configuration.
+//! - [`limits`], [`loops`]: per-session rate-limit buckets, and the session
+//!   reducer's rules from the live manifest.
 //!
-//! The request path is described in DESIGN.md ("One tools/call, start to finish").
+//! The request path is described in the repository's `ARCHITECTURE.md` ("One
+//! tools/call, start to finish").
 
 pub mod admin;
 pub mod app;

@@ -109,7 +109,7 @@ pub struct ExtraHeader {
 }
 
 /// A header value read from the environment or a file; Debug prints
-/// "<redacted>", it is never logged. [`SecretValue::value`] returns the value
+/// `<redacted>`, it is never logged. [`SecretValue::value`] returns the value
 /// marked sensitive ([`HeaderValue::set_sensitive`]), so HTTP/2 never indexes
 /// it (HPACK) and `http`'s own `Debug` hides it too.
 #[derive(Clone, PartialEq, Eq)]

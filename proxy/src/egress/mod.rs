@@ -1,7 +1,8 @@
 //! The egress forward proxy: the agent's `HTTP_PROXY`/`HTTPS_PROXY` point
 //! here, and only the manifest's declared destinations get through. Every
-//! attempt is a tool call in the session's chain (DESIGN.md, "Policy
-//! semantics", rule 2: `EGRESS_DENY`).
+//! attempt is a tool call in the session's chain, decided like any other
+//! (rule 2 of `aegis_policy::decide`: `EGRESS_DENY`; `ARCHITECTURE.md`, "The
+//! egress forward proxy").
 //!
 //! One request, top to bottom (the stages are the submodules):
 //!

@@ -1,5 +1,6 @@
 //! Who a request acts for: the sidecar's session key is `(tenant_id,
-//! session_id)` (DESIGN.md, "One tools/call").
+//! session_id)` (`README.md` beside this module, "Sessions"; what this does
+//! not yet protect: `ARCHITECTURE.md`, "Trust boundaries").
 //!
 //! - `session_id`: the configured session header (default
 //!   `x-aegis-session-id`), else MCP's `Mcp-Session-Id`, else the
