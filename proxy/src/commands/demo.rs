@@ -138,11 +138,12 @@ async fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
         writeln!(out, "\n  the demo did not go as expected: {e:#}")?;
     }
     let ledger = dir.join("ledger.db");
+    let again = this_command();
     writeln!(out, "\nLook closer:")?;
-    writeln!(out, "  aegis-proxy verify --ledger {}", ledger.display())?;
+    writeln!(out, "  {again} verify --ledger {}", ledger.display())?;
     writeln!(
         out,
-        "  aegis-proxy events export --ledger {} --tenant {TENANT} --session {SESSION}",
+        "  {again} events export --ledger {} --tenant {TENANT} --session {SESSION}",
         ledger.display()
     )?;
     if args.keep_running {
@@ -161,6 +162,22 @@ async fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
     running.shutdown(Duration::from_secs(5)).await;
     upstream.shutdown().await;
     Ok(result.is_ok() && verified)
+}
+
+/// How to run this binary again from the same shell, so the commands the
+/// demo prints work as printed: `cargo run -p aegis-proxy --` when `cargo
+/// run` started it (the README's quick start; nothing is installed), else
+/// the name it was started by.
+fn this_command() -> String {
+    let by_cargo = std::env::var_os("CARGO").is_some()
+        && std::env::var("CARGO_PKG_NAME").is_ok_and(|name| name == env!("CARGO_PKG_NAME"));
+    if by_cargo {
+        return format!("cargo run -p {} --", env!("CARGO_PKG_NAME"));
+    }
+    std::env::args_os().next().map_or_else(
+        || env!("CARGO_PKG_NAME").to_owned(),
+        |arg0| arg0.to_string_lossy().into_owned(),
+    )
 }
 
 /// The demo's directory: the manifest and a sandbox holding a file with
