@@ -59,7 +59,8 @@ pub const DEFAULT_MAX_BATCH: usize = 1024;
 /// the database and starts over (a 32 MiB WAL). A background thread copies
 /// the first three quarters while appends go on; the writer copies the rest,
 /// and appends queued meanwhile wait for that (see `store::checkpoint`;
-/// measured in bench/README.md, "What was fixed (issue 6)", item 1).
+/// measured in bench/README.md, "What was fixed (issue 6)", item 1, and
+/// "The WAL's bound").
 pub const DEFAULT_CHECKPOINT_PAGES: u32 = 8192;
 
 /// Everything needed to open a ledger.

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aegis_ledger::testing::{Tamper, tamper};
@@ -505,24 +504,151 @@ fn wal_high_water(path: &Path) -> u64 {
     len.saturating_sub(WAL_HEADER) / FRAME
 }
 
+/// The WAL header's checkpoint sequence number: one more each time the WAL
+/// restarts (written with the new WAL's first frame).
+fn wal_restarts(path: &Path) -> u32 {
+    let header = std::fs::read(path.with_extension("db-wal")).unwrap();
+    u32::from_be_bytes(header[12..16].try_into().unwrap())
+}
+
+/// A ledger at `path` whose WAL is checkpointed every `pages`.
+fn open_checkpointing(path: &Path, pages: u32, observer: Arc<dyn LedgerObserver>) -> Ledger {
+    Ledger::builder(LedgerConfig {
+        checkpoint_pages: pages,
+        ..LedgerConfig::new(path)
+    })
+    .observer(observer)
+    .open()
+    .unwrap()
+}
+
+/// Appends to session `s` one at a time until `done` says so; `what` names
+/// the wait if it never ends (a hang guard, not a time limit).
+fn append_until(h: &LedgerHandle, next: &mut u64, what: &str, mut done: impl FnMut() -> bool) {
+    let first = *next;
+    while !done() {
+        h.append_blocking(proposal("acme", "s", *next)).unwrap();
+        *next += 1;
+        assert!(*next - first < 100_000, "{what}: not after 100,000 appends");
+    }
+}
+
+/// A hang guard for a wait on the other thread.
+const HANG_GUARD: Duration = Duration::from_secs(120);
+
 #[test]
-fn the_writer_restarts_the_wal_at_checkpoint_pages() {
-    // Appends never pause, so the background thread's PASSIVE checkpoints
-    // never reach the WAL's end on their own; however the two threads are
-    // scheduled, the writer finishes each cycle once the WAL holds 64 pages,
-    // and its next commit starts the WAL over. Without that this WAL would
-    // hold every frame of 2,400 commits.
-    const PAGES: u32 = 64;
+fn a_background_checkpoint_holds_up_no_append_and_the_writer_finishes_the_cycle_after_it() {
+    // The checkpoint thread is made as slow as a busy disk can make it: held
+    // inside its checkpoint, its turn taken, until the test lets it go.
+    // Appends must go on meanwhile (the writer never waits for it), and the
+    // writer, which cannot have its turn, finishes the cycle at the first
+    // batch after the thread's checkpoint ends; the commit after that
+    // restarts the WAL.
+    const PAGES: u32 = 1024;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
-    let checkpoints = Arc::new(Checkpoints::default());
-    let ledger = Ledger::builder(LedgerConfig {
-        checkpoint_pages: PAGES,
-        ..LedgerConfig::new(&path)
-    })
-    .observer(checkpoints.clone())
-    .open()
-    .unwrap();
+    let (observer, reports, release) = Held::new();
+    let ledger = open_checkpointing(&path, PAGES, observer);
+    let h = ledger.handle();
+    let mut n = 0;
+    // Past three quarters, then one more batch: the writer checks the WAL
+    // after each batch, before it serves the next, so the thread is awake.
+    let woken = u64::from(PAGES / 4 * 3);
+    append_until(&h, &mut n, "three quarters", || {
+        wal_high_water(&path) >= woken
+    });
+    h.append_blocking(proposal("acme", "s", n)).unwrap();
+    n += 1;
+    let by = reports.recv_timeout(HANG_GUARD).expect("the thread ran");
+    assert_eq!(by, CheckpointBy::Background);
+    // If the thread's checkpoint reached the WAL's end (no append came in
+    // while it ran), this append restarts the WAL on its own; either way no
+    // other restart can come before the writer's checkpoint.
+    h.append_blocking(proposal("acme", "s", n)).unwrap();
+    n += 1;
+    let before = wal_restarts(&path);
+
+    // Well past the limit while the thread holds its turn (the WAL file is
+    // longer than any generation before it was).
+    let past = u64::from(PAGES + PAGES / 2);
+    append_until(&h, &mut n, "past the limit", || {
+        wal_high_water(&path) >= past
+    });
+    assert!(
+        reports.try_recv().is_err(),
+        "no checkpoint while the thread held its turn"
+    );
+    assert_eq!(wal_restarts(&path), before, "no restart yet");
+
+    drop(release);
+    append_until(&h, &mut n, "the writer's checkpoint", || {
+        match reports.try_recv() {
+            Ok(by) => {
+                assert_eq!(by, CheckpointBy::Writer, "the thread starts no other");
+                true
+            }
+            Err(_) => false,
+        }
+    });
+    // The writer reports after the batch it answered last, so the commit
+    // after its checkpoint may already have been made; by this append's
+    // answer it has, and it restarted the WAL exactly once.
+    h.append_blocking(proposal("acme", "s", n)).unwrap();
+    n += 1;
+    assert_eq!(
+        wal_restarts(&path),
+        before + 1,
+        "the commit after the writer's checkpoint restarted the WAL"
+    );
+
+    ledger.close();
+    assert_eq!(wal_high_water(&path), 0, "a closed ledger folds its WAL in");
+    let summary = LedgerReader::open_offline(&path)
+        .unwrap()
+        .verify_all(None, |r| assert!(r.is_valid(), "{r:?}"))
+        .unwrap();
+    assert_eq!(summary.envelopes, n);
+}
+
+#[test]
+fn the_checkpoint_thread_copies_the_wal_at_three_quarters() {
+    // Far below the writer's own limit, the thread is woken once the WAL
+    // holds three quarters of it. Appends then stop, so the writer never
+    // claims the cycle and nothing but the thread can report a checkpoint.
+    const PAGES: u32 = 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let (observer, reports, release) = Held::new();
+    drop(release);
+    let ledger = open_checkpointing(&path, PAGES, observer);
+    let h = ledger.handle();
+    let mut n = 0;
+    let woken = u64::from(PAGES / 4 * 3);
+    append_until(&h, &mut n, "three quarters", || {
+        wal_high_water(&path) >= woken
+    });
+    // One more batch: by this append's answer the writer has woken the thread.
+    h.append_blocking(proposal("acme", "s", n)).unwrap();
+    assert!(
+        wal_high_water(&path) < u64::from(PAGES),
+        "below the writer's limit"
+    );
+    let by = reports.recv_timeout(HANG_GUARD).expect("the thread ran");
+    assert_eq!(by, CheckpointBy::Background);
+    ledger.close();
+    assert!(
+        reports.try_iter().all(|by| by == CheckpointBy::Background),
+        "the writer never reached its own limit"
+    );
+}
+
+#[test]
+fn concurrent_appends_across_many_checkpoint_cycles_lose_nothing() {
+    // A tiny limit, so the two threads' checkpoints and the WAL's restarts
+    // interleave with group commits from eight appenders all along.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let ledger = open_checkpointing(&path, 64, Arc::new(NoObserver));
     let handle = ledger.handle();
     const TASKS: u64 = 8;
     const EACH: u64 = 300;
@@ -542,101 +668,57 @@ fn the_writer_restarts_the_wal_at_checkpoint_pages() {
             t.await.unwrap();
         }
     });
-    // The batch that crosses the limit adds its own frames: a batch here is
-    // at most eight single-envelope appends, a few pages each.
-    let largest = wal_high_water(&path);
-    assert!(
-        largest <= u64::from(PAGES) * 2,
-        "the WAL grew to {largest} frames; the limit is {PAGES}"
-    );
-    // 300 batches or more, each at least a frame, in cycles of at most
-    // twice the limit: the writer finished a cycle at least twice.
-    let (_, writer) = checkpoints.counts();
-    assert!(writer >= 2, "the writer checkpointed {writer} times");
     ledger.close();
     assert_eq!(wal_high_water(&path), 0, "a closed ledger folds its WAL in");
-    let reader = LedgerReader::open_offline(&path).unwrap();
-    let summary = reader
-        .verify_all(None, |r| assert!(r.is_valid(), "{r:?}"))
+    let mut sessions = Vec::new();
+    let summary = LedgerReader::open_offline(&path)
+        .unwrap()
+        .verify_all(None, |r| {
+            assert!(r.is_valid(), "{r:?}");
+            sessions.push((r.session_id.clone(), r.envelopes));
+        })
         .unwrap();
     assert_eq!(summary.envelopes, TASKS * EACH);
+    sessions.sort();
+    let expected: Vec<_> = (0..TASKS).map(|t| (format!("s{t}"), EACH)).collect();
+    assert_eq!(sessions, expected, "every session whole");
 }
 
-#[test]
-fn the_checkpoint_thread_copies_the_wal_at_three_quarters() {
-    // Far below the writer's own limit, the thread is woken once the WAL
-    // holds three quarters of it. Appends then stop, so the writer never
-    // claims the cycle and nothing but the thread can report a checkpoint.
-    const PAGES: u32 = 1024;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.db");
-    let (reported, checkpoints) = std::sync::mpsc::channel();
-    let ledger = Ledger::builder(LedgerConfig {
-        checkpoint_pages: PAGES,
-        ..LedgerConfig::new(&path)
-    })
-    .observer(Arc::new(Reports(std::sync::Mutex::new(reported))))
-    .open()
-    .unwrap();
-    let h = ledger.handle();
-    let mut n = 0;
-    while wal_high_water(&path) < u64::from(PAGES / 4 * 3) {
-        h.append_blocking(proposal("acme", "s", n)).unwrap();
-        n += 1;
-        assert!(n < 100_000, "the WAL never grew");
-    }
-    // One more batch: the writer checks the WAL after each batch, before
-    // it serves the next, so by this append's answer it has woken the thread.
-    h.append_blocking(proposal("acme", "s", n)).unwrap();
-    assert!(
-        wal_high_water(&path) < u64::from(PAGES),
-        "below the writer's limit"
-    );
-    // A hang guard, not a time limit: the thread has been woken.
-    let by = checkpoints
-        .recv_timeout(Duration::from_secs(120))
-        .expect("the checkpoint thread ran");
-    assert_eq!(by, CheckpointBy::Background);
-    ledger.close();
-    assert!(
-        checkpoints
-            .try_iter()
-            .all(|by| by == CheckpointBy::Background),
-        "the writer never reached its own limit"
-    );
-}
-
-/// Counts checkpoints by the thread that ran them.
-#[derive(Debug, Default)]
-struct Checkpoints {
-    background: AtomicU64,
-    writer: AtomicU64,
-}
-
-impl Checkpoints {
-    fn counts(&self) -> (u64, u64) {
-        (
-            self.background.load(Ordering::Relaxed),
-            self.writer.load(Ordering::Relaxed),
-        )
-    }
-}
-
-impl LedgerObserver for Checkpoints {
-    fn checkpointed(&self, by: CheckpointBy, _duration: Duration) {
-        match by {
-            CheckpointBy::Background => self.background.fetch_add(1, Ordering::Relaxed),
-            CheckpointBy::Writer => self.writer.fetch_add(1, Ordering::Relaxed),
-        };
-    }
-}
-
-/// Reports each checkpoint, by the thread that ran it, as it happens.
+/// Reports each checkpoint, by the thread that ran it, as it happens, and
+/// holds the checkpoint thread inside its first checkpoint (its turn still
+/// taken: the ledger reports before giving it back) until `release` is
+/// dropped.
 #[derive(Debug)]
-struct Reports(std::sync::Mutex<std::sync::mpsc::Sender<CheckpointBy>>);
+struct Held {
+    reports: std::sync::Mutex<std::sync::mpsc::Sender<CheckpointBy>>,
+    release: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+}
 
-impl LedgerObserver for Reports {
+impl Held {
+    fn new() -> (
+        Arc<Held>,
+        std::sync::mpsc::Receiver<CheckpointBy>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (report, reports) = std::sync::mpsc::channel();
+        let (release, held) = std::sync::mpsc::channel();
+        let observer = Held {
+            reports: std::sync::Mutex::new(report),
+            release: std::sync::Mutex::new(Some(held)),
+        };
+        (Arc::new(observer), reports, release)
+    }
+}
+
+impl LedgerObserver for Held {
     fn checkpointed(&self, by: CheckpointBy, _duration: Duration) {
-        let _ = self.0.lock().unwrap().send(by);
+        let _ = self.reports.lock().unwrap().send(by);
+        if by == CheckpointBy::Background {
+            let held = self.release.lock().unwrap().take();
+            if let Some(held) = held {
+                // Returns when the test drops its sender.
+                let _ = held.recv_timeout(HANG_GUARD);
+            }
+        }
     }
 }

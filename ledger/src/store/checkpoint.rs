@@ -11,29 +11,28 @@
 //! continuous appends the WAL could never start over. The writer therefore
 //! finishes the job itself once the WAL passes `checkpoint_pages`: a PASSIVE
 //! checkpoint on its own connection, between batches, which copies only the
-//! short tail this thread has not reached yet; its next transaction then
-//! restarts the WAL from the beginning.
+//! tail this thread has not reached yet; its next transaction then restarts
+//! the WAL from the beginning.
 //!
 //! SQLite lets one connection checkpoint at a time and turns the other away
-//! at once (`SQLITE_BUSY`, never waiting). Left to chance, a writer that kept
-//! meeting this thread mid-checkpoint skipped its turn cycle after cycle
-//! under sustained appends, and the WAL grew to several times the limit
-//! (22,000–60,000 frames against 8,192 in a ledger-only run; `bench/README.md`,
-//! "The WAL's bound"). So the two take turns
-//! in-process ([`Turns`]): past the limit the writer *claims* the WAL — waits
-//! out a checkpoint this thread is already running, runs its own, and keeps
-//! the thread from starting another until its next commit has restarted the
-//! WAL. With no reader holding an old snapshot, the WAL therefore never holds
-//! more than `checkpoint_pages` plus the frames of the batch that crossed it,
-//! however the two threads are scheduled. The price is that the writer may
-//! wait out the rest of a background checkpoint when it reaches the limit:
-//! back-pressure when the disk cannot copy as fast as appends arrive,
-//! instead of a WAL that grows until appends pause.
+//! at once (`SQLITE_BUSY`, never waiting). The two used to meet by chance: a
+//! writer that found the thread mid-checkpoint woke it again and skipped its
+//! own turn for another quarter of `checkpoint_pages`, so under sustained
+//! appends the thread checkpointed back to back, the writer never got its
+//! turn, and the WAL grew to several times the limit (`bench/README.md`,
+//! "The WAL's bound"). Now they take turns in-process ([`Turns`]). Past the
+//! limit the writer *claims* the cycle: from then on the thread starts no
+//! checkpoint, and the writer runs its own at the first batch boundary at
+//! which the thread's current one (if any) has ended — it never waits for it,
+//! since that one's fsyncs can take a long time on a busy disk. After the
+//! commit that follows its checkpoint the claim ends. So, with no reader on an
+//! old snapshot, the WAL restarts once per cycle, holding at most the limit
+//! plus what was appended while one background checkpoint finished.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -66,8 +65,7 @@ impl WalFrames {
 }
 
 /// How the writer and the thread take turns at checkpointing (see the
-/// module's notes). Shared by both; neither holds `running` for longer than
-/// one checkpoint.
+/// module's notes). Shared by both.
 #[derive(Debug, Default)]
 struct Turns {
     /// Held by whichever thread is checkpointing.
@@ -82,6 +80,14 @@ impl Turns {
         // The guarded value is `()`: a panic while holding it leaves nothing
         // inconsistent behind.
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn try_run(&self) -> Option<MutexGuard<'_, ()>> {
+        match self.running.try_lock() {
+            Ok(turn) => Some(turn),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 }
 
@@ -128,15 +134,16 @@ impl Checkpointer {
         })
     }
 
-    /// The writer's turn: from now until [`Checkpointer::release`] the
-    /// thread starts no checkpoint, and once the returned guard is held none
-    /// is running. Waits at most for the one checkpoint in progress.
-    pub(super) fn claim(&self) -> MutexGuard<'_, ()> {
+    /// The writer claims the cycle: until [`Checkpointer::release`] the
+    /// thread starts no checkpoint. The turn to run one is returned at once
+    /// when the thread is not running one, and `None` while it is: never
+    /// waits.
+    pub(super) fn claim(&self) -> Option<MutexGuard<'_, ()>> {
         self.turns.claimed.store(true, Ordering::Release);
-        self.turns.run()
+        self.turns.try_run()
     }
 
-    /// Ends the writer's claim, after the commit that followed its checkpoint.
+    /// Ends the writer's claim.
     pub(super) fn release(&self) {
         self.turns.claimed.store(false, Ordering::Release);
     }
@@ -155,7 +162,7 @@ impl Checkpointer {
 }
 
 /// One wake-up's work: a PASSIVE checkpoint, unless the writer has claimed
-/// the cycle.
+/// the cycle. The observer hears of it before the turn is given back.
 fn pass(conn: &Connection, turns: &Turns, observer: &dyn LedgerObserver) {
     let _turn = turns.run();
     if turns.claimed.load(Ordering::Acquire) {
@@ -187,16 +194,17 @@ impl Drop for Checkpointer {
 
 /// When the writer checkpoints, and when it asks the thread to: the thread
 /// copies the first three quarters of each `pages` while appends go on, the
-/// writer the rest (after waiting out the thread's checkpoint if it is still
-/// running), so the writer's share is about a quarter of what SQLite's
-/// automatic checkpoint would cost it when the disk keeps up.
+/// writer the rest, so the writer's share is about a quarter of what
+/// SQLite's automatic checkpoint would cost it.
 #[derive(Debug)]
 pub(super) struct CheckpointPolicy {
     /// The WAL size at which the writer finishes a checkpoint itself.
     pub(super) pages: u32,
     /// WAL size at the writer's last own checkpoint that did not let the
     /// WAL restart (a reader held an old snapshot): it tries again only
-    /// after another quarter of `pages`, not after every batch.
+    /// after another quarter of `pages`, not after every batch. A turn it
+    /// could not have (the thread was checkpointing) does not count: it
+    /// tries again after the next batch.
     last_attempt: u32,
     /// WAL size at the last wake-up of the thread (0: none since the WAL
     /// restarted). It is woken once per cycle, at three quarters of `pages`:
@@ -211,7 +219,8 @@ pub(super) enum Step {
     Nothing,
     /// Wake the background thread.
     Background,
-    /// Wake it, and checkpoint the tail on the writer now.
+    /// Claim the cycle and checkpoint the tail on the writer, now if the
+    /// thread is not checkpointing.
     Writer,
 }
 
@@ -232,8 +241,7 @@ impl CheckpointPolicy {
             self.last_request = 0;
         }
         if frames >= self.pages && frames >= self.last_attempt.saturating_add(quarter) {
-            self.last_attempt = frames;
-            self.last_request = frames;
+            self.last_request = self.last_request.max(frames);
             Step::Writer
         } else if frames >= self.pages - quarter && self.last_request == 0 {
             self.last_request = frames;
@@ -241,6 +249,11 @@ impl CheckpointPolicy {
         } else {
             Step::Nothing
         }
+    }
+
+    /// The writer ran its checkpoint with the WAL at `frames`.
+    pub(super) fn ran(&mut self, frames: u32) {
+        self.last_attempt = frames;
     }
 }
 
@@ -258,14 +271,30 @@ mod tests {
         assert_eq!(policy.step(6200), Step::Nothing);
         assert_eq!(policy.step(8191), Step::Nothing);
         assert_eq!(policy.step(8192), Step::Writer);
+        policy.ran(8192);
         // The WAL did not restart (a reader): not again on the next batch…
         assert_eq!(policy.step(8200), Step::Nothing);
         // …but after another quarter.
         assert_eq!(policy.step(10240), Step::Writer);
+        policy.ran(10240);
         // It restarted: a new cycle.
         assert_eq!(policy.step(3), Step::Nothing);
         assert_eq!(policy.step(6144), Step::Background);
         assert_eq!(policy.step(8192), Step::Writer);
+    }
+
+    #[test]
+    fn a_turn_the_writer_could_not_have_is_tried_again_after_the_next_batch() {
+        let mut policy = CheckpointPolicy::new(8192);
+        assert_eq!(policy.step(6144), Step::Background);
+        // The thread was checkpointing: no `ran`.
+        assert_eq!(policy.step(8192), Step::Writer);
+        assert_eq!(policy.step(8193), Step::Writer);
+        assert_eq!(policy.step(9000), Step::Writer);
+        policy.ran(9000);
+        // It restarted after the writer's checkpoint.
+        assert_eq!(policy.step(2), Step::Nothing);
+        assert_eq!(policy.step(6144), Step::Background);
     }
 
     #[test]

@@ -67,8 +67,7 @@ pub trait LedgerObserver: Send + Sync + std::fmt::Debug + 'static {
 pub enum CheckpointBy {
     /// The checkpoint thread, while appends went on.
     Background,
-    /// The writer, finishing a cycle: appends waited for it (and for the
-    /// rest of a background checkpoint it found running).
+    /// The writer, finishing a cycle: appends waited for it.
     Writer,
 }
 

@@ -98,6 +98,18 @@ struct Checkpoints {
     thread: Checkpointer,
     frames: WalFrames,
     policy: CheckpointPolicy,
+    claim: Claim,
+}
+
+/// Where the writer's claim on the current cycle stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    None,
+    /// Claimed, but the thread was checkpointing: tried again after the
+    /// next batch.
+    Waiting,
+    /// Checkpointed: released after the next commit, which restarts the WAL.
+    Done,
 }
 
 impl Writer {
@@ -129,6 +141,7 @@ impl Writer {
             thread,
             frames,
             policy,
+            claim: Claim::None,
         });
         self
     }
@@ -155,27 +168,33 @@ impl Writer {
     }
 
     /// After a batch: wakes the checkpoint thread once the WAL has grown,
-    /// and past `checkpoint_pages` copies the tail it has not reached, so
-    /// that the next transaction restarts the WAL (`committed`: this batch
-    /// wrote one, so a restart the writer claimed has happened by now).
+    /// and past `checkpoint_pages` claims the cycle and copies the tail the
+    /// thread has not reached, so that the next commit restarts the WAL
+    /// (`committed`: this batch made one).
     fn upkeep(&mut self, committed: bool) {
         let Some(checkpoints) = &mut self.checkpoints else {
             return;
         };
-        if committed {
+        if committed && checkpoints.claim == Claim::Done {
             checkpoints.thread.release();
+            checkpoints.claim = Claim::None;
         }
         let frames = checkpoints.frames.get();
-        match checkpoints.policy.step(frames) {
+        let step = checkpoints.policy.step(frames);
+        if step != Step::Writer && checkpoints.claim == Claim::Waiting {
+            checkpoints.thread.release();
+            checkpoints.claim = Claim::None;
+        }
+        match step {
             Step::Nothing => {}
             Step::Background => checkpoints.thread.request(),
             Step::Writer => {
-                // The turn is held until this checkpoint is done, the claim
-                // until the next commit (see `checkpoint`). `took` is what
-                // appends wait: for a checkpoint the thread was running,
-                // then for this one.
+                let Some(_turn) = checkpoints.thread.claim() else {
+                    // The thread is checkpointing; it starts no other now.
+                    checkpoints.claim = Claim::Waiting;
+                    return;
+                };
                 let started = Instant::now();
-                let _turn = checkpoints.thread.claim();
                 match self
                     .conn
                     .wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE)
@@ -196,6 +215,8 @@ impl Writer {
                     }
                     Err(e) => tracing::warn!(error = %e, "ledger writer checkpoint failed"),
                 }
+                checkpoints.policy.ran(frames);
+                checkpoints.claim = Claim::Done;
             }
         }
     }
