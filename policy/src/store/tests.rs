@@ -1,9 +1,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
 
 use super::*;
+
+/// How long a test waits for the watch's next reload: a hang guard only (a
+/// working watch reloads within its debounce), so a loaded machine cannot
+/// fail the test.
+const HANG_GUARD: Duration = Duration::from_secs(60);
 
 /// A valid manifest declaring `tools`.
 fn manifest(tools: &[&str]) -> String {
@@ -63,19 +68,28 @@ impl ConfigMap {
     }
 }
 
-/// Polls `status().generation` until it reaches `want`, for at most 5 s.
-fn wait_generation(store: &ManifestStore, want: u64) -> Duration {
+/// What the watch's callback saw: the outcome (`reloaded`, `unchanged`,
+/// `failed`) and the generation then live (none on a failure).
+type Reload = (&'static str, Option<u64>);
+
+/// Waits for the watch's reloads, one by one, until one leaves generation
+/// `want` live; returns how long that took (printed, never asserted). A
+/// write in place may be reloaded half-written first (a failure) or twice
+/// (the second `unchanged`): each is just another reload to wait past.
+fn wait_generation(store: &ManifestStore, reloads: &Receiver<Reload>, want: u64) -> Duration {
     let started = Instant::now();
-    while store.status().generation < want {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "generation {} after 5 s, wanted {want}: {:?}",
-            store.status().generation,
-            store.status()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    while next_reload(store, reloads, &format!("generation {want}")).1 < Some(want) {}
     started.elapsed()
+}
+
+/// The watch's next reload, as its callback reported it.
+fn next_reload(store: &ManifestStore, reloads: &Receiver<Reload>, what: &str) -> Reload {
+    reloads.recv_timeout(HANG_GUARD).unwrap_or_else(|e| {
+        panic!(
+            "waiting for {what}: no reload within {HANG_GUARD:?} ({e}): {:?}",
+            store.status()
+        )
+    })
 }
 
 #[test]
@@ -215,17 +229,22 @@ fn identical_bytes_are_not_a_new_generation() {
     assert_eq!(status.last_result, Some("unchanged"));
 }
 
-/// A store that counts its watch callbacks.
-fn watched(path: &Path) -> (ManifestStore, WatchGuard, Arc<AtomicU64>) {
+/// A watched store whose watch callback sends each reload it made.
+fn watched(path: &Path) -> (ManifestStore, WatchGuard, Receiver<Reload>) {
     let store = ManifestStore::open(path).unwrap();
-    let calls = Arc::new(AtomicU64::new(0));
-    let counter = calls.clone();
+    let (tx, rx) = mpsc::channel();
     let guard = store
-        .watch(move |_| {
-            counter.fetch_add(1, Ordering::SeqCst);
+        .watch(move |outcome| {
+            let live = match outcome {
+                ReloadOutcome::Reloaded(live) | ReloadOutcome::Unchanged(live) => {
+                    Some(live.generation)
+                }
+                ReloadOutcome::Failed(_) | ReloadOutcome::NotConfigured => None,
+            };
+            let _ = tx.send((outcome.as_str(), live));
         })
         .unwrap();
-    (store, guard, calls)
+    (store, guard, rx)
 }
 
 #[test]
@@ -233,47 +252,43 @@ fn watch_sees_in_place_writes_and_rename_over() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("manifest.yaml");
     std::fs::write(&path, manifest(&["a"])).unwrap();
-    let (store, _guard, calls) = watched(&path);
+    let (store, _guard, reloads) = watched(&path);
 
     std::fs::write(&path, manifest(&["a", "b"])).unwrap();
-    let took = wait_generation(&store, 2);
+    let took = wait_generation(&store, &reloads, 2);
     assert_eq!(tools(&store), ["a", "b"]);
     eprintln!("in-place write seen in {took:?}");
 
     rename_over(&path, &manifest(&["c"]));
-    let took = wait_generation(&store, 3);
+    let took = wait_generation(&store, &reloads, 3);
     assert_eq!(tools(&store), ["c"]);
     eprintln!("rename-over seen in {took:?}");
 
-    // Other files in the directory do not trigger reloads.
-    let before = calls.load(Ordering::SeqCst);
+    // An invalid write is reloaded, fails (as the callback is told), and
+    // leaves "c" live; other files in the directory change nothing. Every
+    // reload before generation 3 went live has been received, so the
+    // failure waited for is this write's.
     std::fs::write(dir.path().join("unrelated.log"), "x").unwrap();
     std::fs::write(&path, INVALID).unwrap();
-    let started = Instant::now();
-    while store.status().reloads_failed == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "no failed reload"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    while next_reload(&store, &reloads, "the failed reload").0 != "failed" {}
     assert_eq!(tools(&store), ["c"]);
-    assert!(calls.load(Ordering::SeqCst) > before);
+    assert_eq!(store.status().generation, 3);
+    assert!(store.status().reloads_failed >= 1);
 }
 
 #[test]
 fn watch_sees_a_configmap_symlink_swap() {
     let dir = tempfile::tempdir().unwrap();
     let mut map = ConfigMap::new(dir.path(), &manifest(&["a"]));
-    let (store, guard, _calls) = watched(&map.path());
+    let (store, guard, reloads) = watched(&map.path());
 
     map.swap(&manifest(&["a", "b"]));
-    let took = wait_generation(&store, 2);
+    let took = wait_generation(&store, &reloads, 2);
     assert_eq!(tools(&store), ["a", "b"]);
     eprintln!("..data swap seen in {took:?}");
 
     map.swap(&manifest(&["z"]));
-    wait_generation(&store, 3);
+    wait_generation(&store, &reloads, 3);
     assert_eq!(tools(&store), ["z"]);
     drop(guard);
 }
