@@ -27,18 +27,67 @@ use serde_json::Value;
 /// The longest any one end-to-end test may run.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The longest a test waits for one thing the code does on its own time (a
+/// request's answer, a counter another task bumps, a record that lands
+/// after the answer, an idle sweep). Only a hang guard: a working sidecar
+/// gets there in milliseconds even on a loaded machine, so reaching it
+/// means something is broken, never that the machine was slow.
+pub const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// How often [`wait_until`] and [`wait_for`] look again.
+const POLL: Duration = Duration::from_millis(5);
+
 /// Runs an async test body on a multi-thread runtime, under [`TEST_TIMEOUT`].
 pub fn run<F: Future<Output = ()>>(body: F) {
+    run_within(TEST_TIMEOUT, body);
+}
+
+/// [`run`] with another bound on the whole test (for tests that start
+/// several child processes).
+pub fn run_within<F: Future<Output = ()>>(limit: Duration, body: F) {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap()
         .block_on(async {
-            tokio::time::timeout(TEST_TIMEOUT, body)
+            tokio::time::timeout(limit, body)
                 .await
-                .expect("test timed out")
+                .unwrap_or_else(|_| panic!("test timed out after {limit:?}"))
         });
+}
+
+/// Waits until `done` holds (polling it), for at most [`HANG_GUARD`].
+/// For state the code changes in its own task with nothing to wait on.
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + HANG_GUARD;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not seen within {HANG_GUARD:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Polls `probe` until it returns `Some`, for at most [`HANG_GUARD`]; the
+/// value it found.
+pub async fn wait_for<T, F, P>(what: &str, mut probe: P) -> T
+where
+    P: FnMut() -> F,
+    F: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + HANG_GUARD;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not seen within {HANG_GUARD:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// A sidecar running in this process, with its ledger in a temporary directory.
@@ -104,7 +153,7 @@ impl Sidecar {
     /// Stops the sidecar (draining, then closing the ledger); what it hands
     /// back starts it again on the same ledger.
     pub async fn stop(self) -> Stopped {
-        self.running.shutdown(Duration::from_secs(10)).await;
+        self.running.shutdown(HANG_GUARD).await;
         Stopped {
             dir: self.dir,
             config: self.config,
@@ -141,7 +190,7 @@ impl Answer {
 impl Http {
     pub fn new(addr: SocketAddr) -> Http {
         let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        connector.set_connect_timeout(Some(HANG_GUARD));
         Http {
             addr,
             client: Client::builder(TokioExecutor::new()).build(connector),
@@ -166,7 +215,7 @@ impl Http {
             req = req.header(http::header::CONTENT_TYPE, ct);
         }
         let req = req.body(Full::new(body.into())).unwrap();
-        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(req))
+        let response = tokio::time::timeout(HANG_GUARD, self.client.request(req))
             .await
             .expect("request timed out")
             .expect("request failed");

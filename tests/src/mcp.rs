@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use aegis_demo_upstream::{AnswerMode, DemoConfig, DemoServer};
 use aegis_proxy::config::{Config, UpstreamConfig};
@@ -16,11 +15,14 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
-use crate::Sidecar;
+use crate::{HANG_GUARD, Sidecar};
 
 /// A manifest for the demo server's tools: `echo`, `read_file`, `slow`,
 /// `big`, `progress` and `write_file` declared (writes are high-risk
-/// sinks); `delete_everything` and `fetch_url` not declared.
+/// sinks); `delete_everything` and `fetch_url` not declared. Its
+/// `timeout_ms` is a hang guard (no call here may be cut by it on a loaded
+/// machine); a test of the timeout itself lowers it with
+/// [`MANIFEST_TIMEOUT`].
 pub const MANIFEST: &str = r#"
 schema: aegis.dev/manifest/v0.1
 name: e2e-agent
@@ -35,7 +37,7 @@ permissions:
     max_steps: 1000
     max_tool_calls: 1000
     max_wall_time_ms: 3600000
-    timeout_ms: 2000
+    timeout_ms: 60000
     max_output_bytes: 65536
 policy:
   high_risk_sinks: [write_file]
@@ -44,6 +46,9 @@ policy:
     identical_calls: 100
     identical_window: 100
 "#;
+
+/// `timeout_ms` as [`MANIFEST`] has it, to `replace` with a short one.
+pub const MANIFEST_TIMEOUT: &str = "timeout_ms: 60000";
 
 /// The demo server, the sidecar in front of it, and a client.
 #[derive(Debug)]
@@ -100,7 +105,9 @@ pub fn upstream_config(name: &str, url: &str) -> UpstreamConfig {
     UpstreamConfig {
         name: name.into(),
         url: url.parse().unwrap(),
-        timeout: Duration::from_secs(10),
+        // A hang guard: the tests' calls are cut by their manifest's
+        // `timeout_ms`, never by this.
+        timeout: HANG_GUARD,
         headers: Vec::new(),
         tls: None,
     }
@@ -217,7 +224,7 @@ impl McpClient {
         tls: rustls::ClientConfig,
     ) -> McpClient {
         let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        http.set_connect_timeout(Some(HANG_GUARD));
         http.enforce_http(false);
         let connector = HttpsConnectorBuilder::new()
             .with_tls_config(tls)
@@ -262,13 +269,13 @@ impl McpClient {
             req = req.header(*name, *value);
         }
         let req = req.body(Full::new(body.into())).unwrap();
-        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(req))
+        let response = tokio::time::timeout(HANG_GUARD, self.client.request(req))
             .await
             .expect("request timed out")
             .expect("request failed");
         let status = response.status();
         let headers = response.headers().clone();
-        let body = tokio::time::timeout(Duration::from_secs(30), response.into_body().collect())
+        let body = tokio::time::timeout(HANG_GUARD, response.into_body().collect())
             .await
             .expect("body timed out")
             .expect("body failed")

@@ -35,12 +35,17 @@ use crate::Http;
 
 /// The longest `pip install` of one requirements file may take.
 pub const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
-/// The longest a server may take to print its ready line.
-pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest a server may take to print its ready line. Like the bounds
+/// below, a hang guard: an interpreter importing the SDK on a loaded
+/// machine takes seconds, never this.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest one client run (all of its steps) may take.
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 /// The per-request timeout handed to the clients (`--timeout`).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest one Python test may run (each starts several interpreters),
+/// for [`crate::run_within`].
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The first line a server prints on stdout once it accepts connections.
 pub const READY_PREFIX: &str = "LISTENING ";

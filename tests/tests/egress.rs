@@ -12,9 +12,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-use aegis_e2e::{Sidecar, run};
+use aegis_e2e::{HANG_GUARD, Sidecar, run, wait_for};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -211,21 +210,21 @@ async fn sidecar(domains: &[&str], ports: &[u16], names: &[&str]) -> Sidecar {
         config.forward.listen = Some("127.0.0.1:0".parse().unwrap());
         config.forward.allowed_ports = ports;
         config.forward.dns_overrides = overrides;
+        // Connects to loopback: bounded only as a hang guard.
+        config.forward.connect_timeout = HANG_GUARD;
     })
     .await
 }
 
 /// The session's envelopes once `count` are there (results land after the
-/// answer).
+/// answer: a tunnel's when the sidecar has seen it close).
 async fn events(sidecar: &Sidecar, session: &str, count: usize) -> Vec<Value> {
-    for _ in 0..200 {
+    let what = format!("{count} envelopes in {session}");
+    wait_for(&what, || async {
         let events = sidecar.http.session_events("default", session).await;
-        if events.len() >= count {
-            return events;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    sidecar.http.session_events("default", session).await
+        (events.len() >= count).then_some(events)
+    })
+    .await
 }
 
 fn types(events: &[Value]) -> Vec<&str> {

@@ -5,8 +5,10 @@
 #![allow(clippy::unwrap_used)]
 
 use aegis_demo_upstream::AnswerMode;
-use aegis_e2e::mcp::{self, MANIFEST, McpClient, Stack, call, is_error, result_text};
-use aegis_e2e::run;
+use aegis_e2e::mcp::{
+    self, MANIFEST, MANIFEST_TIMEOUT, McpClient, Stack, call, is_error, result_text,
+};
+use aegis_e2e::{HANG_GUARD, run, wait_for, wait_until};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -24,6 +26,13 @@ async fn event_types(stack: &Stack, session: &str) -> Vec<String> {
 
 async fn events(stack: &Stack, session: &str) -> Vec<Value> {
     stack.sidecar.http.session_events("default", session).await
+}
+
+fn types(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect()
 }
 
 async fn assert_chain_valid(stack: &Stack, session: &str) {
@@ -62,13 +71,16 @@ fn allowed_calls_are_recorded_and_answered_in_json_and_sse() {
             assert_eq!(result["sha256"].as_str().unwrap().len(), 64);
             assert!(result["size_bytes"].as_u64().unwrap() > 0);
             assert_chain_valid(&stack, "s-allow").await;
-            // Every answer has been relayed: nothing is in flight.
-            let in_flight = stack
-                .sidecar
-                .http
-                .metric("aegis_mcp_in_flight_requests")
-                .await;
-            assert_eq!(in_flight, Some(0.0));
+            // Every answer has been relayed: nothing stays in flight. (An
+            // SSE relay lets go of its slot as its task ends, just after the
+            // stream's end reached the client: waited for, not raced.)
+            let http = &stack.sidecar.http;
+            wait_for("no request in flight", || async {
+                let in_flight = http.metric("aegis_mcp_in_flight_requests").await;
+                assert!(in_flight.is_some(), "no aegis_mcp_in_flight_requests");
+                (in_flight == Some(0.0)).then_some(())
+            })
+            .await;
         });
     }
 }
@@ -274,20 +286,38 @@ fn a_tainted_session_cannot_write_and_reads_taint_it() {
 fn constraints_are_enforced_timeout_and_output_size() {
     for answer in [AnswerMode::Json, AnswerMode::Sse] {
         run(async move {
+            // The timeout on its own sidecar, whose short `timeout_ms` no
+            // other call has to beat: `slow` waits a minute (the demo's
+            // longest), so only the policy can end the call, whatever the
+            // machine's load.
+            let short = MANIFEST.replace(MANIFEST_TIMEOUT, "timeout_ms: 2000");
+            let mut stack = Stack::start(&short, answer, |_| {}).await;
+            stack.client = stack
+                .client
+                .clone()
+                .with_header("x-aegis-session-id", "s-timeout");
+            stack.client.initialize().await;
+            let slow = stack.client.call(1, "slow", json!({"ms": 60_000})).await;
+            assert!(is_error(&slow));
+            assert!(
+                result_text(&slow).starts_with("Timed out by policy"),
+                "{slow}"
+            );
+            let recorded = events(&stack, "s-timeout").await;
+            assert_eq!(
+                types(&recorded),
+                ["TOOL_CALL_PROPOSED", "TOOL_CALL_ALLOWED", "ERROR_RAISED"]
+            );
+            assert_eq!(recorded[2]["payload"]["error"], "timeout");
+            assert_chain_valid(&stack, "s-timeout").await;
+
+            // max_output_bytes is 65536.
             let mut stack = Stack::start(MANIFEST, answer, |_| {}).await;
             stack.client = stack
                 .client
                 .clone()
                 .with_header("x-aegis-session-id", "s-limits");
             stack.client.initialize().await;
-            // timeout_ms is 2000 in the manifest.
-            let slow = stack.client.call(1, "slow", json!({"ms": 10000})).await;
-            assert!(is_error(&slow));
-            assert!(
-                result_text(&slow).starts_with("Timed out by policy"),
-                "{slow}"
-            );
-            // max_output_bytes is 65536.
             let big = stack.client.call(2, "big", json!({"bytes": 200000})).await;
             assert!(is_error(&big));
             assert!(
@@ -297,17 +327,10 @@ fn constraints_are_enforced_timeout_and_output_size() {
             let small = stack.client.call(3, "big", json!({"bytes": 1000})).await;
             assert!(!is_error(&small));
             assert_eq!(result_text(&small).len(), 1000);
-            let events = events(&stack, "s-limits").await;
-            let types: Vec<&str> = events
-                .iter()
-                .map(|e| e["event_type"].as_str().unwrap())
-                .collect();
+            let recorded = events(&stack, "s-limits").await;
             assert_eq!(
-                types,
+                types(&recorded),
                 [
-                    "TOOL_CALL_PROPOSED",
-                    "TOOL_CALL_ALLOWED",
-                    "ERROR_RAISED",
                     "TOOL_CALL_PROPOSED",
                     "TOOL_CALL_ALLOWED",
                     "TOOL_RESULT",
@@ -316,10 +339,9 @@ fn constraints_are_enforced_timeout_and_output_size() {
                     "TOOL_RESULT",
                 ]
             );
-            assert_eq!(events[2]["payload"]["error"], "timeout");
-            assert_eq!(events[5]["payload"]["withheld"], true);
-            assert!(events[5]["payload"]["size_bytes"].as_u64().unwrap() > 200_000);
-            assert_eq!(events[5]["payload"]["truncated"], true);
+            assert_eq!(recorded[2]["payload"]["withheld"], true);
+            assert!(recorded[2]["payload"]["size_bytes"].as_u64().unwrap() > 200_000);
+            assert_eq!(recorded[2]["payload"]["truncated"], true);
             assert_chain_valid(&stack, "s-limits").await;
         });
     }
@@ -414,12 +436,16 @@ fn bad_input_gets_spec_shaped_errors_and_changes_nothing() {
 #[test]
 fn an_upstream_that_is_down_is_recorded_and_answered_as_an_error() {
     run(async {
+        // A port bound but never listened on: held for the whole test, so
+        // no other process can take it, and every connect is refused.
+        let held = tokio::net::TcpSocket::new_v4().unwrap();
+        held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let down = format!("http://{}/mcp", held.local_addr().unwrap());
         let stack = Stack::start(MANIFEST, AnswerMode::Json, |config| {
-            // Nothing listens on port 1.
             config
                 .mcp
                 .upstreams
-                .push(mcp::upstream_config("down", "http://127.0.0.1:1/mcp"));
+                .push(mcp::upstream_config("down", &down));
         })
         .await;
         let client = McpClient::new(stack.sidecar.running.mcp_addr().unwrap(), "/mcp/down")
@@ -501,22 +527,15 @@ fn shadow_mode_records_the_decision_and_forwards_anyway() {
     });
 }
 
-/// Waits (bounded) until `done` holds, checking every few milliseconds.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-}
-
 #[test]
 fn shutdown_drains_a_call_in_flight_and_records_its_result() {
     run(async {
-        let mut stack = Stack::start(MANIFEST, AnswerMode::Json, |_| {}).await;
+        // The drain's bound is a hang guard: the call is drained because
+        // it is in flight, not because it was quick enough.
+        let mut stack = Stack::start(MANIFEST, AnswerMode::Json, |config| {
+            config.mcp.shutdown_grace = HANG_GUARD;
+        })
+        .await;
         stack.client = stack
             .client
             .clone()
@@ -526,7 +545,7 @@ fn shutdown_drains_a_call_in_flight_and_records_its_result() {
         let in_flight =
             tokio::spawn(async move { client.call(1, "slow", json!({"ms": 700})).await });
         let stats = stack.upstream.stats();
-        until("the slow call to reach the tool server", || {
+        wait_until("the slow call to reach the tool server", || {
             stats.tool_calls("slow") == 1
         })
         .await;
@@ -584,7 +603,7 @@ fn get_streams_and_delete_pass_through() {
         );
         let mut body = response.into_body();
         // The stream is held open: its first event arrives, then it waits.
-        let first = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+        let first = tokio::time::timeout(HANG_GUARD, body.frame())
             .await
             .expect("the priming event")
             .unwrap()
@@ -593,7 +612,7 @@ fn get_streams_and_delete_pass_through() {
         // DELETE ends the session; the held stream then ends.
         let answer = stack.client.send(Method::DELETE, Vec::new(), &[]).await;
         assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
-        let rest = tokio::time::timeout(std::time::Duration::from_secs(10), body.collect()).await;
+        let rest = tokio::time::timeout(HANG_GUARD, body.collect()).await;
         assert!(rest.is_ok(), "the GET stream did not end after DELETE");
         // The session is gone upstream: its 404 passes through as it is.
         let answer = stack
@@ -620,7 +639,7 @@ fn idle_sessions_leave_memory_and_come_back_with_their_budget() {
         let first = stack.client.call(1, "echo", json!({"text": "one"})).await;
         assert!(!is_error(&first), "{first}");
         let sessions = stack.sidecar.running.sessions_in_memory();
-        until("the idle session to be evicted", || sessions() == 0).await;
+        wait_until("the idle session to be evicted", || sessions() == 0).await;
         // Rebuilt from the ledger: one call left, then the budget is spent.
         let second = stack.client.call(2, "echo", json!({"text": "two"})).await;
         assert!(!is_error(&second), "{second}");

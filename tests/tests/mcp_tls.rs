@@ -10,12 +10,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use aegis_demo_upstream::AnswerMode;
 use aegis_e2e::mcp::{MANIFEST, McpClient, start_upstream};
 use aegis_e2e::pki::{Pki, certs};
-use aegis_e2e::{Sidecar, run};
+use aegis_e2e::{HANG_GUARD, Sidecar, run, wait_until};
 use aegis_proxy::cli::RunFlags;
 use aegis_proxy::config::{Config, RawConfig};
 use bytes::Bytes;
@@ -190,7 +189,7 @@ fn mtls_refuses_a_client_without_a_certificate_and_admits_a_signed_one() {
             .metrics()
             .tls_handshake_failures
             .with_label_values(&["mcp"]);
-        wait_until(|| failures.get() >= 1).await;
+        wait_until("an mcp handshake failure", || failures.get() >= 1).await;
         sidecar.stop().await;
     });
 }
@@ -220,22 +219,22 @@ fn the_admin_listener_serves_tls() {
         let plain: Client<HttpConnector, Empty<Bytes>> =
             Client::builder(TokioExecutor::new()).build_http();
         let uri = format!("http://{addr}/healthz");
-        let refused =
-            tokio::time::timeout(Duration::from_secs(10), plain.get(uri.parse().unwrap()))
-                .await
-                .expect("plain request timed out");
+        let refused = tokio::time::timeout(HANG_GUARD, plain.get(uri.parse().unwrap()))
+            .await
+            .expect("plain request timed out");
         assert!(refused.is_err(), "plain HTTP got {refused:?}");
         let failures = sidecar
             .running
             .metrics()
             .tls_handshake_failures
             .with_label_values(&["admin"]);
-        wait_until(|| failures.get() == 1).await;
+        wait_until("one admin handshake failure", || failures.get() == 1).await;
         sidecar.stop().await;
     });
 }
 
-/// GET `path` over TLS with `tls`; the status and body, or why it failed.
+/// GET `path` over TLS with `tls`; the status and body, or why it failed
+/// (a refusal, never a timeout: no answer within [`HANG_GUARD`] panics).
 async fn https_get(
     addr: SocketAddr,
     path: &str,
@@ -252,9 +251,9 @@ async fn https_get(
     let request = Request::get(format!("https://{addr}{path}"))
         .body(Empty::new())
         .unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+    let response = tokio::time::timeout(HANG_GUARD, client.request(request))
         .await
-        .map_err(|_| "timed out".to_owned())?
+        .expect("no answer (nor refusal) over TLS")
         .map_err(|e| format!("{e:?}"))?;
     let status = response.status().as_u16();
     let body = response
@@ -264,17 +263,4 @@ async fn https_get(
         .map_err(|e| e.to_string())?
         .to_bytes();
     Ok((status, body))
-}
-
-/// Waits (bounded) for a counter the server updates in its own task.
-async fn wait_until(done: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met in time"
-        );
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }

@@ -12,10 +12,10 @@ use aegis_e2e::python::{
 use serde_json::{Value, json};
 
 /// Installs both venvs (outside the test's time bound), then runs `body`
-/// under [`aegis_e2e::run`].
+/// under [`python::TEST_TIMEOUT`].
 fn run_py<F: std::future::Future<Output = ()>>(body: F) {
     python::prepare(&Sdk::ALL);
-    aegis_e2e::run(body);
+    aegis_e2e::run_within(python::TEST_TIMEOUT, body);
 }
 
 /// Every kind of step once, and a call of an unknown tool last.

@@ -31,7 +31,7 @@ const DECLARED: [&str; 5] = ["echo", "add", "read_secret", "write_note", "count_
 
 fn run_py<F: std::future::Future<Output = ()>>(body: F) {
     python::prepare(&Sdk::ALL);
-    aegis_e2e::run(body);
+    aegis_e2e::run_within(python::TEST_TIMEOUT, body);
 }
 
 /// Runs the script with `client_sdk` in `mode` through a sidecar in front of
