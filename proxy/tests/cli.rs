@@ -8,7 +8,6 @@ mod support;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use aegis_ledger::testing::{Tamper, tamper};
 use serde_json::Value;
@@ -324,7 +323,7 @@ fn run_layers_flags_over_env_over_file() {
     assert!(server.addr.ip().is_loopback(), "{}", server.addr);
     assert_ne!(server.addr.port(), 0);
     assert_ne!(server.addr.port(), 1, "the flag beats the file");
-    let health = block_on(Duration::from_secs(30), server.api().get("/healthz"));
+    let health = block_on(DEADLINE, server.api().get("/healthz"));
     assert_eq!(health["status"], "ok");
     server.terminate();
     assert!(

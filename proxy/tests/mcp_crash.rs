@@ -23,7 +23,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use support::{Server, block_on};
+use support::{DEADLINE, Server, block_on};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -31,6 +31,10 @@ const BUDGET: usize = 60;
 const CLIENTS: usize = 8;
 /// Allowed calls before the kill.
 const KILL_AFTER: usize = 25;
+/// Calls the clients may start before the kill, all together: short of the
+/// budget, so however late the kill lands, none is denied before it and
+/// some of the budget is left for after the restart.
+const BEFORE_KILL_MAX: usize = BUDGET - 10;
 const SESSION: &str = "crash-budget";
 
 const MANIFEST: &str = r#"
@@ -72,7 +76,7 @@ async fn call(client: &Client<HttpConnector, Full<Bytes>>, mcp: SocketAddr, n: u
         let bytes = resp.into_body().collect().await.ok()?.to_bytes();
         serde_json::from_slice::<Value>(&bytes).ok()
     };
-    match tokio::time::timeout(Duration::from_secs(30), exchange).await {
+    match tokio::time::timeout(DEADLINE, exchange).await {
         Ok(Some(answer)) => match answer["result"]["_meta"]["aegis/decision"]["reason"].as_str() {
             Some(reason) => Reply::Denied(reason.to_owned()),
             None if answer["result"]["isError"] == false => Reply::Allowed,
@@ -123,15 +127,22 @@ fn a_sigkill_under_load_does_not_reset_the_budget() {
         let upstream = DemoServer::start(listener, config).await.unwrap();
         let (server, mcp) = start(dir.path(), &ledger, &manifest, &upstream.url());
 
-        // Load from several clients until enough calls were allowed, then kill.
+        // Load from several clients until enough calls were allowed, then
+        // kill. The clients share BEFORE_KILL_MAX tickets, so how far they
+        // get before the kill lands is bounded by count, not by how quickly
+        // this task wakes up; a client out of tickets just stops.
         let allowed = Arc::new(AtomicUsize::new(0));
+        let tickets = Arc::new(AtomicUsize::new(0));
         let enough = Arc::new(Notify::new());
         let mut clients = JoinSet::new();
         for c in 0..CLIENTS {
-            let (allowed, enough) = (allowed.clone(), enough.clone());
+            let (allowed, tickets, enough) = (allowed.clone(), tickets.clone(), enough.clone());
             clients.spawn(async move {
                 let client = Client::builder(TokioExecutor::new()).build_http();
                 for k in 0.. {
+                    if tickets.fetch_add(1, Ordering::SeqCst) >= BEFORE_KILL_MAX {
+                        return;
+                    }
                     match call(&client, mcp, c * 100_000 + k).await {
                         Reply::Allowed => {
                             if allowed.fetch_add(1, Ordering::SeqCst) + 1 >= KILL_AFTER {

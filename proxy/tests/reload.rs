@@ -4,8 +4,10 @@
 //! `GET /v1/manifest` and `/metrics`; SIGHUP and `POST /v1/manifest/reload`
 //! reload; decisions never fail during 100 reloads.
 //!
-//! Waits are bounded polls of the HTTP API (at most [`CHANGE_DEADLINE`]);
-//! how long each change took to be seen is printed (`--nocapture`).
+//! Waits are polls of the HTTP API until the change shows, bounded only by
+//! the hang guard [`CHANGE_DEADLINE`]; how long each change took to be seen
+//! is printed (`--nocapture`), not asserted. A reload's metrics are recorded
+//! just after it swaps the manifest in, so they are waited for too.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,18 +16,20 @@ mod support;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::{Api, Server, block_on, hangup};
+use tokio::sync::Notify;
 
-/// Longest a change may take to be seen (the acceptance bar is 1 s; the
-/// slack is for loaded CI machines, the printed times are the measurement).
-const CHANGE_DEADLINE: Duration = Duration::from_secs(5);
+/// Longest a change may take to be seen before the test fails: a hang
+/// guard only (the acceptance bar is 1 s; the printed times are the
+/// measurement), so a loaded machine can never fail the test.
+const CHANGE_DEADLINE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(10);
-const TEST_LIMIT: Duration = Duration::from_secs(120);
+const TEST_LIMIT: Duration = Duration::from_secs(300);
 
 /// A valid manifest declaring `tools`.
 fn manifest(tools: &[&str]) -> String {
@@ -163,6 +167,24 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
 
+/// Polls `/metrics` until `done` holds; the scrape that satisfied it.
+async fn wait_metrics(api: &Api, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let started = Instant::now();
+    loop {
+        let (code, text) = api.get_text("/metrics").await;
+        assert_eq!(code, StatusCode::OK);
+        if done(&text) {
+            eprintln!("{what}: metrics after {:?}", started.elapsed());
+            return text;
+        }
+        assert!(
+            started.elapsed() < CHANGE_DEADLINE,
+            "{what}: metrics not seen after {CHANGE_DEADLINE:?}:\n{text}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 #[test]
 fn in_place_writes_rename_over_invalid_files_sighup_and_the_api_reload() {
     let dir = tempfile::tempdir().unwrap();
@@ -216,19 +238,25 @@ fn in_place_writes_rename_over_invalid_files_sighup_and_the_api_reload() {
         assert_eq!(answer["manifest_generation"], 3);
 
         // (4) An invalid manifest: the old one stays live, the problem shows.
+        // (Written in place, the watch may first read it empty, which fails
+        // too: waited for is the complaint about this file's schema.)
         std::fs::write(&path, INVALID).unwrap();
-        let status = wait_status(&api, "invalid manifest", |s| s["last_error"].is_string()).await;
-        let error = status["last_error"].as_str().unwrap();
-        assert!(error.contains("schema"), "{error}");
+        let status = wait_status(&api, "invalid manifest", |s| {
+            s["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("schema"))
+        })
+        .await;
         assert_eq!(status["generation"], 3);
         assert_eq!(status["last_result"], "failed");
         let answer = decide_write(&api).await;
         assert_eq!(answer["reason"], "PERMISSION_UNDECLARED");
         assert_eq!(answer["manifest_generation"], 3);
-        let (code, metrics) = api.get_text("/metrics").await;
-        assert_eq!(code, StatusCode::OK);
-        assert!(metric(&metrics, "aegis_manifest_reloads_total{result=\"failed\"}") >= 1.0);
-        assert_eq!(metric(&metrics, "aegis_manifest_last_reload_success"), 0.0);
+        let metrics = wait_metrics(&api, "failed reload", |m| {
+            metric(m, "aegis_manifest_reloads_total{result=\"failed\"}") >= 1.0
+                && metric(m, "aegis_manifest_last_reload_success") == 0.0
+        })
+        .await;
         assert_eq!(metric(&metrics, "aegis_manifest_generation"), 3.0);
 
         // The API reload of an invalid file answers 422 and keeps the old one.
@@ -241,22 +269,22 @@ fn in_place_writes_rename_over_invalid_files_sighup_and_the_api_reload() {
         assert!(body["error"].as_str().unwrap().contains("schema"), "{body}");
         assert_eq!(body["generation"], 3);
 
-        // Fixing the file (here with a SIGHUP racing the watch) clears the error.
+        // Fixing the file (here with a SIGHUP racing the watch) clears the
+        // error. The decision sees the new manifest the moment it is swapped
+        // in; the status and the metrics are written just after.
         std::fs::write(&path, read_write()).unwrap();
         hangup(&server);
         wait_outcome(&api, "allow", "fix + SIGHUP").await;
-        let status = api.get("/v1/manifest").await;
+        let status = wait_status(&api, "fix + SIGHUP", |s| s["last_error"].is_null()).await;
         assert_eq!(status["generation"], 4);
-        assert_eq!(status["last_error"], Value::Null);
-        let (_, metrics) = api.get_text("/metrics").await;
-        assert_eq!(metric(&metrics, "aegis_manifest_last_reload_success"), 1.0);
+        // (The SIGHUP and the watch both reload here, and each reports on
+        // its own thread: in either order.)
+        let metrics = wait_metrics(&api, "fix + SIGHUP", |m| {
+            metric(m, "aegis_manifest_last_reload_success") == 1.0
+                && metric(m, "aegis_manifest_reloads_total{result=\"reloaded\"}") >= 3.0
+        })
+        .await;
         assert_eq!(metric(&metrics, "aegis_manifest_generation"), 4.0);
-        assert!(
-            metric(
-                &metrics,
-                "aegis_manifest_reloads_total{result=\"reloaded\"}"
-            ) >= 3.0
-        );
     });
     server.terminate();
 }
@@ -293,12 +321,18 @@ fn decisions_never_fail_during_100_reloads() {
     let api = server.api();
     block_on(TEST_LIMIT, async {
         let stop = Arc::new(AtomicBool::new(false));
+        // Decisions made so far, and a wake-up for each: the reloads start
+        // once the client is deciding, and stop it only after it decided
+        // again, so it decides during them by count, not by luck.
+        let decided = Arc::new(AtomicU64::new(0));
+        let progress = Arc::new(Notify::new());
         let client = {
             let api = api.clone();
             let stop = stop.clone();
+            let (decided, progress) = (decided.clone(), progress.clone());
             tokio::spawn(async move {
                 let (mut allow, mut deny, mut last_generation) = (0u64, 0u64, 0u64);
-                while !stop.load(Ordering::Relaxed) {
+                while !stop.load(Ordering::SeqCst) {
                     let answer = decide_write(&api).await;
                     match answer["outcome"].as_str() {
                         Some("allow") => allow += 1,
@@ -308,10 +342,17 @@ fn decisions_never_fail_during_100_reloads() {
                     let generation = answer["manifest_generation"].as_u64().unwrap();
                     assert!(generation >= last_generation, "{answer}");
                     last_generation = generation;
+                    decided.fetch_add(1, Ordering::SeqCst);
+                    progress.notify_one();
                 }
                 (allow, deny)
             })
         };
+        // `notify_one` keeps a permit: a decision made before this waits
+        // still counts.
+        while decided.load(Ordering::SeqCst) == 0 {
+            progress.notified().await;
+        }
         let started = Instant::now();
         for i in 1..=100u64 {
             let text = if i % 2 == 1 {
@@ -330,7 +371,11 @@ fn decisions_never_fail_during_100_reloads() {
             assert_eq!(body["generation"], 1 + i, "{body}");
         }
         let took = started.elapsed();
-        stop.store(true, Ordering::Relaxed);
+        let before_stop = decided.load(Ordering::SeqCst);
+        while decided.load(Ordering::SeqCst) == before_stop {
+            progress.notified().await;
+        }
+        stop.store(true, Ordering::SeqCst);
         let (allow, deny) = client.await.unwrap();
         eprintln!("100 reloads in {took:?}; {allow} allow + {deny} deny decisions, none failed");
         assert!(allow + deny > 0);

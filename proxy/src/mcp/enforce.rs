@@ -504,6 +504,9 @@ mod tests {
         }
     }
 
+    /// The bound on each wait below: a hang guard only.
+    const HANG_GUARD: Duration = Duration::from_secs(60);
+
     #[tokio::test]
     async fn a_session_is_decided_one_call_at_a_time_and_forgotten_after() {
         let sequencers = Sequencers::default();
@@ -525,12 +528,12 @@ mod tests {
             session_id: "other".into(),
             ..identity()
         };
-        let other_turn = tokio::time::timeout(Duration::from_secs(5), sequencers.turn(&other))
+        let other_turn = tokio::time::timeout(HANG_GUARD, sequencers.turn(&other))
             .await
             .expect("another session is not held up");
         drop(other_turn);
         drop(first);
-        tokio::time::timeout(Duration::from_secs(5), waiting)
+        tokio::time::timeout(HANG_GUARD, waiting)
             .await
             .expect("the waiting call goes next")
             .expect("no panic");
