@@ -305,7 +305,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(async {
+        let body = async {
             let server = Server::start().await.unwrap();
             let client = Client {
                 server: server.addr(),
@@ -317,6 +317,9 @@ mod tests {
                 .unwrap();
             client.first_byte(Route::Direct, "s").await.unwrap();
             assert_eq!(server.accepted(), 2);
-        });
+        };
+        // A hang guard only.
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(60), body).await })
+            .expect("the exchanges end");
     }
 }

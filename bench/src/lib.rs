@@ -331,12 +331,19 @@ mod tests {
         let ledger = open_observed(dir.path(), Synchronous::Normal, counter.clone()).unwrap();
         let appends = tool_call_requests(8, 100);
         assert_eq!(appends.iter().map(Vec::len).sum::<usize>(), 100);
-        rt.block_on(append_concurrently(&ledger.handle(), appends))
-            .unwrap();
+        // Hang guards only.
+        let guard = std::time::Duration::from_secs(60);
+        rt.block_on(async {
+            tokio::time::timeout(guard, append_concurrently(&ledger.handle(), appends)).await
+        })
+        .expect("the appends end")
+        .unwrap();
         let (commits, envelopes) = counter.take();
         assert!((1..=100).contains(&commits), "{commits}");
         assert_eq!(envelopes, 100);
-        rt.block_on(fill(&ledger.handle(), 3, 10, 4)).unwrap();
+        rt.block_on(async { tokio::time::timeout(guard, fill(&ledger.handle(), 3, 10, 4)).await })
+            .expect("the fill ends")
+            .unwrap();
         let reader = ledger.reader();
         let summary = reader
             .verify_all(None, |r| assert!(r.is_valid(), "{r:?}"))

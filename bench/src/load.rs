@@ -162,17 +162,24 @@ struct Schedule {
 }
 
 impl Schedule {
-    /// Whether a request may start now, and whether it is recorded.
+    /// Whether a request may start now, and whether it is recorded. A run
+    /// records at least one request, however late its first connection gets
+    /// going: a machine busy enough to miss the whole window would otherwise
+    /// report nothing, and a short run's outcome would depend on timing.
     fn next(&self) -> Option<bool> {
         let now = Instant::now();
         if now >= self.end {
-            return None;
+            let first = self
+                .started
+                .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed);
+            return first.is_ok().then_some(true);
         }
         if now < self.measure_from {
             return Some(false);
         }
+        let started = self.started.fetch_add(1, Ordering::Relaxed);
         match self.limit {
-            Some(limit) if self.started.fetch_add(1, Ordering::Relaxed) >= limit => None,
+            Some(limit) if started >= limit => None,
             _ => Some(true),
         }
     }
@@ -357,5 +364,43 @@ impl Link {
             headers: parts.headers,
             body,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule(measure_from: Instant, end: Instant, limit: Option<u64>) -> Schedule {
+        Schedule {
+            measure_from,
+            end,
+            limit,
+            started: AtomicU64::new(0),
+            request_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn a_window_missed_entirely_still_records_one_request() {
+        let past = Instant::now();
+        let late = schedule(past, past, None);
+        assert_eq!(late.next(), Some(true));
+        assert_eq!(late.next(), None);
+        assert_eq!(late.next(), None);
+    }
+
+    #[test]
+    fn the_request_limit_counts_recorded_requests() {
+        let now = Instant::now();
+        let far = now + Duration::from_secs(3600);
+        let limited = schedule(now, far, Some(2));
+        assert_eq!(limited.next(), Some(true));
+        assert_eq!(limited.next(), Some(true));
+        assert_eq!(limited.next(), None);
+        // Warm-up requests are not recorded and not counted.
+        let warming = schedule(far, far + Duration::from_secs(1), Some(1));
+        assert_eq!(warming.next(), Some(false));
+        assert_eq!(warming.started.load(Ordering::Relaxed), 0);
     }
 }

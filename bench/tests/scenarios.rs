@@ -27,7 +27,8 @@ fn every_route_answers_every_scenario() {
         open_warmup: Duration::from_millis(50),
         open_seconds: Duration::from_millis(200),
         open_connections: 8,
-        request_timeout: Duration::from_secs(10),
+        // A hang guard: an answer later than this is a `timeout` failure.
+        request_timeout: Duration::from_secs(60),
     };
     for scenario in round_plan(4, &[100]) {
         let run = bench.run(0, scenario, &timing);
@@ -59,7 +60,7 @@ fn the_bare_proxy_streams_sse_event_by_event() {
     let rt = runtime("test").unwrap();
     let routes = vec![("/mcp/sse".to_owned(), upstreams.url(Answering::Sse))];
     rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::time::timeout(Duration::from_secs(120), async {
             let proxy = BareProxy::start(&routes).await.unwrap();
             let stream = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
             let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await.unwrap();
@@ -96,7 +97,7 @@ fn the_bare_proxy_streams_sse_event_by_event() {
             proxy.shutdown();
         })
         .await
-        .expect("the exchange ends within 30 s");
+        .expect("the exchange ends");
     });
     drop(rt);
     upstreams.shutdown();

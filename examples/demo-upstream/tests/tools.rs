@@ -224,12 +224,14 @@ fn fetch_url_gets_http_only() {
             let (text, is_error) = text_of(&result);
             assert!(is_error, "{url}: {text}");
         }
-        // Nothing listens there any more.
-        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // A port bound but never listened on: refused, and held (no other
+        // process can start listening there meanwhile).
+        let closed = tokio::net::TcpSocket::new_v4().unwrap();
+        closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let url = format!("http://{}/", closed.local_addr().unwrap());
-        drop(closed);
         let result = demo.call(&session, "fetch_url", json!({"url": url})).await;
         assert!(text_of(&result).1);
+        drop(closed);
     });
 }
 

@@ -23,9 +23,11 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
 /// The longest any one test may run.
-pub const TEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// The longest wait for one answer (or one SSE event).
-pub const WAIT: Duration = Duration::from_secs(10);
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest wait for one answer (or one SSE event, or the binary's
+/// start or exit): a hang guard, never reached by a working server on a
+/// loaded machine.
+pub const WAIT: Duration = Duration::from_secs(60);
 
 /// Runs an async test body on a multi-thread runtime, under [`TEST_TIMEOUT`].
 pub fn run<F: Future<Output = ()>>(body: F) {
