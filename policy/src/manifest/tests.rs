@@ -8,7 +8,8 @@ use super::*;
 
 mod rules;
 
-/// The manifest of the Aegis quick start (`aegis-manifest.json`).
+/// The manifest of the Aegis reference's quick start (which names it
+/// `aegis-manifest.json`).
 const QUICK_START: &str = r#"{
   "schema": "aegis.dev/manifest/v0.1",
   "name": "my-research-skill",
