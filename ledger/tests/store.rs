@@ -533,6 +533,16 @@ fn append_until(h: &LedgerHandle, next: &mut u64, what: &str, mut done: impl FnM
     }
 }
 
+/// Appends until the WAL holds three quarters of `pages`, then once more:
+/// the writer checks the WAL after each batch, before it serves the next,
+/// so by that append's answer it has woken the checkpoint thread.
+fn wake_the_thread(h: &LedgerHandle, path: &Path, pages: u32, next: &mut u64) {
+    let woken = u64::from(pages / 4 * 3);
+    append_until(h, next, "three quarters", || wal_high_water(path) >= woken);
+    h.append_blocking(proposal("acme", "s", *next)).unwrap();
+    *next += 1;
+}
+
 /// A hang guard for a wait on the other thread.
 const HANG_GUARD: Duration = Duration::from_secs(120);
 
@@ -551,14 +561,7 @@ fn a_background_checkpoint_holds_up_no_append_and_the_writer_finishes_the_cycle_
     let ledger = open_checkpointing(&path, PAGES, observer);
     let h = ledger.handle();
     let mut n = 0;
-    // Past three quarters, then one more batch: the writer checks the WAL
-    // after each batch, before it serves the next, so the thread is awake.
-    let woken = u64::from(PAGES / 4 * 3);
-    append_until(&h, &mut n, "three quarters", || {
-        wal_high_water(&path) >= woken
-    });
-    h.append_blocking(proposal("acme", "s", n)).unwrap();
-    n += 1;
+    wake_the_thread(&h, &path, PAGES, &mut n);
     let by = reports.recv_timeout(HANG_GUARD).expect("the thread ran");
     assert_eq!(by, CheckpointBy::Background);
     // If the thread's checkpoint reached the WAL's end (no append came in
@@ -623,12 +626,7 @@ fn the_checkpoint_thread_copies_the_wal_at_three_quarters() {
     let ledger = open_checkpointing(&path, PAGES, observer);
     let h = ledger.handle();
     let mut n = 0;
-    let woken = u64::from(PAGES / 4 * 3);
-    append_until(&h, &mut n, "three quarters", || {
-        wal_high_water(&path) >= woken
-    });
-    // One more batch: by this append's answer the writer has woken the thread.
-    h.append_blocking(proposal("acme", "s", n)).unwrap();
+    wake_the_thread(&h, &path, PAGES, &mut n);
     assert!(
         wal_high_water(&path) < u64::from(PAGES),
         "below the writer's limit"

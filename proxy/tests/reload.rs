@@ -125,40 +125,57 @@ async fn decide_write(api: &Api) -> Value {
     answer
 }
 
-/// Polls the `write_file` decision until its outcome is `want`; returns the
-/// answer and how long it took.
-async fn wait_outcome(api: &Api, want: &str, what: &str) -> (Value, Duration) {
+/// Calls `probe` every [`POLL`] until it answers `Ok`, for at most
+/// [`CHANGE_DEADLINE`]; the value and how long it took (printed, never
+/// asserted). `Err` says what was seen instead, for the failure message.
+async fn poll<T, F: Future<Output = Result<T, String>>>(
+    what: &str,
+    mut probe: impl FnMut() -> F,
+) -> (T, Duration) {
     let started = Instant::now();
     loop {
-        let answer = decide_write(api).await;
-        if answer["outcome"] == want {
-            let took = started.elapsed();
-            eprintln!("{what}: decision became {want} after {took:?}");
-            return (answer, took);
-        }
+        let seen = match probe().await {
+            Ok(found) => {
+                let took = started.elapsed();
+                eprintln!("{what}: seen after {took:?}");
+                return (found, took);
+            }
+            Err(seen) => seen,
+        };
         assert!(
             started.elapsed() < CHANGE_DEADLINE,
-            "{what}: decision still {answer} after {CHANGE_DEADLINE:?}"
+            "{what}: not seen after {CHANGE_DEADLINE:?}: {seen}"
         );
         tokio::time::sleep(POLL).await;
     }
 }
 
+/// Polls the `write_file` decision until its outcome is `want`; returns the
+/// answer and how long it took.
+async fn wait_outcome(api: &Api, want: &str, what: &str) -> (Value, Duration) {
+    poll(what, || async {
+        let answer = decide_write(api).await;
+        if answer["outcome"] == want {
+            Ok(answer)
+        } else {
+            Err(format!("decision still {answer}"))
+        }
+    })
+    .await
+}
+
 /// Polls `GET /v1/manifest` until `done` holds.
 async fn wait_status(api: &Api, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    loop {
+    poll(what, || async {
         let status = api.get("/v1/manifest").await;
         if done(&status) {
-            eprintln!("{what}: seen after {:?}", started.elapsed());
-            return status;
+            Ok(status)
+        } else {
+            Err(status.to_string())
         }
-        assert!(
-            started.elapsed() < CHANGE_DEADLINE,
-            "{what}: not seen after {CHANGE_DEADLINE:?}: {status}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+    })
+    .await
+    .0
 }
 
 fn metric(text: &str, name: &str) -> f64 {
@@ -169,20 +186,17 @@ fn metric(text: &str, name: &str) -> f64 {
 
 /// Polls `/metrics` until `done` holds; the scrape that satisfied it.
 async fn wait_metrics(api: &Api, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let started = Instant::now();
-    loop {
+    poll(what, || async {
         let (code, text) = api.get_text("/metrics").await;
         assert_eq!(code, StatusCode::OK);
         if done(&text) {
-            eprintln!("{what}: metrics after {:?}", started.elapsed());
-            return text;
+            Ok(text)
+        } else {
+            Err(format!("\n{text}"))
         }
-        assert!(
-            started.elapsed() < CHANGE_DEADLINE,
-            "{what}: metrics not seen after {CHANGE_DEADLINE:?}:\n{text}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+    })
+    .await
+    .0
 }
 
 #[test]
