@@ -16,7 +16,8 @@
 //! - [`mcp`]: the MCP reverse proxy that decides and records every
 //!   `tools/call` (protocol notes in `proxy/src/mcp/README.md`).
 //! - [`egress`]: the forward proxy for the agent's `HTTP_PROXY`/`HTTPS_PROXY`.
-//! - [`listener`], [`tls`]: the shared accept loop and rustls configuration.
+//! - [`listener`], [`tls`], [`peer`]: the shared accept loop, rustls
+//!   configuration, and who is on the other end of a connection.
 //! - [`limits`], [`loops`]: per-session rate-limit buckets, and the session
 //!   reducer's rules from the live manifest.
 //!
@@ -34,5 +35,6 @@ pub mod listener;
 pub mod loops;
 pub mod mcp;
 pub mod metrics;
+pub mod peer;
 pub mod telemetry;
 pub mod tls;

@@ -6,7 +6,9 @@
 //! The TLS handshake runs inside the connection's own task under
 //! [`HANDSHAKE_TIMEOUT`], so a slow or silent client never blocks accepting;
 //! a failed or timed-out handshake is counted in
-//! `aegis_tls_handshake_failures_total{listener}`.
+//! `aegis_tls_handshake_failures_total{listener}`. Every request carries the
+//! connection's [`Peer`] (address, verified client certificate) in its
+//! extensions.
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
@@ -25,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::peer::{Peer, PeerCert};
 pub use crate::tls::HANDSHAKE_TIMEOUT;
 
 /// One bound listener and how its connections are taken.
@@ -118,10 +121,28 @@ pub async fn accept_loop<S, B>(
         let failures = handshake_failures.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve(&builder, stream, service, watcher, name, peer).await,
+                None => {
+                    let service = WithPeer::new(service, peer, None);
+                    serve(&builder, stream, service, watcher, name, peer).await;
+                }
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
+                            // Present only when rustls verified it against
+                            // the listener's client CA.
+                            let cert = match stream.get_ref().1.peer_certificates() {
+                                Some([leaf, ..]) => match PeerCert::from_der(leaf) {
+                                    Ok(cert) => Some(cert),
+                                    Err(e) => {
+                                        failures.inc();
+                                        tracing::debug!(listener = name, %peer, error = %e, "client certificate unreadable");
+                                        drop(permit);
+                                        return;
+                                    }
+                                },
+                                _ => None,
+                            };
+                            let service = WithPeer::new(service, peer, cert);
                             serve(&builder, stream, service, watcher, name, peer).await;
                         }
                         Ok(Err(e)) => {
@@ -137,6 +158,37 @@ pub async fn accept_loop<S, B>(
             }
             drop(permit);
         });
+    }
+}
+
+/// A listener's service with the connection's [`Peer`] put in every
+/// request's extensions.
+#[derive(Debug, Clone)]
+struct WithPeer<S> {
+    inner: S,
+    peer: Arc<Peer>,
+}
+
+impl<S> WithPeer<S> {
+    fn new(inner: S, addr: SocketAddr, cert: Option<PeerCert>) -> WithPeer<S> {
+        WithPeer {
+            inner,
+            peer: Arc::new(Peer { addr, cert }),
+        }
+    }
+}
+
+impl<S> Service<Request<Incoming>> for WithPeer<S>
+where
+    S: Service<Request<Incoming>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(self.peer.clone());
+        self.inner.call(req)
     }
 }
 
