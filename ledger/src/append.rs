@@ -8,6 +8,13 @@
 //!   believes (optimistic concurrency);
 //! - a client-sealed envelope ([`Seal::Client`], the Aegis SDK's way): its hash
 //!   must match ours and it must extend the head exactly.
+//!
+//! Every append also says who writes it ([`Origin`]), and every session is of
+//! one [`SessionKind`], fixed by its first envelope: sessions the sidecar
+//! enforces are written only by the sidecar (and an operator), sessions SDK
+//! clients record through `/v1/events` only by clients (and an operator).
+//! The writer refuses any other mix ([`AppendError::WrongKind`]), so nothing a
+//! client appends can change an enforced session's budgets or taint.
 
 use crate::digest::Digest;
 use crate::envelope::{Payload, Preimage};
@@ -42,11 +49,94 @@ pub enum Seal {
     },
 }
 
+/// Who writes an envelope; stored with it (the `origin` column, not hashed:
+/// the hashed fields are the Aegis contract's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// The inline proxy (MCP or egress) recording what it decided and saw.
+    Sidecar,
+    /// An SDK client through `POST /v1/events`.
+    Client,
+    /// An operator action taken through the API (a sanitizer registration):
+    /// into an existing session of either kind, never starting one.
+    Operator,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Sidecar => "sidecar",
+            Origin::Client => "client",
+            Origin::Operator => "operator",
+        }
+    }
+
+    /// The stored form back; `None` for anything else.
+    pub fn parse(stored: &str) -> Option<Origin> {
+        match stored {
+            "sidecar" => Some(Origin::Sidecar),
+            "client" => Some(Origin::Client),
+            "operator" => Some(Origin::Operator),
+            _ => None,
+        }
+    }
+}
+
+/// Who may write a session, fixed by its first envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionKind {
+    /// Enforced inline: written only by the sidecar (and operators).
+    Sidecar,
+    /// Recorded by SDK clients through `/v1/events` (and operators).
+    Client,
+}
+
+impl SessionKind {
+    /// As the snapshot shows it: `"sidecar"` or `"client"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Sidecar => "sidecar",
+            SessionKind::Client => "client",
+        }
+    }
+
+    /// The kind of a session whose first envelope has the stored `origin`.
+    /// Sessions recorded before origins were stored (`None`), or started by
+    /// anything but a client, are sidecar-owned: a client can never append
+    /// to a session it cannot prove it started.
+    pub fn from_first(origin: Option<Origin>) -> SessionKind {
+        match origin {
+            Some(Origin::Client) => SessionKind::Client,
+            Some(Origin::Sidecar | Origin::Operator) | None => SessionKind::Sidecar,
+        }
+    }
+
+    /// Whether `origin` may append to a session of this kind.
+    pub fn admits(self, origin: Origin) -> bool {
+        matches!(
+            (self, origin),
+            (_, Origin::Operator)
+                | (SessionKind::Sidecar, Origin::Sidecar)
+                | (SessionKind::Client, Origin::Client)
+        )
+    }
+}
+
+impl std::fmt::Display for SessionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SessionKind::Sidecar => "sidecar-owned",
+            SessionKind::Client => "client-recorded",
+        })
+    }
+}
+
 /// One append.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppendRequest {
     pub event: NewEvent,
     pub seal: Seal,
+    pub origin: Origin,
 }
 
 /// A session's newest envelope.
@@ -80,6 +170,14 @@ pub enum AppendError {
     /// where the chain is so the client can resume.
     #[error("chain conflict: {reason}")]
     Conflict { reason: String, head: Option<Head> },
+    /// The session is of a kind this origin may not write (a client
+    /// appending to a sidecar-owned session, or the reverse), or an operator
+    /// action names a session that does not exist (`kind` is `None`).
+    #[error("{reason}")]
+    WrongKind {
+        reason: String,
+        kind: Option<SessionKind>,
+    },
     /// The database could not record it (disk full, I/O error...).
     #[error("ledger storage error: {0}")]
     Storage(String),
@@ -89,12 +187,19 @@ pub enum AppendError {
 }
 
 impl AppendRequest {
-    /// An event sealed at its session's head.
+    /// An event sealed at its session's head, written by a client (the
+    /// origin with the fewest rights; see [`AppendRequest::by`]).
     pub fn at_head(event: NewEvent) -> AppendRequest {
         AppendRequest {
             event,
             seal: Seal::AtHead,
+            origin: Origin::Client,
         }
+    }
+
+    /// The same append, written by `origin`.
+    pub fn by(self, origin: Origin) -> AppendRequest {
+        AppendRequest { origin, ..self }
     }
 
     /// Everything that can be checked without the chain: ids, and a client

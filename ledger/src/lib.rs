@@ -37,7 +37,9 @@ pub mod testing;
 pub mod verify;
 pub mod wire;
 
-pub use append::{AppendError, AppendRequest, Appended, Head, NewEvent, Seal, now_unix_ms};
+pub use append::{
+    AppendError, AppendRequest, Appended, Head, NewEvent, Origin, Seal, SessionKind, now_unix_ms,
+};
 pub use config::{
     DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY, LedgerConfig, ParseSynchronousError, Synchronous,
 };

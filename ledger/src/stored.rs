@@ -23,6 +23,9 @@ pub struct StoredEnvelope {
     pub payload: String,
     pub prev_hash: Option<Vec<u8>>,
     pub hash: Vec<u8>,
+    /// Who wrote it (`sidecar`, `client`, `operator`; not hashed); `None`
+    /// for rows recorded before origins were stored.
+    pub origin: Option<String>,
 }
 
 /// Why a stored row is not a well-formed envelope.

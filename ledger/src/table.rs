@@ -10,13 +10,15 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::append::Head;
+use crate::append::{Head, SessionKind};
 use crate::session::{SessionState, Snapshot};
 
 /// A session's chain head and reduced state.
 #[derive(Debug, Clone)]
 pub struct SessionEntry {
     pub head: Head,
+    /// Who may write the session (fixed by its first envelope).
+    pub kind: SessionKind,
     pub state: SessionState,
     /// When the writer last appended to the session (its clock, Unix ms);
     /// what idle eviction goes by.
@@ -42,10 +44,16 @@ impl SessionTable {
 
     /// The session's head, if it is in memory.
     pub fn head(&self, tenant_id: &str, session_id: &str) -> Option<Head> {
+        self.head_and_kind(tenant_id, session_id)
+            .map(|(head, _)| head)
+    }
+
+    /// The session's head and kind, if it is in memory.
+    pub fn head_and_kind(&self, tenant_id: &str, session_id: &str) -> Option<(Head, SessionKind)> {
         self.lock()
             .get(tenant_id)
             .and_then(|s| s.get(session_id))
-            .map(|e| e.head)
+            .map(|e| (e.head, e.kind))
     }
 
     /// A copy of the session's head and state, if it is in memory (head and

@@ -7,7 +7,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::append::{AppendRequest, NewEvent, Seal, now_unix_ms};
+use crate::append::{AppendRequest, NewEvent, Origin, Seal, now_unix_ms};
 use crate::canon;
 use crate::digest::{Digest, json_kind};
 use crate::envelope::Payload;
@@ -156,6 +156,8 @@ impl Fields {
                 payload: self.payload.unwrap_or_else(Payload::null),
             },
             seal,
+            // Whatever a client sends, it is a client's envelope.
+            origin: Origin::Client,
         })
     }
 }

@@ -434,6 +434,7 @@ impl LedgerObserver for LedgerMetrics {
             AppendError::Invalid(_) => "invalid",
             AppendError::HashMismatch { .. } => "hash_mismatch",
             AppendError::Conflict { .. } => "conflict",
+            AppendError::WrongKind { .. } => "wrong_session_kind",
             AppendError::Storage(_) => "storage",
             AppendError::Closed => "closed",
         };

@@ -12,14 +12,14 @@ use rusqlite::{Connection, OpenFlags, Row, ToSql, params_from_iter};
 use sha2::{Digest as _, Sha256};
 
 use super::{StoreError, schema};
-use crate::append::Head;
+use crate::append::{Head, Origin, SessionKind};
 use crate::digest::Digest;
 use crate::event::EventType;
 use crate::session::{DefaultSessionRules, Observation, SessionRules, SessionState};
 use crate::stored::StoredEnvelope;
 use crate::table::SessionEntry;
 
-const COLUMNS: &str = "id, tenant_id, user_id, session_id, seq, ts_unix_ms, event_type, tool_name, payload, prev_hash, hash";
+const COLUMNS: &str = "id, tenant_id, user_id, session_id, seq, ts_unix_ms, event_type, tool_name, payload, prev_hash, hash, origin";
 
 /// Idle read connections kept open for reuse.
 const MAX_IDLE_READERS: usize = 4;
@@ -285,7 +285,12 @@ pub(crate) fn load_session(
 ) -> Result<Option<SessionEntry>, StoreError> {
     let mut state = SessionState::new(detector);
     let mut head: Option<Head> = None;
+    let mut kind = None;
     scan_session(conn, tenant_id, session_id, |row| {
+        // Rows come in seq order: the first one fixes the kind.
+        kind.get_or_insert_with(|| {
+            SessionKind::from_first(row.origin.as_deref().and_then(Origin::parse))
+        });
         if let Ok(seq) = u64::try_from(row.seq) {
             if let Some(hash) = Digest::from_slice(&row.hash) {
                 head = Some(Head { seq, hash });
@@ -304,6 +309,7 @@ pub(crate) fn load_session(
     })?;
     Ok(head.map(|head| SessionEntry {
         head,
+        kind: kind.unwrap_or(SessionKind::Sidecar),
         state,
         last_used_unix_ms: crate::append::now_unix_ms(),
     }))
@@ -322,6 +328,7 @@ fn stored_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEnvelope> {
         payload: row.get(8)?,
         prev_hash: row.get(9)?,
         hash: row.get(10)?,
+        origin: row.get(11)?,
     })
 }
 

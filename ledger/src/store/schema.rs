@@ -49,6 +49,13 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX envelopes_by_event_type;
     DROP INDEX envelopes_by_tool;
     "#,
+    // v3: who wrote each envelope ('sidecar', 'client' or 'operator'; not
+    // hashed). A session's kind is its first envelope's origin: rows from
+    // before v3 keep NULL, and their sessions count as sidecar-owned (a
+    // client cannot append to a session it cannot prove it started).
+    r#"
+    ALTER TABLE envelopes ADD COLUMN origin TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -138,7 +145,7 @@ mod tests {
     }
 
     #[test]
-    fn a_v1_ledger_moves_to_v2_keeping_its_envelopes() {
+    fn a_v1_ledger_moves_to_the_current_schema_keeping_its_envelopes() {
         let mut conn = Connection::open_in_memory().expect("open");
         conn.execute_batch(MIGRATIONS[0]).expect("v1 schema");
         conn.pragma_update(None, "user_version", 1).expect("v1");
@@ -153,15 +160,20 @@ mod tests {
         assert_eq!(indexes(&conn).len(), 4);
 
         migrate(&mut conn).expect("migrate");
-        assert_eq!(user_version(&conn).expect("version"), 2);
+        assert_eq!(user_version(&conn).expect("version"), SCHEMA_VERSION);
         assert_eq!(indexes(&conn), ["sqlite_autoindex_envelopes_1"]);
         let rows: i64 = conn
             .query_row("SELECT count(*) FROM envelopes", [], |r| r.get(0))
             .expect("count");
         assert_eq!(rows, 1);
+        // The v1 row has no origin: its session counts as sidecar-owned.
+        let origin: Option<String> = conn
+            .query_row("SELECT origin FROM envelopes", [], |r| r.get(0))
+            .expect("origin");
+        assert_eq!(origin, None);
         // Migrating again is a no-op.
         migrate(&mut conn).expect("migrate again");
-        assert_eq!(user_version(&conn).expect("version"), 2);
+        assert_eq!(user_version(&conn).expect("version"), SCHEMA_VERSION);
     }
 
     #[test]

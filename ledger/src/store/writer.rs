@@ -20,7 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::checkpoint::{CheckpointPolicy, Checkpointer, Step, WalFrames};
 use super::reader::load_session;
 use super::{CheckpointBy, Command, LedgerObserver};
-use crate::append::{AppendError, AppendRequest, Appended, Head, Seal, now_unix_ms};
+use crate::append::{
+    AppendError, AppendRequest, Appended, Head, Origin, Seal, SessionKind, now_unix_ms,
+};
 use crate::digest::Digest;
 use crate::envelope::Preimage;
 use crate::event::EventType;
@@ -28,8 +30,8 @@ use crate::session::{Effect, Observation, SessionRules, SessionState};
 use crate::table::{SessionEntry, SessionTable};
 
 const INSERT: &str = "INSERT INTO envelopes \
-    (tenant_id, session_id, seq, user_id, ts_unix_ms, event_type, tool_name, payload, prev_hash, hash) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+    (tenant_id, session_id, seq, user_id, ts_unix_ms, event_type, tool_name, payload, prev_hash, hash, origin) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 type Reply = oneshot::Sender<Result<Appended, AppendError>>;
 
@@ -47,12 +49,17 @@ pub(super) struct Entry {
     payload_canonical: Vec<u8>,
     tool_name: Option<String>,
     pub(super) seal: Seal,
+    origin: Origin,
     effect: Effect,
 }
 
 impl Entry {
     pub(super) fn new(request: AppendRequest) -> Entry {
-        let AppendRequest { event, seal } = request;
+        let AppendRequest {
+            event,
+            seal,
+            origin,
+        } = request;
         let effect = Observation::new(0, 0, event.event_type, event.payload.value()).effect;
         let tool_name = event.payload.tool_name().map(str::to_owned);
         let (payload_text, payload_canonical) = event.payload.into_parts();
@@ -66,6 +73,7 @@ impl Entry {
             payload_canonical,
             tool_name,
             seal,
+            origin,
             effect,
         }
     }
@@ -276,8 +284,9 @@ impl Writer {
     }
 
     fn commit(&mut self, entries: &[Box<Entry>], replies: &mut [Option<Reply>], started: Instant) {
-        // Heads as this batch moves them, and sessions loaded from disk.
-        let mut heads: HashMap<(&str, &str), Option<Head>> = HashMap::new();
+        // Heads (and kinds) as this batch moves them, and sessions loaded
+        // from disk.
+        let mut heads: HashMap<(&str, &str), Option<(Head, SessionKind)>> = HashMap::new();
         let mut loaded: Vec<(usize, SessionEntry)> = Vec::new();
         // (index into entries, what was appended)
         let mut placed: Vec<(usize, Appended)> = Vec::with_capacity(entries.len());
@@ -292,15 +301,15 @@ impl Writer {
         let mut failure: Option<String> = None;
         for (i, e) in entries.iter().enumerate() {
             let key = (e.tenant_id.as_str(), e.session_id.as_str());
-            let head = match heads.get(&key) {
-                Some(head) => *head,
-                None => match self.sessions.head(key.0, key.1) {
-                    Some(head) => Some(head),
+            let current = match heads.get(&key) {
+                Some(current) => *current,
+                None => match self.sessions.head_and_kind(key.0, key.1) {
+                    Some(current) => Some(current),
                     None => match load_session(&tx, key.0, key.1, &*self.detector) {
                         Ok(Some(entry)) => {
-                            let head = entry.head;
+                            let current = (entry.head, entry.kind);
                             loaded.push((i, entry));
-                            Some(head)
+                            Some(current)
                         }
                         Ok(None) => None,
                         Err(err) => {
@@ -310,14 +319,17 @@ impl Writer {
                     },
                 },
             };
-            let (seq, prev_hash) = match place(e.seal, head) {
-                Ok(position) => position,
+            let head = current.map(|(head, _)| head);
+            let placed_at = admit(e, current.map(|(_, kind)| kind))
+                .and_then(|kind| place(e.seal, head).map(|position| (kind, position)));
+            let (kind, (seq, prev_hash)) = match placed_at {
+                Ok(placed_at) => placed_at,
                 Err(err) => {
                     self.observer.rejected(&err);
                     if let Some(reply) = replies[i].take() {
                         let _ = reply.send(Err(err));
                     }
-                    heads.insert(key, head);
+                    heads.insert(key, current);
                     continue;
                 }
             };
@@ -337,13 +349,14 @@ impl Writer {
                     e.payload_text,
                     prev_hash.as_ref().map(|p| &p.0[..]),
                     &hash.0[..],
+                    e.origin.as_str(),
                 ])
             });
             if let Err(err) = inserted {
                 failure = Some(err.to_string());
                 break;
             }
-            heads.insert(key, Some(Head { seq, hash }));
+            heads.insert(key, Some((Head { seq, hash }, kind)));
             placed.push((i, Appended { seq, hash }));
         }
 
@@ -383,6 +396,7 @@ impl Writer {
                         .entry(e.session_id.as_str().into())
                         .or_insert_with(|| SessionEntry {
                             head: appended.into(),
+                            kind: SessionKind::from_first(Some(e.origin)),
                             state: SessionState::new(&*self.detector),
                             last_used_unix_ms: now,
                         }),
@@ -421,6 +435,39 @@ fn fail_all(observer: &dyn LedgerObserver, replies: &mut [Option<Reply>], reason
     for reply in replies.iter_mut().filter_map(Option::take) {
         observer.rejected(&error);
         let _ = reply.send(Err(error.clone()));
+    }
+}
+
+/// Whether `e`'s origin may write its session, of `kind` (`None`: the
+/// session has no envelopes yet, and `e` would start it); the session's kind
+/// once `e` is in.
+fn admit(e: &Entry, kind: Option<SessionKind>) -> Result<SessionKind, AppendError> {
+    let session = || format!("session {:?} of tenant {:?}", e.session_id, e.tenant_id);
+    match kind {
+        Some(kind) if kind.admits(e.origin) => Ok(kind),
+        None if e.origin != Origin::Operator => Ok(SessionKind::from_first(Some(e.origin))),
+        None => Err(AppendError::WrongKind {
+            reason: format!(
+                "{} has no envelopes: there is no session to act on",
+                session()
+            ),
+            kind: None,
+        }),
+        Some(kind) => Err(AppendError::WrongKind {
+            reason: match e.origin {
+                Origin::Client => format!(
+                    "{} is {kind}: it is enforced inline, and only the sidecar records it; \
+                     POST /v1/events appends only to client-recorded sessions",
+                    session()
+                ),
+                Origin::Sidecar | Origin::Operator => format!(
+                    "{} is {kind} (by /v1/events): the sidecar does not enforce into it; \
+                     its calls need a session of their own",
+                    session()
+                ),
+            },
+            kind: Some(kind),
+        }),
     }
 }
 

@@ -189,6 +189,7 @@ fn wire_output_keeps_payload_text_and_hexes_hashes() {
         payload: r#"{"big": 9007199254740993}"#.into(),
         prev_hash: Some(vec![0xab; 32]),
         hash: vec![0x01; 32],
+        origin: Some("client".into()),
     };
     let v: serde_json::Value = serde_json::from_str(row.to_wire_json().get()).unwrap();
     assert_eq!(v["prev_hash"], "ab".repeat(32));

@@ -63,6 +63,13 @@ impl ApiError {
                         "next_seq": head.map_or(0, |h| h.seq + 1),
                     })),
                 ),
+                AppendError::WrongKind {
+                    kind: Some(kind), ..
+                } => (
+                    StatusCode::CONFLICT,
+                    Some(json!({"session_kind": kind.as_str()})),
+                ),
+                AppendError::WrongKind { kind: None, .. } => (StatusCode::NOT_FOUND, None),
                 AppendError::Storage(_) | AppendError::Closed => {
                     (StatusCode::SERVICE_UNAVAILABLE, None)
                 }

@@ -7,12 +7,14 @@
 //! manifest (the answer then also carries `manifest_sha256` and
 //! `manifest_generation`, which Aegis clients ignore); with none loaded, a
 //! fail-closed `deny`/`MANIFEST_UNAVAILABLE`. Decisions on the live manifest
-//! for a named session take tokens from that session's buckets
-//! (`policy.rate_limits`, [`crate::limits`]).
+//! for a named client-recorded session take tokens from that session's
+//! buckets (`policy.rate_limits`, [`crate::limits`]); a sidecar-owned
+//! session's buckets are the inline proxy's, and a decision on one here
+//! only reads its state.
 
 use std::time::Instant;
 
-use aegis_ledger::now_unix_ms;
+use aegis_ledger::{SessionEntry, SessionKind, now_unix_ms};
 use aegis_policy::conformance::{evaluate, evaluate_with};
 use aegis_policy::{Decision, Outcome, Reason};
 use bytes::Bytes;
@@ -50,12 +52,22 @@ pub async fn decide(
             ));
         }
     };
+    // A sidecar-owned session's rate-limit tokens are the inline proxy's to
+    // take: deciding on one here is a read.
+    let mut takes_tokens = session.is_some();
     if !fields.contains_key("snapshot") {
         let snapshot = match &session {
-            Some((tenant, id)) => live_snapshot(state, tenant.clone(), id.clone()).await?,
+            Some((tenant, id)) => {
+                let (snapshot, kind) = live_snapshot(state, tenant.clone(), id.clone()).await?;
+                takes_tokens = kind != Some(SessionKind::Sidecar);
+                snapshot
+            }
             None => Value::Object(Default::default()),
         };
         fields.insert("snapshot".into(), snapshot);
+    } else if let Some((tenant, id)) = &session {
+        takes_tokens =
+            session_kind(state, tenant.clone(), id.clone()).await? != Some(SessionKind::Sidecar);
     }
     let started = Instant::now();
     let mut live = None;
@@ -65,6 +77,7 @@ pub async fn decide(
         // A named session's calls count against its rate limits.
         let limiter = session
             .as_ref()
+            .filter(|_| takes_tokens)
             .and_then(|(tenant, id)| state.limiters.get(tenant, id, &loaded));
         let rate = limiter.as_deref().map(|l| (l, Instant::now()));
         let decision =
@@ -107,24 +120,44 @@ fn text(fields: &serde_json::Map<String, Value>, name: &str) -> Result<Option<St
     }
 }
 
-/// The session's snapshot from memory, else rebuilt from the ledger; a
-/// session with no envelopes yet is fresh.
+/// The session's snapshot and kind, from memory, else rebuilt from the
+/// ledger; a session with no envelopes yet is fresh and of no kind.
 async fn live_snapshot(
     state: &AdminState,
     tenant: String,
     session: String,
-) -> Result<Value, ApiError> {
+) -> Result<(Value, Option<SessionKind>), ApiError> {
     let now = now_unix_ms();
-    let snapshot = match state.ledger.sessions().snapshot(&tenant, &session, now) {
-        Some(snapshot) => snapshot,
-        None => {
-            let reader = state.reader.clone();
-            tokio::task::spawn_blocking(move || reader.load_session(&tenant, &session))
-                .await
-                .map_err(|e| ApiError::Internal(format!("snapshot task failed: {e}")))??
-                .map(|entry| entry.state.snapshot(now))
-                .unwrap_or_default()
-        }
-    };
-    serde_json::to_value(snapshot).map_err(|e| ApiError::Internal(e.to_string()))
+    let entry = session_entry(state, tenant, session).await?;
+    let kind = entry.as_ref().map(|e| e.kind);
+    let snapshot = entry
+        .map(|entry| entry.state.snapshot(now))
+        .unwrap_or_default();
+    let snapshot = serde_json::to_value(snapshot).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((snapshot, kind))
+}
+
+/// The session's kind; `None` for a session with no envelopes.
+async fn session_kind(
+    state: &AdminState,
+    tenant: String,
+    session: String,
+) -> Result<Option<SessionKind>, ApiError> {
+    Ok(session_entry(state, tenant, session).await?.map(|e| e.kind))
+}
+
+async fn session_entry(
+    state: &AdminState,
+    tenant: String,
+    session: String,
+) -> Result<Option<SessionEntry>, ApiError> {
+    if let Some(entry) = state.ledger.sessions().entry(&tenant, &session) {
+        return Ok(Some(entry));
+    }
+    let reader = state.reader.clone();
+    Ok(
+        tokio::task::spawn_blocking(move || reader.load_session(&tenant, &session))
+            .await
+            .map_err(|e| ApiError::Internal(format!("snapshot task failed: {e}")))??,
+    )
 }

@@ -2,7 +2,7 @@
 //! `POST /v1/sessions/{id}/sanitizers`.
 
 use aegis_ledger::session::REGISTER_SANITIZER_ACTION;
-use aegis_ledger::{AppendRequest, EventType, NewEvent, Payload, now_unix_ms};
+use aegis_ledger::{AppendRequest, EventType, NewEvent, Origin, Payload, now_unix_ms};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -26,7 +26,10 @@ fn unknown(tenant: &str, session: &str) -> ApiError {
     ))
 }
 
-/// The session's Aegis snapshot, from memory, else rebuilt from the ledger.
+/// The session's Aegis snapshot, from memory, else rebuilt from the ledger,
+/// with one key more than Aegis's: `kind`, `"sidecar"` (enforced inline,
+/// written only by the sidecar) or `"client"` (recorded through
+/// `/v1/events`).
 pub async fn snapshot<B>(
     state: &AdminState,
     raw_id: &str,
@@ -34,8 +37,8 @@ pub async fn snapshot<B>(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (tenant, session) = session_of(raw_id, req)?;
     let now = now_unix_ms();
-    let snapshot = match state.ledger.sessions().snapshot(&tenant, &session, now) {
-        Some(snapshot) => snapshot,
+    let entry = match state.ledger.sessions().entry(&tenant, &session) {
+        Some(entry) => entry,
         None => {
             let reader = state.reader.clone();
             let (t, s) = (tenant.clone(), session.clone());
@@ -43,11 +46,11 @@ pub async fn snapshot<B>(
                 .await
                 .map_err(|e| ApiError::Internal(format!("snapshot task failed: {e}")))??
                 .ok_or_else(|| unknown(&tenant, &session))?
-                .state
-                .snapshot(now)
         }
     };
-    let body = serde_json::to_value(&snapshot).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut body = serde_json::to_value(entry.state.snapshot(now))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    body["kind"] = json!(entry.kind.as_str());
     Ok(json_response(StatusCode::OK, &body))
 }
 
@@ -85,7 +88,9 @@ pub async fn verify<B>(
 /// (`{"action": "register_sanitizer", "sanitizer_key": k}`), so the
 /// registration is recorded in the chain like everything else. A tainted
 /// session's call to a high-risk sink that carries this key then passes the
-/// taint rule. Answers `201 {"seq", "hash"}` once committed.
+/// taint rule. An operator action: into an existing session of either kind
+/// (404 for a session with no envelopes). Answers `201 {"seq", "hash"}` once
+/// committed.
 pub async fn register_sanitizer(
     state: &AdminState,
     raw_id: &str,
@@ -111,14 +116,17 @@ pub async fn register_sanitizer(
     let payload = json!({"action": REGISTER_SANITIZER_ACTION, "sanitizer_key": key});
     let appended = state
         .ledger
-        .append(AppendRequest::at_head(NewEvent {
-            tenant_id: tenant,
-            user_id,
-            session_id: session,
-            ts_unix_ms: now_unix_ms(),
-            event_type: EventType::PolicyDecision,
-            payload: Payload::from_value(payload),
-        }))
+        .append(
+            AppendRequest::at_head(NewEvent {
+                tenant_id: tenant,
+                user_id,
+                session_id: session,
+                ts_unix_ms: now_unix_ms(),
+                event_type: EventType::PolicyDecision,
+                payload: Payload::from_value(payload),
+            })
+            .by(Origin::Operator),
+        )
         .await?;
     Ok(json_response(
         StatusCode::CREATED,

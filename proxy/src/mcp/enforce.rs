@@ -20,8 +20,8 @@ use std::time::Instant;
 
 use aegis_ledger::session::ToolCall as HistoryCall;
 use aegis_ledger::{
-    AppendError, AppendRequest, Appended, EventType, LedgerHandle, LedgerReader, NewEvent, Payload,
-    Seal, SessionEntry, now_unix_ms,
+    AppendError, AppendRequest, Appended, EventType, LedgerHandle, LedgerReader, NewEvent, Origin,
+    Payload, Seal, SessionEntry, now_unix_ms,
 };
 use aegis_policy::loops::CallKey;
 use aegis_policy::store::LoadedManifest;
@@ -196,9 +196,21 @@ pub enum GateError {
 }
 
 impl GateError {
+    /// Whether `ledger.fail_open` may forward the call anyway: only when the
+    /// store itself failed. A session the sidecar may not write (client-
+    /// recorded), or one whose chain others keep moving, is something an
+    /// agent can bring about, so it never opens the gate.
+    pub fn may_fail_open(&self) -> bool {
+        matches!(
+            self,
+            GateError::Ledger(AppendError::Storage(_) | AppendError::Closed) | GateError::State(_)
+        )
+    }
+
     /// A closed set, for metrics and `ERROR_RAISED`.
     pub fn kind(&self) -> &'static str {
         match self {
+            GateError::Ledger(AppendError::WrongKind { .. }) => "client_recorded_session",
             GateError::Ledger(_) => "ledger_unavailable",
             GateError::State(_) => "ledger_unreadable",
             GateError::Contended => "session_contended",
@@ -281,6 +293,7 @@ impl Gate {
                     proposal_payload(&call),
                 ),
                 seal: Seal::Expect { seq, prev_hash },
+                origin: Origin::Sidecar,
             };
             // The decision names the proposal's hash as its predecessor, so
             // it can only land right after this very proposal: if the
@@ -295,6 +308,7 @@ impl Gate {
                         seq: seq + 1,
                         prev_hash: Some(proposal_hash),
                     },
+                    origin: Origin::Sidecar,
                 },
             ];
             let mut results = self.ledger.append_group(group).await.into_iter();
@@ -330,7 +344,9 @@ impl Gate {
         payload: Value,
     ) -> Result<Appended, AppendError> {
         self.ledger
-            .append(AppendRequest::at_head(event(identity, event_type, payload)))
+            .append(
+                AppendRequest::at_head(event(identity, event_type, payload)).by(Origin::Sidecar),
+            )
             .await
     }
 

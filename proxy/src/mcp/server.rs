@@ -391,7 +391,8 @@ async fn admit(state: &McpState, exchange: &mut Exchange, message: &Message) -> 
     let verdict = match state.gate.decide_and_record(request, manifest).await {
         Ok(verdict) => verdict,
         Err(e) => {
-            let mode = if state.fail_open {
+            let fail_open = state.fail_open && e.may_fail_open();
+            let mode = if fail_open {
                 "fail_open"
             } else {
                 "fail_closed"
@@ -410,7 +411,7 @@ async fn admit(state: &McpState, exchange: &mut Exchange, message: &Message) -> 
                 mode,
                 "tool call could not be recorded"
             );
-            if state.fail_open {
+            if fail_open {
                 exchange
                     .calls
                     .push(Pending::unrecorded(call.id.clone(), call.name));
