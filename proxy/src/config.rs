@@ -39,7 +39,7 @@ pub use forward::*;
 pub use mcp::{ExtraHeader, McpConfig, SecretValue, UpstreamConfig};
 pub use raw::{
     InlineValue, RawAdmin, RawConfig, RawForward, RawHeader, RawIdentity, RawLedger, RawLog,
-    RawManifest, RawMcp, RawMcpLimits, RawUpstream,
+    RawManifest, RawMcp, RawMcpLimits, RawResults, RawUpstream,
 };
 pub use tls::{RawServerTls, RawUpstreamTls, ServerTls, UpstreamTls};
 
@@ -265,6 +265,16 @@ pub const ENV_MCP_MAX_RESPONSE_BYTES: &str = "AEGIS_MCP_MAX_RESPONSE_BYTES";
 pub const DEFAULT_MCP_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 /// Upper bound on `mcp.limits.max_response_bytes`, for memory's sake.
 pub const MAX_MCP_MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+// mcp.results: what TOOL_RESULT keeps of a result (`crate::results`).
+
+pub const ENV_MCP_RESULTS_KEEP: &str = "AEGIS_MCP_RESULTS_KEEP";
+/// `full`, as before the setting existed: an auditor reads what a tool said.
+/// Deployments whose tools return secrets choose `hash` or `redact`, for
+/// every tool or per tool (`mcp.results.tools`, the file only).
+pub const DEFAULT_MCP_RESULTS_KEEP: crate::results::Keep = crate::results::Keep::Full;
+// mcp.results.redact_patterns: the file only; the default is
+// `crate::results::DEFAULT_REDACT_PATTERNS`.
 
 // ---- ready_file ---------------------------------------------------------------
 

@@ -16,6 +16,8 @@
 //! - [`mcp`]: the MCP reverse proxy that decides and records every
 //!   `tools/call` (protocol notes in `proxy/src/mcp/README.md`).
 //! - [`egress`]: the forward proxy for the agent's `HTTP_PROXY`/`HTTPS_PROXY`.
+//! - [`results`]: what the ledger keeps of a tool's result (full, hash,
+//!   redacted), per tool.
 //! - [`listener`], [`tls`], [`peer`]: the shared accept loop, rustls
 //!   configuration, and who is on the other end of a connection.
 //! - [`limits`], [`loops`]: per-session rate-limit buckets, and the session
@@ -36,5 +38,6 @@ pub mod loops;
 pub mod mcp;
 pub mod metrics;
 pub mod peer;
+pub mod results;
 pub mod telemetry;
 pub mod tls;

@@ -18,6 +18,7 @@ use super::{
     DEFAULT_MCP_SESSION_IDLE_MS, DEFAULT_SHUTDOWN_GRACE_MS,
 };
 use crate::mcp::identity::IdentityConfig;
+use crate::results::ResultsConfig;
 
 /// The MCP reverse proxy. Without upstreams its listener is off
 /// (`listen: None`).
@@ -48,6 +49,8 @@ pub struct McpConfig {
     /// Largest single JSON answer or SSE event the proxy holds to inspect
     /// (`tools/list` filtering, tool results).
     pub max_response_bytes: usize,
+    /// What `TOOL_RESULT` keeps of a result (full, hash, redacted), per tool.
+    pub results: ResultsConfig,
     /// `false` is shadow mode: decisions are recorded, calls forwarded anyway.
     pub enforce: bool,
     /// Sessions unused this long are evicted from memory and rebuilt from the
@@ -70,6 +73,7 @@ impl Default for McpConfig {
             max_in_flight: DEFAULT_MCP_MAX_IN_FLIGHT,
             result_capture_bytes: DEFAULT_MCP_RESULT_CAPTURE_BYTES,
             max_response_bytes: DEFAULT_MCP_MAX_RESPONSE_BYTES,
+            results: ResultsConfig::default(),
             enforce: DEFAULT_MCP_ENFORCE,
             session_idle: Duration::from_millis(DEFAULT_MCP_SESSION_IDLE_MS),
             shutdown_grace: Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS),

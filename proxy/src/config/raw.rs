@@ -89,6 +89,7 @@ pub struct RawMcp {
     pub upstreams: Option<Vec<RawUpstream>>,
     pub identity: Option<RawIdentity>,
     pub limits: Option<RawMcpLimits>,
+    pub results: Option<RawResults>,
     pub tls: Option<super::RawServerTls>,
 }
 
@@ -149,6 +150,16 @@ pub struct RawMcpLimits {
     pub max_in_flight: Option<u64>,
     pub result_capture_bytes: Option<u64>,
     pub max_response_bytes: Option<u64>,
+}
+
+/// `mcp.results:` in the config file: what `TOOL_RESULT` keeps of a result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResults {
+    pub keep: Option<String>,
+    /// Tool name → `full` | `hash` | `redact`.
+    pub tools: Option<std::collections::BTreeMap<String, String>>,
+    pub redact_patterns: Option<Vec<String>>,
 }
 
 impl RawConfig {

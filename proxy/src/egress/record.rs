@@ -3,6 +3,11 @@
 //! `TOOL_CALL_EXECUTED`, which the session reducer counts as bookkeeping
 //! only. (A manifest can also exempt the tools by name:
 //! `policy.non_tainting_tools: [net.connect, net.http]`.)
+//!
+//! No content is kept: the proxy streams what it carries (a CONNECT
+//! tunnel's bytes are TLS anyway) and counts it, so the payload says
+//! `"kept": "none"` ([`results::KEPT_NOTHING`]) whatever `mcp.results`
+//! chooses for `net.http` / `net.connect`.
 
 use std::time::Duration;
 
@@ -11,6 +16,7 @@ use serde_json::json;
 
 use super::EgressState;
 use super::admit::Admitted;
+use crate::results;
 
 /// The facts of one attempt's end.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +60,7 @@ pub async fn finish(state: &EgressState, admitted: &Admitted, ending: Ending) {
         "bytes_up": ending.bytes_up,
         "bytes_down": ending.bytes_down,
         "duration_ms": u64::try_from(ending.duration.as_millis()).unwrap_or(u64::MAX),
+        "kept": results::KEPT_NOTHING,
     });
     if let Some(code) = ending.http_status {
         payload["http_status"] = json!(code);

@@ -38,6 +38,7 @@ use super::server::{McpState, error_response, json_response};
 use super::sse::{Mark, SseEvent, SseParser};
 use super::tools_list;
 use super::upstream::{self, Upstream};
+use crate::results::Answer;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of every answer to the agent.
@@ -239,7 +240,12 @@ impl Exchange {
             "upstream": upstream,
             "duration_ms": elapsed_ms,
         });
-        let capture = self.state.config.result_capture_bytes;
+        // What the record keeps of the answer (`mcp.results`); the agent's
+        // answer is never changed by it.
+        let (results, capture) = (
+            &self.state.config.results,
+            self.state.config.result_capture_bytes,
+        );
         let (event_type, result_label, replacement) = match ending {
             Ending::Answered {
                 message,
@@ -258,13 +264,11 @@ impl Exchange {
                 base["sha256"] = json!(hex(&sha256));
                 let over = u64::try_from(size).unwrap_or(u64::MAX) > call.max_output_bytes;
                 let recorded = message.get("result").or(rpc_error).unwrap_or(&Value::Null);
-                if size <= capture {
-                    base["result"] = recorded.clone();
-                } else {
-                    let text = serde_json::to_string(recorded).unwrap_or_default();
-                    base["result_prefix"] = json!(prefix(&text, capture));
-                    base["truncated"] = json!(true);
-                }
+                let answer = Answer::Whole {
+                    value: recorded,
+                    size,
+                };
+                results.record(&call.tool_name, answer, capture, &mut base);
                 if over {
                     base["withheld"] = json!(true);
                     let text = format!(
@@ -290,9 +294,7 @@ impl Exchange {
                 base["size_bytes"] = json!(size);
                 base["sha256"] = json!(hex(&sha256));
                 base["withheld"] = json!(true);
-                let head = String::from_utf8_lossy(&head[..head.len().min(capture)]).into_owned();
-                base["result_prefix"] = json!(prefix(&head, capture));
-                base["truncated"] = json!(true);
+                results.record(&call.tool_name, Answer::Head(&head), capture, &mut base);
                 let text = format!(
                     "Result withheld by policy: the tool's answer is {size} bytes, over the limit of {} bytes.",
                     call.max_output_bytes
@@ -1075,15 +1077,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// At most `max` bytes of `text`, cut at a character boundary.
-fn prefix(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 /// An error and its causes, for a one-line message.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
@@ -1094,16 +1087,4 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefixes_cut_at_character_boundaries() {
-        assert_eq!(prefix("héllo", 2), "h");
-        assert_eq!(prefix("héllo", 3), "hé");
-        assert_eq!(prefix("abc", 10), "abc");
-    }
 }

@@ -1,5 +1,8 @@
 //! The `mcp:` section apart from the upstream list: the listener, the default
-//! upstream, identity, limits, enforcement and timings.
+//! upstream, identity, limits, enforcement and timings; `mcp.results` in
+//! [`results`].
+
+mod results;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -64,6 +67,7 @@ pub(super) fn resolve(
 
     let identity = identity(raw.identity.unwrap_or_default(), env, c);
     let limits = limits(raw.limits.unwrap_or_default(), env, c);
+    let results = results::resolve(raw.results.unwrap_or_default(), env, c);
 
     let value = over_file(
         raw.enforce.map(|enforce| enforce.to_string()),
@@ -107,6 +111,7 @@ pub(super) fn resolve(
         max_in_flight: limits.max_in_flight,
         result_capture_bytes: limits.result_capture_bytes,
         max_response_bytes: limits.max_response_bytes,
+        results,
         enforce,
         session_idle: Duration::from_millis(session_idle_ms),
         shutdown_grace: Duration::from_millis(shutdown_grace_ms),
