@@ -23,10 +23,11 @@ use serde_json::{Value, json};
 
 use super::error::json_response;
 use super::request::json_body;
-use super::{AdminState, ApiError};
+use super::{Access, AdminState, ApiError};
 
 pub async fn decide(
     state: &AdminState,
+    access: &Access,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let body = json_body(req, state.config.max_body_bytes).await?;
@@ -50,6 +51,9 @@ pub async fn decide(
             ));
         }
     };
+    if let Some((tenant, _)) = &session {
+        access.tenant(tenant)?;
+    }
     if !fields.contains_key("snapshot") {
         let snapshot = match &session {
             Some((tenant, id)) => live_snapshot(state, tenant.clone(), id.clone()).await?,

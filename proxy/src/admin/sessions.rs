@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::error::json_response;
 use super::request::{json_body, path_segment, query, required};
-use super::{AdminState, ApiError};
+use super::{Access, AdminState, ApiError};
 
 /// The session named by the path and the `tenant_id` query parameter.
 fn session_of<B>(raw_id: &str, req: &Request<B>) -> Result<(String, String), ApiError> {
@@ -29,10 +29,12 @@ fn unknown(tenant: &str, session: &str) -> ApiError {
 /// The session's Aegis snapshot, from memory, else rebuilt from the ledger.
 pub async fn snapshot<B>(
     state: &AdminState,
+    access: &Access,
     raw_id: &str,
     req: &Request<B>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (tenant, session) = session_of(raw_id, req)?;
+    access.tenant(&tenant)?;
     let now = now_unix_ms();
     let snapshot = match state.ledger.sessions().snapshot(&tenant, &session, now) {
         Some(snapshot) => snapshot,
@@ -55,10 +57,12 @@ pub async fn snapshot<B>(
 /// (Aegis's shape: `first_bad_seq` 0 and `error` "" when valid).
 pub async fn verify<B>(
     state: &AdminState,
+    access: &Access,
     raw_id: &str,
     req: &Request<B>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (tenant, session) = session_of(raw_id, req)?;
+    access.tenant(&tenant)?;
     let reader = state.reader.clone();
     let (t, s) = (tenant.clone(), session.clone());
     let report = tokio::task::spawn_blocking(move || reader.verify_session(&t, &s))
@@ -88,10 +92,12 @@ pub async fn verify<B>(
 /// taint rule. Answers `201 {"seq", "hash"}` once committed.
 pub async fn register_sanitizer(
     state: &AdminState,
+    access: &Access,
     raw_id: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (tenant, session) = session_of(raw_id, &req)?;
+    access.tenant(&tenant)?;
     let body = json_body(req, state.config.max_body_bytes).await?;
     let body: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
