@@ -95,10 +95,12 @@ impl ConfigMap {
     }
 }
 
-/// A sidecar on `DIR/ledger.db` with `--manifest manifest`.
+/// A sidecar on `DIR/ledger.db` with `--manifest manifest` and an
+/// operator token (`POST /v1/manifest/reload` is an operator action), which
+/// `server.api()` sends.
 fn start(dir: &Path, manifest: &Path) -> Server {
     let ledger = dir.join("ledger.db");
-    Server::start(
+    Server::start_with_operator_token(
         dir,
         &[
             OsStr::new("--ledger"),
