@@ -65,6 +65,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         remove_ready_file(path);
     }
     let metrics = Metrics::new().context("cannot create the metrics registry")?;
+    metrics.auth.init_failures(admin::protected_routes());
     let (tokens, token_watch) = open_tokens(&config.admin, &metrics).await?;
     let auth = Arc::new(Authenticator::new(&config.admin.auth, tokens.clone()));
     let warnings: Arc<[String]> = auth_warnings(&config.admin).into();

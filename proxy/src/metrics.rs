@@ -74,6 +74,16 @@ impl AuthMetrics {
         Ok(metrics)
     }
 
+    /// Exports every `(route, reason)` at 0, so a rate() sees the first
+    /// refusal; `routes` are the protected routes' names.
+    pub fn init_failures(&self, routes: impl Iterator<Item = &'static str>) {
+        for route in routes {
+            for reason in crate::admin::AuthError::REASONS {
+                self.failures.with_label_values(&[route, reason]);
+            }
+        }
+    }
+
     /// Counts one refused request; `route` is the route's metric name.
     pub fn failed(&self, route: &str, error: &crate::admin::AuthError) {
         self.failures

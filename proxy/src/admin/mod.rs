@@ -96,6 +96,20 @@ enum Route {
 }
 
 impl Route {
+    const ALL: [Route; 11] = [
+        Route::Healthz,
+        Route::Readyz,
+        Route::Metrics,
+        Route::Events,
+        Route::Snapshot,
+        Route::Verify,
+        Route::Sanitizers,
+        Route::Decide,
+        Route::Manifest,
+        Route::ManifestReload,
+        Route::NotFound,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             Route::Healthz => "healthz",
@@ -111,6 +125,15 @@ impl Route {
             Route::NotFound => "not_found",
         }
     }
+}
+
+/// The metric names of the routes that need a credential (the `route`
+/// label values of `aegis_api_auth_failures_total`).
+pub fn protected_routes() -> impl Iterator<Item = &'static str> {
+    Route::ALL
+        .into_iter()
+        .filter(|route| auth::required(*route, &Method::POST) != auth::Need::Open)
+        .map(Route::as_str)
 }
 
 /// Serves until `shutdown` turns true, then drains for at most `drain`.

@@ -134,6 +134,22 @@ fn every_route_needs_what_the_table_says() {
 }
 
 #[test]
+fn the_protected_routes_are_the_v1_routes() {
+    assert_eq!(
+        super::super::protected_routes().collect::<Vec<_>>(),
+        [
+            "events",
+            "snapshot",
+            "verify",
+            "sanitizers",
+            "decide",
+            "manifest",
+            "manifest_reload"
+        ]
+    );
+}
+
+#[test]
 fn tokens_grant_their_role_and_no_more() {
     let f = fixture(Vec::new());
     let need = |role| Need::Role(role);
