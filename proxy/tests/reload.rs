@@ -444,3 +444,65 @@ fn run_refuses_an_invalid_manifest_listing_every_problem() {
         out.stderr
     );
 }
+
+/// SIGHUP re-reads the admin token files too. The configured token path is
+/// a symlink into a directory nobody watches, so only the SIGHUP can see
+/// the new token.
+#[test]
+fn sighup_rereads_the_admin_token_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tokens, elsewhere) = (dir.path().join("tokens"), dir.path().join("elsewhere"));
+    std::fs::create_dir(&tokens).unwrap();
+    std::fs::create_dir(&elsewhere).unwrap();
+    let target = elsewhere.join("operator");
+    let old = "before-sighup-token-0123456789";
+    let new = "after-sighup-token-0123456789";
+    std::fs::write(&target, old).unwrap();
+    let link = tokens.join("operator");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let config = dir.path().join("aegis.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "admin:\n  auth:\n    tokens:\n      - file: {}\n        role: operator\n",
+            link.display()
+        ),
+    )
+    .unwrap();
+    let ledger = dir.path().join("ledger.db");
+    let server = Server::start(
+        dir.path(),
+        &[
+            OsStr::new("--config"),
+            config.as_os_str(),
+            OsStr::new("--ledger"),
+            ledger.as_os_str(),
+        ],
+        &[],
+    );
+    let api = |token: &str| Api::new(server.addr).with_token(token);
+    let status = |token: &str| {
+        let api = api(token);
+        async move {
+            api.request(Method::POST, "/v1/manifest/reload", None)
+                .await
+                .unwrap()
+                .0
+        }
+    };
+    block_on(TEST_LIMIT, async {
+        assert_eq!(status(old).await, StatusCode::OK);
+        std::fs::write(&target, new).unwrap();
+        assert_eq!(status(old).await, StatusCode::OK, "unseen until SIGHUP");
+        hangup(&server);
+        poll("the token after SIGHUP", || async {
+            match status(new).await {
+                StatusCode::OK => Ok(()),
+                other => Err(other.to_string()),
+            }
+        })
+        .await;
+        assert_eq!(status(old).await, StatusCode::UNAUTHORIZED);
+    });
+    server.terminate();
+}
