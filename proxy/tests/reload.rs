@@ -2,7 +2,8 @@
 //! writes, rename-over and Kubernetes `..data` symlink swaps change the live
 //! decision; an invalid manifest keeps the old one live and shows in
 //! `GET /v1/manifest` and `/metrics`; SIGHUP and `POST /v1/manifest/reload`
-//! reload; decisions never fail during 100 reloads.
+//! (with an operator token) reload; decisions never fail during 100
+//! reloads; SIGHUP re-reads the admin token files too.
 //!
 //! Waits are polls of the HTTP API until the change shows, bounded only by
 //! the hang guard [`CHANGE_DEADLINE`]; how long each change took to be seen

@@ -1,6 +1,8 @@
 //! `admin.metrics_listen` and `admin.auth`: layering, token files read and
 //! checked at load, mTLS entries, and the dev-mode rule.
 
+#![allow(clippy::unwrap_used)]
+
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 use super::*;
