@@ -184,7 +184,7 @@ pub struct Authenticator {
     dev_mode: bool,
 }
 
-const AUTHORIZATION: HeaderName = header::AUTHORIZATION;
+/// aegislib's header for the same token.
 const API_KEY: &str = "x-api-key";
 
 impl Authenticator {
@@ -295,7 +295,7 @@ impl Authenticator {
 /// `Some(Err)` when a header is repeated, malformed, or both are sent.
 /// The error never contains the token.
 fn presented_token(headers: &HeaderMap) -> Option<Result<&str, String>> {
-    let bearer = one(headers, &AUTHORIZATION, "Authorization").map(|value| {
+    let bearer = one(headers, &header::AUTHORIZATION, "Authorization").map(|value| {
         let value = value?;
         let (scheme, token) = value.split_once(' ').ok_or_else(malformed_bearer)?;
         if !scheme.eq_ignore_ascii_case("bearer") {

@@ -220,6 +220,8 @@ async fn handle(
         Err(_) => Err(ApiError::Timeout(timeout.as_millis())),
     };
     if let Err(ApiError::Auth(refused)) = &result {
+        // The message names roles, tenants and certificate subjects, never a token.
+        tracing::debug!(route = route.as_str(), reason = refused.reason(), error = %refused, "admin request refused");
         state.metrics.auth.failed(route.as_str(), refused);
     }
     let response = result.unwrap_or_else(ApiError::into_response);
