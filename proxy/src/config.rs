@@ -10,7 +10,8 @@
 //!
 //! Nothing here reloads: changing any of these needs a restart. Only the
 //! capability manifest's *contents* reload live (`manifest.path` names the
-//! file; see `aegis_policy::store`).
+//! file; see `aegis_policy::store`), and so do the admin token files'
+//! (`admin.auth.tokens[].file`; see `crate::admin::tokens`).
 //!
 //! Each setting's environment variable (`ENV_*`) and default (`DEFAULT_*`) sit
 //! together below, in the order of the example file `configs/aegis.yaml`.
