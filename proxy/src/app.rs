@@ -1,6 +1,6 @@
-//! Start-up and shutdown wiring: load the manifest and watch it, open the
-//! ledger, bind the listeners, serve, announce readiness; on shutdown, drain
-//! and close the ledger last.
+//! Start-up and shutdown wiring: load the manifest and watch it, read the
+//! admin tokens and watch them, open the ledger, bind the listeners, serve,
+//! announce readiness; on shutdown, drain and close the ledger last.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,8 +16,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::manifest::report;
-use crate::admin::{self, AdminState};
-use crate::config::Config;
+use crate::admin::{self, AdminState, Authenticator, TokenSet, TokenWatch};
+use crate::config::{AdminConfig, Config};
 use crate::egress::{self, EgressState};
 use crate::limits::SessionLimiters;
 use crate::loops::ManifestSessionRules;
@@ -29,12 +29,16 @@ use crate::metrics::Metrics;
 #[derive(Debug)]
 pub struct Running {
     admin_addr: SocketAddr,
+    /// `admin.metrics_listen`'s address, when configured.
+    metrics_addr: Option<SocketAddr>,
     mcp_addr: Option<SocketAddr>,
     forward_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     /// Stops the admin server, last (readiness answers "draining" meanwhile).
     admin_shutdown: watch::Sender<bool>,
     admin: JoinHandle<()>,
+    /// The probes-and-scrape listener; stops with the admin server.
+    probes: Option<JoinHandle<()>>,
     mcp: Option<JoinHandle<()>>,
     /// The egress forward proxy, when `forward.listen` is set.
     forward: Option<JoinHandle<()>>,
@@ -46,6 +50,10 @@ pub struct Running {
     manifests: ManifestStore,
     /// Stops the manifest directory watch when dropped.
     _watch: WatchGuard,
+    /// The admin tokens, re-read on SIGHUP and when their files change.
+    tokens: Arc<TokenSet>,
+    /// Stops the token files' watch when dropped.
+    _token_watch: TokenWatch,
     ready_file: Option<PathBuf>,
 }
 
@@ -57,6 +65,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         remove_ready_file(path);
     }
     let metrics = Metrics::new().context("cannot create the metrics registry")?;
+    metrics.auth.init_failures(admin::protected_routes());
+    let (tokens, token_watch) = open_tokens(&config.admin, &metrics).await?;
+    let auth = Arc::new(Authenticator::new(&config.admin.auth, tokens.clone()));
+    let warnings: Arc<[String]> = auth_warnings(&config.admin).into();
+    for warning in warnings.iter() {
+        tracing::warn!("{warning}");
+    }
     let (manifests, watch) = open_manifest(config.manifest.clone(), &metrics).await?;
     let ledger_config = config.ledger.to_ledger_config();
     let observer: Arc<dyn LedgerObserver> = metrics.ledger.clone();
@@ -79,6 +94,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let admin_addr = listener
         .local_addr()
         .context("admin listener has no local address")?;
+    let probes_listener = match config.admin.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (admin.metrics_listen)"))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = probes_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .context("metrics listener has no local address")?;
     let mcp_listener = match config.mcp.listen {
         Some(addr) => {
             let listener = TcpListener::bind(addr)
@@ -110,8 +138,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         manifests: manifests.clone(),
         limiters: limiters.clone(),
         draining: draining.clone(),
+        auth,
+        warnings,
     });
     let drain = config.admin.request_timeout;
+    let probes = probes_listener.map(|listener| {
+        tokio::spawn(admin::serve_probes(
+            listener,
+            state.clone(),
+            admin_shutdown_rx.clone(),
+            drain,
+        ))
+    });
     let admin = tokio::spawn(admin::serve(listener, state, admin_shutdown_rx, drain));
 
     // One gate for every listener: a session's calls are sequenced together
@@ -178,11 +216,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     ));
 
     if let Some(path) = &config.ready_file {
-        write_ready_file(path, admin_addr, mcp_addr, forward_addr, &config)
+        let addrs = ReadyAddrs {
+            admin: admin_addr,
+            metrics: metrics_addr,
+            mcp: mcp_addr,
+            forward: forward_addr,
+        };
+        write_ready_file(path, &addrs, &config)
             .with_context(|| format!("cannot write the ready file {}", path.display()))?;
     }
     tracing::info!(
         admin = %admin_addr,
+        metrics = %metrics_addr.map_or("off".into(), |a| a.to_string()),
+        admin_auth = %auth_summary(&config.admin),
         mcp = %mcp_addr.map_or("off".into(), |a| a.to_string()),
         upstreams = %config.mcp.upstreams.iter().map(|u| format!("{}={}", u.name, u.url)).collect::<Vec<_>>().join(","),
         forward = %forward_addr.map_or("off".into(), |a| a.to_string()),
@@ -196,11 +242,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     );
     Ok(Running {
         admin_addr,
+        metrics_addr,
         mcp_addr,
         forward_addr,
         shutdown,
         admin_shutdown,
         admin,
+        probes,
         mcp,
         forward,
         evictor,
@@ -210,8 +258,77 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics,
         manifests,
         _watch: watch,
+        tokens,
+        _token_watch: token_watch,
         ready_file: config.ready_file,
     })
+}
+
+/// Checks `admin.auth` against the listener (dev mode only on loopback;
+/// mTLS entries only with a client CA: the configuration checks both, this
+/// also covers configurations built in code), reads the token files and
+/// starts watching them. A bad token file stops start-up, naming it.
+async fn open_tokens(
+    admin: &AdminConfig,
+    metrics: &Metrics,
+) -> anyhow::Result<(Arc<TokenSet>, TokenWatch)> {
+    if let Some(problem) = crate::config::dev_mode_problem(admin.listen, &admin.auth) {
+        anyhow::bail!("{problem}");
+    }
+    let client_ca = admin
+        .tls
+        .as_ref()
+        .and_then(|tls| tls.client_ca_file.as_ref());
+    if !admin.auth.mtls.is_empty() && client_ca.is_none() {
+        anyhow::bail!("admin.auth.mtls: needs admin.tls.client_ca_file");
+    }
+    let entries = admin.auth.tokens.clone();
+    let reloads = metrics.auth.token_reloads.clone();
+    // Reading the files and creating the watch block.
+    tokio::task::spawn_blocking(move || {
+        let tokens = Arc::new(TokenSet::load(&entries, reloads).map_err(anyhow::Error::msg)?);
+        let watch = tokens.watch().map_err(anyhow::Error::msg)?;
+        Ok((tokens, watch))
+    })
+    .await
+    .context("admin token start-up task failed")?
+}
+
+/// What the operator should know about the admin API's credentials; logged
+/// at start-up and repeated by `/readyz`.
+fn auth_warnings(admin: &AdminConfig) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if admin.auth.is_dev_mode() {
+        warnings.push(
+            "dev mode: admin.auth configures no credential, so callers of the admin API are \
+             not authenticated: anyone who reaches the loopback admin.listen may read and \
+             append events and ask for decisions, and operator actions (manifest reload, \
+             sanitizer registration) are refused; configure admin.auth.tokens or \
+             admin.auth.mtls"
+                .to_owned(),
+        );
+    }
+    if !admin.auth.tokens.is_empty() && admin.tls.is_none() && !admin.listen.ip().is_loopback() {
+        warnings.push(format!(
+            "admin.auth.tokens travel in plain HTTP: admin.listen {} is not loopback and \
+             admin.tls is off, so anyone who can watch that network can read them; set \
+             admin.tls.cert_file and admin.tls.key_file",
+            admin.listen
+        ));
+    }
+    warnings
+}
+
+/// How the admin API authenticates, for the start-up line.
+fn auth_summary(admin: &AdminConfig) -> String {
+    if admin.auth.is_dev_mode() {
+        return "dev-mode".to_owned();
+    }
+    format!(
+        "{} token(s), {} mtls rule(s)",
+        admin.auth.tokens.len(),
+        admin.auth.mtls.len()
+    )
 }
 
 /// Loads the configured manifest (an invalid one stops start-up, with every
@@ -257,6 +374,11 @@ impl Running {
         self.admin_addr
     }
 
+    /// `admin.metrics_listen`'s address, when one is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     /// The MCP listener's address, when one is configured.
     pub fn mcp_addr(&self) -> Option<SocketAddr> {
         self.mcp_addr
@@ -292,9 +414,11 @@ impl Running {
         &self.metrics
     }
 
-    /// Re-reads the manifest (SIGHUP), off the runtime's workers; logs and
-    /// counts the outcome like every other reload.
+    /// SIGHUP: re-reads the admin token files ([`Running::reload_tokens`])
+    /// and the manifest, off the runtime's workers; logs and counts the
+    /// manifest's outcome like every other reload, and returns it.
     pub async fn reload_manifest(&self) -> Option<ReloadOutcome> {
+        self.reload_tokens("sighup").await;
         let store = self.manifests.clone();
         match tokio::task::spawn_blocking(move || store.reload()).await {
             Ok(outcome) => {
@@ -305,6 +429,18 @@ impl Running {
                 tracing::error!(error = %e, "manifest reload task failed");
                 None
             }
+        }
+    }
+
+    /// Re-reads every admin token file and swaps the new set in (an
+    /// unusable file disables its entry; see [`crate::admin::tokens`]).
+    pub async fn reload_tokens(&self, trigger: &'static str) {
+        if self.tokens.is_empty() {
+            return;
+        }
+        let tokens = self.tokens.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || tokens.reload(trigger)).await {
+            tracing::error!(error = %e, "admin token reload task failed");
         }
     }
 
@@ -337,6 +473,14 @@ impl Running {
         let _ = self.admin_shutdown.send(true);
         if tokio::time::timeout(deadline, self.admin).await.is_err() {
             tracing::warn!(?deadline, "admin server did not stop within the deadline");
+        }
+        if let Some(probes) = self.probes
+            && tokio::time::timeout(deadline, probes).await.is_err()
+        {
+            tracing::warn!(
+                ?deadline,
+                "metrics listener did not stop within the deadline"
+            );
         }
         let ledger = self.ledger;
         if tokio::task::spawn_blocking(move || ledger.close())
@@ -384,21 +528,24 @@ fn remove_ready_file(path: &Path) {
     }
 }
 
-/// Writes `{"admin": "ip:port", "mcp": "ip:port"|null, "forward":
-/// "ip:port"|null, "pid": n, "ledger":
-/// "path"}` atomically (temporary file, then rename), so a reader never sees
-/// half a file.
-fn write_ready_file(
-    path: &Path,
+/// The bound listeners' addresses, for the ready file.
+struct ReadyAddrs {
     admin: SocketAddr,
+    metrics: Option<SocketAddr>,
     mcp: Option<SocketAddr>,
     forward: Option<SocketAddr>,
-    config: &Config,
-) -> std::io::Result<()> {
+}
+
+/// Writes `{"admin": "ip:port", "metrics": "ip:port"|null, "mcp":
+/// "ip:port"|null, "forward": "ip:port"|null, "pid": n, "ledger": "path"}`
+/// atomically (temporary file, then rename), so a reader never sees half a
+/// file.
+fn write_ready_file(path: &Path, addrs: &ReadyAddrs, config: &Config) -> std::io::Result<()> {
     let body = serde_json::json!({
-        "admin": admin.to_string(),
-        "mcp": mcp.map(|a| a.to_string()),
-        "forward": forward.map(|a| a.to_string()),
+        "admin": addrs.admin.to_string(),
+        "metrics": addrs.metrics.map(|a| a.to_string()),
+        "mcp": addrs.mcp.map(|a| a.to_string()),
+        "forward": addrs.forward.map(|a| a.to_string()),
         "pid": std::process::id(),
         "ledger": config.ledger.path.display().to_string(),
     });

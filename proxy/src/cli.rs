@@ -95,6 +95,11 @@ pub struct RunFlags {
     /// [env: AEGIS_ADMIN_LISTEN] [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<String>,
+    /// Address of a second, plain-HTTP listener serving only /healthz,
+    /// /readyz and /metrics, for the kubelet and Prometheus
+    /// [env: AEGIS_ADMIN_METRICS_LISTEN] [default: none, no listener].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     /// Ledger database file [env: AEGIS_LEDGER_PATH] [default: aegis-ledger.db].
     #[arg(long, value_name = "PATH")]
     pub ledger: Option<PathBuf>,
@@ -283,6 +288,11 @@ pub struct ConformanceRunArgs {
     /// any server of the Aegis decide API).
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
+    /// File holding the admin API token sent to --server (as
+    /// `Authorization: Bearer`; one trailing newline dropped)
+    /// [env: AEGIS_ADMIN_TOKEN_FILE]; needs a token of role ingest.
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[cfg(test)]

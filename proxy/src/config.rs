@@ -10,11 +10,13 @@
 //!
 //! Nothing here reloads: changing any of these needs a restart. Only the
 //! capability manifest's *contents* reload live (`manifest.path` names the
-//! file; see `aegis_policy::store`).
+//! file; see `aegis_policy::store`), and so do the admin token files'
+//! (`admin.auth.tokens[].file`; see `crate::admin::tokens`).
 //!
 //! Each setting's environment variable (`ENV_*`) and default (`DEFAULT_*`) sit
 //! together below, in the order of the example file `configs/aegis.yaml`.
 
+mod auth;
 mod env;
 mod forward;
 mod layers;
@@ -34,12 +36,14 @@ use aegis_ledger::{LedgerConfig, Synchronous};
 
 use crate::cli::RunFlags;
 
+pub use auth::{AuthConfig, CertName, MtlsEntry, Role, TokenEntry, dev_mode_problem};
 pub use env::{Env, ProcessEnv};
 pub use forward::*;
 pub use mcp::{ExtraHeader, McpConfig, SecretValue, UpstreamConfig};
 pub use raw::{
-    InlineValue, RawAdmin, RawConfig, RawForward, RawHeader, RawIdentity, RawLedger, RawLog,
-    RawManifest, RawMcp, RawMcpLimits, RawResults, RawUpstream,
+    InlineValue, RawAdmin, RawAdminAuth, RawAdminMtls, RawAdminToken, RawConfig, RawForward,
+    RawHeader, RawIdentity, RawLedger, RawLog, RawManifest, RawMcp, RawMcpLimits, RawResults,
+    RawUpstream,
 };
 pub use tls::{RawServerTls, RawUpstreamTls, ServerTls, UpstreamTls};
 
@@ -90,6 +94,22 @@ pub const DEFAULT_ADMIN_LIST_LIMIT_MAX: u32 = 1000;
 pub const ENV_ADMIN_TLS_CERT: &str = "AEGIS_ADMIN_TLS_CERT";
 pub const ENV_ADMIN_TLS_KEY: &str = "AEGIS_ADMIN_TLS_KEY";
 pub const ENV_ADMIN_TLS_CLIENT_CA: &str = "AEGIS_ADMIN_TLS_CLIENT_CA";
+
+/// A second, plain-HTTP listener serving only `/healthz`, `/readyz` and
+/// `/metrics` (every other path 404s there), for the kubelet and
+/// Prometheus. No default: off, so nothing listens beyond `admin.listen`
+/// unless asked.
+pub const ENV_ADMIN_METRICS_LISTEN: &str = "AEGIS_ADMIN_METRICS_LISTEN";
+
+/// For the commands that call a running sidecar's admin API (`conformance
+/// run --server`): the file holding the token they send, when
+/// `--token-file` is not given. No default: no token is sent.
+pub const ENV_ADMIN_TOKEN_FILE: &str = "AEGIS_ADMIN_TOKEN_FILE";
+
+// admin.auth: bearer tokens (one per file) and mTLS client certificates,
+// each with a role (reader < ingest < operator) and optionally tenants. No
+// default: without any, dev mode (loopback admin.listen only). File only:
+// no environment variable or flag.
 
 // ---- ledger: the hash-chained SQLite ledger ---------------------------------
 
@@ -318,6 +338,11 @@ pub struct AdminConfig {
     pub list_limit_max: u32,
     /// TLS (and mTLS) on the listener; `None`: plain HTTP.
     pub tls: Option<ServerTls>,
+    /// The probes-and-scrape listener (plain HTTP; `/healthz`, `/readyz`,
+    /// `/metrics` only); `None`: off.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Who may call the `/v1` routes; empty: dev mode.
+    pub auth: AuthConfig,
 }
 
 impl Default for AdminConfig {
@@ -330,6 +355,8 @@ impl Default for AdminConfig {
             list_limit_default: DEFAULT_ADMIN_LIST_LIMIT_DEFAULT,
             list_limit_max: DEFAULT_ADMIN_LIST_LIMIT_MAX,
             tls: None,
+            metrics_listen: None,
+            auth: AuthConfig::default(),
         }
     }
 }

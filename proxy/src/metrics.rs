@@ -34,6 +34,62 @@ pub struct Metrics {
     pub manifest: ManifestMetrics,
     pub mcp: McpMetrics,
     pub egress: EgressMetrics,
+    pub auth: AuthMetrics,
+}
+
+/// The admin API's credentials: refusals and token file reloads.
+#[derive(Debug, Clone)]
+pub struct AuthMetrics {
+    /// Refused requests, by route and reason (`missing`, `invalid`,
+    /// `forbidden`).
+    failures: IntCounterVec,
+    /// Token entries re-read, by result (`reloaded`, `unchanged`,
+    /// `failed`: the entry is disabled).
+    pub token_reloads: IntCounterVec,
+}
+
+impl AuthMetrics {
+    fn new(registry: &Registry) -> Result<AuthMetrics, prometheus::Error> {
+        let metrics = AuthMetrics {
+            failures: IntCounterVec::new(
+                Opts::new(
+                    "aegis_api_auth_failures_total",
+                    "Admin/API requests refused for their credential, by route and reason (missing, invalid, forbidden).",
+                ),
+                &["route", "reason"],
+            )?,
+            token_reloads: IntCounterVec::new(
+                Opts::new(
+                    "aegis_api_token_reloads_total",
+                    "Admin token entries re-read from their files, by result (reloaded, unchanged, failed: entry disabled).",
+                ),
+                &["result"],
+            )?,
+        };
+        registry.register(Box::new(metrics.failures.clone()))?;
+        registry.register(Box::new(metrics.token_reloads.clone()))?;
+        for result in crate::admin::tokens::TokenReload::ALL {
+            metrics.token_reloads.with_label_values(&[result.as_str()]);
+        }
+        Ok(metrics)
+    }
+
+    /// Exports every `(route, reason)` at 0, so a rate() sees the first
+    /// refusal; `routes` are the protected routes' names.
+    pub fn init_failures(&self, routes: impl Iterator<Item = &'static str>) {
+        for route in routes {
+            for reason in crate::admin::AuthError::REASONS {
+                self.failures.with_label_values(&[route, reason]);
+            }
+        }
+    }
+
+    /// Counts one refused request; `route` is the route's metric name.
+    pub fn failed(&self, route: &str, error: &crate::admin::AuthError) {
+        self.failures
+            .with_label_values(&[route, error.reason()])
+            .inc();
+    }
 }
 
 /// The MCP reverse proxy; `upstream` labels are configured names (a closed set).
@@ -324,6 +380,7 @@ impl Metrics {
             )?,
         };
         let egress = EgressMetrics::new(&registry)?;
+        let auth = AuthMetrics::new(&registry)?;
         let build_info = IntGauge::with_opts(
             Opts::new(
                 "aegis_build_info",
@@ -396,6 +453,7 @@ impl Metrics {
             },
             mcp,
             egress,
+            auth,
         })
     }
 
@@ -475,6 +533,27 @@ mod tests {
             "aegis_manifest_generation 0",
             "aegis_manifest_reloads_total{result=\"failed\"} 0",
             "aegis_manifest_last_reload_success 1",
+            "aegis_api_token_reloads_total{result=\"failed\"} 0",
+        ] {
+            assert!(text.contains(needle), "missing {needle}\n{text}");
+        }
+    }
+
+    #[test]
+    fn auth_failures_are_counted_by_route_and_reason() {
+        let m = Metrics::new().unwrap();
+        m.auth
+            .failed("events", &crate::admin::AuthError::Missing(String::new()));
+        m.auth
+            .failed("events", &crate::admin::AuthError::Missing(String::new()));
+        m.auth.failed(
+            "manifest_reload",
+            &crate::admin::AuthError::Forbidden(String::new()),
+        );
+        let text = String::from_utf8(m.render()).unwrap();
+        for needle in [
+            "aegis_api_auth_failures_total{reason=\"missing\",route=\"events\"} 2",
+            "aegis_api_auth_failures_total{reason=\"forbidden\",route=\"manifest_reload\"} 1",
         ] {
             assert!(text.contains(needle), "missing {needle}\n{text}");
         }

@@ -293,6 +293,73 @@ fn run_reports_every_configuration_problem_and_exits_2() {
 }
 
 #[test]
+fn run_refuses_a_public_admin_listen_without_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.db");
+    let mut cmd = support::command();
+    cmd.args(["run", "--admin-listen", "0.0.0.0:0", "--ledger"])
+        .arg(&ledger);
+    let out = support::output(cmd);
+    out.expect_code(2, "a public admin.listen in dev mode");
+    for needle in [
+        "admin.listen",
+        "not a loopback address",
+        "admin.auth",
+        "--admin-listen",
+    ] {
+        assert!(
+            out.stderr.contains(needle),
+            "{needle:?} in:\n{}",
+            out.stderr
+        );
+    }
+    assert!(!ledger.exists(), "nothing is opened on a bad configuration");
+}
+
+#[test]
+fn metrics_listen_serves_the_probes_and_the_ready_file_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.db");
+    let server = Server::start_with_operator_token(
+        dir.path(),
+        &[
+            OsStr::new("--ledger"),
+            ledger.as_os_str(),
+            OsStr::new("--metrics-listen"),
+            OsStr::new("127.0.0.1:0"),
+        ],
+        &[],
+    );
+    let metrics: std::net::SocketAddr = server.ready["metrics"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics address in {}", server.ready));
+    assert_ne!(metrics, server.addr);
+    let probes = support::Api::new(metrics).with_token(support::OPERATOR_TOKEN);
+    block_on(DEADLINE, async {
+        assert_eq!(probes.get("/healthz").await["status"], "ok");
+        assert_eq!(probes.get("/readyz").await["status"], "ok");
+        let (status, text) = probes.get_text("/metrics").await;
+        assert_eq!(status, 200);
+        assert!(text.contains("aegis_api_auth_failures_total"), "{text}");
+        let (status, _) = probes
+            .request(http::Method::POST, "/v1/manifest/reload", None)
+            .await
+            .unwrap();
+        assert_eq!(status, 404, "no /v1 on the metrics listener");
+        // The admin listener needs the token for /v1.
+        let (status, body) = support::Api::new(server.addr)
+            .request(http::Method::GET, "/v1/manifest", None)
+            .await
+            .unwrap();
+        assert_eq!(status, 401, "{body}");
+        // (`get` asserts 200.)
+        server.api().get("/v1/manifest").await;
+    });
+    server.terminate();
+}
+
+#[test]
 fn run_layers_flags_over_env_over_file() {
     let dir = tempfile::tempdir().unwrap();
     let from_file = dir.path().join("from-file.db");

@@ -3,8 +3,9 @@
 //! Examples read upstream header secrets from the environment or from files
 //! that only exist where they are deployed. The test supplies stand-ins and
 //! nothing else: each `value_from_env: NAME` gets NAME set in the environment
-//! map, and each `value_from_file: PATH` is pointed at a temporary file
-//! holding a known value; the rest of the file is loaded exactly as shipped.
+//! map, each `value_from_file: PATH` is pointed at a temporary file holding a
+//! known value, and so is each admin token's `file: PATH`; the rest of the
+//! file is loaded exactly as shipped.
 
 use std::collections::HashMap;
 use std::fs;
@@ -46,6 +47,17 @@ fn load(path: &Path) -> (Result<Config, config::ConfigError>, Supplied) {
         if let Some(name) = code.strip_prefix("value_from_env:") {
             let name = name.trim().to_owned();
             env.insert(name.clone(), format!("Bearer example-{name}"));
+        } else if let Some(file) = code
+            .strip_prefix("- file:")
+            .or_else(|| code.strip_prefix("file:"))
+        {
+            // An admin.auth.tokens entry: a token of the accepted length.
+            let file = file.trim().to_owned();
+            let value = format!("example-admin-token-{}", files.len());
+            let stand_in = dir.path().join(format!("secret-{}", files.len()));
+            fs::write(&stand_in, format!("{value}\n")).expect("write stand-in");
+            line = line.replace(&file, &stand_in.display().to_string());
+            files.push((file, value));
         } else if let Some(file) = code.strip_prefix("value_from_file:") {
             let file = file.trim().to_owned();
             let value = format!("Bearer example-file-{}", files.len());

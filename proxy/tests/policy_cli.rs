@@ -322,6 +322,44 @@ fn conformance_run_against_a_running_server() {
     );
     server.terminate();
 
+    // Against a sidecar with admin.auth: without the token every case is a
+    // 401; with --token-file (or AEGIS_ADMIN_TOKEN_FILE) they all run.
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::Server::start_with_operator_token(
+        dir.path(),
+        &[
+            "--ledger".as_ref(),
+            dir.path().join("ledger.db").as_os_str(),
+        ],
+        &[],
+    );
+    let url = format!("http://{}", server.addr);
+    let token_file = dir.path().join("operator.token");
+    let run = |extra: &[&std::ffi::OsStr], envs: &[(&str, &std::ffi::OsStr)]| {
+        let mut cmd = support::command();
+        cmd.args(["conformance", "run", "--server", &url])
+            .args(extra)
+            .arg(&packs)
+            .envs(envs.iter().copied());
+        support::output(cmd)
+    };
+    let out = run(&[], &[]);
+    out.expect_code(1, "no token");
+    assert!(out.stdout.contains("0 of 19 passed"), "{}", out.stdout);
+    assert!(out.stdout.contains("401"), "{}", out.stdout);
+    let out = run(&["--token-file".as_ref(), token_file.as_os_str()], &[]);
+    out.expect_code(1, "with --token-file");
+    assert!(out.stdout.contains("18 of 19 passed"), "{}", out.stdout);
+    assert!(!out.stdout.contains(support::OPERATOR_TOKEN));
+    let out = run(&[], &[("AEGIS_ADMIN_TOKEN_FILE", token_file.as_os_str())]);
+    out.expect_code(1, "with AEGIS_ADMIN_TOKEN_FILE");
+    assert!(out.stdout.contains("18 of 19 passed"), "{}", out.stdout);
+    let missing = dir.path().join("absent.token");
+    let out = run(&["--token-file".as_ref(), missing.as_os_str()], &[]);
+    out.expect_code(2, "an unreadable token file");
+    assert!(out.stderr.contains("absent.token"), "{}", out.stderr);
+    server.terminate();
+
     // Nothing listening: every case is an error, and the run fails.
     let out = aegis([
         "conformance".as_ref(),

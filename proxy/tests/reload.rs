@@ -2,7 +2,8 @@
 //! writes, rename-over and Kubernetes `..data` symlink swaps change the live
 //! decision; an invalid manifest keeps the old one live and shows in
 //! `GET /v1/manifest` and `/metrics`; SIGHUP and `POST /v1/manifest/reload`
-//! reload; decisions never fail during 100 reloads.
+//! (with an operator token) reload; decisions never fail during 100
+//! reloads; SIGHUP re-reads the admin token files too.
 //!
 //! Waits are polls of the HTTP API until the change shows, bounded only by
 //! the hang guard [`CHANGE_DEADLINE`]; how long each change took to be seen
@@ -95,10 +96,12 @@ impl ConfigMap {
     }
 }
 
-/// A sidecar on `DIR/ledger.db` with `--manifest manifest`.
+/// A sidecar on `DIR/ledger.db` with `--manifest manifest` and an
+/// operator token (`POST /v1/manifest/reload` is an operator action), which
+/// `server.api()` sends.
 fn start(dir: &Path, manifest: &Path) -> Server {
     let ledger = dir.join("ledger.db");
-    Server::start(
+    Server::start_with_operator_token(
         dir,
         &[
             OsStr::new("--ledger"),
@@ -441,4 +444,66 @@ fn run_refuses_an_invalid_manifest_listing_every_problem() {
         "{}",
         out.stderr
     );
+}
+
+/// SIGHUP re-reads the admin token files too. The configured token path is
+/// a symlink into a directory nobody watches, so only the SIGHUP can see
+/// the new token.
+#[test]
+fn sighup_rereads_the_admin_token_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tokens, elsewhere) = (dir.path().join("tokens"), dir.path().join("elsewhere"));
+    std::fs::create_dir(&tokens).unwrap();
+    std::fs::create_dir(&elsewhere).unwrap();
+    let target = elsewhere.join("operator");
+    let old = "before-sighup-token-0123456789";
+    let new = "after-sighup-token-0123456789";
+    std::fs::write(&target, old).unwrap();
+    let link = tokens.join("operator");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let config = dir.path().join("aegis.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "admin:\n  auth:\n    tokens:\n      - file: {}\n        role: operator\n",
+            link.display()
+        ),
+    )
+    .unwrap();
+    let ledger = dir.path().join("ledger.db");
+    let server = Server::start(
+        dir.path(),
+        &[
+            OsStr::new("--config"),
+            config.as_os_str(),
+            OsStr::new("--ledger"),
+            ledger.as_os_str(),
+        ],
+        &[],
+    );
+    let api = |token: &str| Api::new(server.addr).with_token(token);
+    let status = |token: &str| {
+        let api = api(token);
+        async move {
+            api.request(Method::POST, "/v1/manifest/reload", None)
+                .await
+                .unwrap()
+                .0
+        }
+    };
+    block_on(TEST_LIMIT, async {
+        assert_eq!(status(old).await, StatusCode::OK);
+        std::fs::write(&target, new).unwrap();
+        assert_eq!(status(old).await, StatusCode::OK, "unseen until SIGHUP");
+        hangup(&server);
+        poll("the token after SIGHUP", || async {
+            match status(new).await {
+                StatusCode::OK => Ok(()),
+                other => Err(other.to_string()),
+            }
+        })
+        .await;
+        assert_eq!(status(old).await, StatusCode::UNAUTHORIZED);
+    });
+    server.terminate();
 }

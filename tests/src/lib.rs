@@ -11,13 +11,13 @@ pub mod python;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aegis_proxy::app::{self, Running};
-use aegis_proxy::config::Config;
+use aegis_proxy::config::{Config, Role, TokenEntry};
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
+use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -98,6 +98,26 @@ pub struct Sidecar {
     pub http: Http,
     /// What it was started with (listening on port 0 again on a restart).
     pub config: Config,
+    /// The admin token `http` sends, when started with one
+    /// ([`Sidecar::start_with_token`]).
+    pub token: Option<String>,
+}
+
+/// Writes `token` (and a newline) to `path` and returns the
+/// `admin.auth.tokens` entry naming it with `role` (and, unless empty, only
+/// `tenants`).
+pub fn token_entry(path: &Path, token: &str, role: Role, tenants: &[&str]) -> TokenEntry {
+    std::fs::write(path, format!("{token}\n")).unwrap();
+    TokenEntry {
+        file: path.to_owned(),
+        role,
+        tenants: (!tenants.is_empty()).then(|| tenants.iter().map(|t| (*t).to_owned()).collect()),
+    }
+}
+
+/// The token [`Sidecar::start_with_token`] configures for `role`.
+pub fn test_token(role: Role) -> String {
+    format!("e2e-{role}-token-0123456789abcdef")
 }
 
 /// A stopped sidecar: its directory and configuration, ready to start again.
@@ -134,6 +154,27 @@ impl Sidecar {
         Sidecar::start_in(dir, config).await
     }
 
+    /// Like [`Sidecar::start_with`], with one admin token of `role` (every
+    /// tenant; [`test_token`]) configured before `tune` runs, and `http`
+    /// sending it. Dev mode is then off: every `/v1` call needs a token.
+    pub async fn start_with_token(role: Role, tune: impl FnOnce(&mut Config)) -> Sidecar {
+        let token = test_token(role);
+        let mut sidecar = Sidecar::start_with(|config| {
+            let dir = config.ledger.path.parent().unwrap().to_owned();
+            let path = dir.join(format!("admin-{role}.token"));
+            config
+                .admin
+                .auth
+                .tokens
+                .push(token_entry(&path, &token, role, &[]));
+            tune(config);
+        })
+        .await;
+        sidecar.http = sidecar.http.with_token(&token);
+        sidecar.token = Some(token);
+        sidecar
+    }
+
     /// Starts with `config` (whose ledger may already hold envelopes).
     pub async fn start_in(dir: tempfile::TempDir, config: Config) -> Sidecar {
         let running = app::start(config.clone()).await.unwrap();
@@ -143,6 +184,7 @@ impl Sidecar {
             dir,
             http,
             config,
+            token: None,
         }
     }
 
@@ -166,6 +208,8 @@ impl Sidecar {
 pub struct Http {
     addr: SocketAddr,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// `Authorization` sent with every request, when set.
+    authorization: Option<HeaderValue>,
 }
 
 /// A response: status, content type, and the body (parsed when it is JSON).
@@ -174,6 +218,8 @@ pub struct Answer {
     pub status: StatusCode,
     pub content_type: String,
     pub body: Bytes,
+    /// `WWW-Authenticate`, when the answer has one.
+    pub www_authenticate: Option<String>,
 }
 
 impl Answer {
@@ -194,6 +240,25 @@ impl Http {
         Http {
             addr,
             client: Client::builder(TokioExecutor::new()).build(connector),
+            authorization: None,
+        }
+    }
+
+    /// The same client sending `Authorization: Bearer {token}`.
+    pub fn with_token(&self, token: &str) -> Http {
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+        value.set_sensitive(true);
+        Http {
+            authorization: Some(value),
+            ..self.clone()
+        }
+    }
+
+    /// The same client sending no credential.
+    pub fn without_token(&self) -> Http {
+        Http {
+            authorization: None,
+            ..self.clone()
         }
     }
 
@@ -208,11 +273,29 @@ impl Http {
         content_type: Option<&str>,
         body: impl Into<Bytes>,
     ) -> Answer {
+        self.send_with(method, path, &[], content_type, body).await
+    }
+
+    /// [`Http::send`] with extra `headers` (sent in order, repeats kept).
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        content_type: Option<&str>,
+        body: impl Into<Bytes>,
+    ) -> Answer {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.addr));
         if let Some(ct) = content_type {
             req = req.header(http::header::CONTENT_TYPE, ct);
+        }
+        if let Some(value) = &self.authorization {
+            req = req.header(http::header::AUTHORIZATION, value.clone());
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         let req = req.body(Full::new(body.into())).unwrap();
         let response = tokio::time::timeout(HANG_GUARD, self.client.request(req))
@@ -225,11 +308,16 @@ impl Http {
             .get(http::header::CONTENT_TYPE)
             .map(|v| v.to_str().unwrap_or("").to_owned())
             .unwrap_or_default();
+        let www_authenticate = response
+            .headers()
+            .get(http::header::WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap_or("").to_owned());
         let body = response.into_body().collect().await.unwrap().to_bytes();
         Answer {
             status,
             content_type,
             body,
+            www_authenticate,
         }
     }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aegis_e2e::{HANG_GUARD, Sidecar, run, wait_for};
+use aegis_proxy::config::Role;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -203,7 +204,8 @@ async fn sidecar(domains: &[&str], ports: &[u16], names: &[&str]) -> Sidecar {
         .iter()
         .map(|name| ((*name).to_owned(), "127.0.0.1".parse().unwrap()))
         .collect();
-    Sidecar::start_with(move |config| {
+    // An operator token: one test reloads the manifest through the API.
+    Sidecar::start_with_token(Role::Operator, move |config| {
         let path = config.ledger.path.parent().unwrap().join("manifest.yaml");
         std::fs::write(&path, manifest).unwrap();
         config.manifest = Some(path);

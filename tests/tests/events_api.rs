@@ -470,7 +470,16 @@ fn health_readiness_and_metrics() {
         let sidecar = Sidecar::start().await;
         let http = &sidecar.http;
         assert_eq!(http.get("/healthz").await.json(), json!({"status": "ok"}));
-        assert_eq!(http.get("/readyz").await.json(), json!({"status": "ok"}));
+        // Ready, in dev mode (no admin.auth), which readiness says.
+        let ready = http.get("/readyz").await.json();
+        assert_eq!(ready["status"], "ok", "{ready}");
+        assert!(
+            ready["warnings"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("dev mode"),
+            "{ready}"
+        );
         for _ in 0..3 {
             let body = r#"{"tenant_id":"t","session_id":"s","event_type":"TOOL_RESULT","payload":{"ok":true}}"#;
             assert_eq!(

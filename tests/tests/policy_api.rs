@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use aegis_e2e::{Sidecar, run};
+use aegis_proxy::config::Role;
 use http::StatusCode;
 use serde_json::{Value, json};
 
@@ -81,7 +82,8 @@ fn decides_in_the_aegis_shape() {
 #[test]
 fn decides_on_a_sessions_live_state() {
     run(async {
-        let sidecar = Sidecar::start().await;
+        // Registering sanitizers is an operator action.
+        let sidecar = Sidecar::start_with_token(Role::Operator, |_| {}).await;
         let live = |tool: &str, session: &str, extra: Value| {
             let mut event = proposal(tool);
             if let Value::Object(fields) = extra {
@@ -183,7 +185,8 @@ fn decides_on_a_sessions_live_state() {
 #[test]
 fn bad_decide_requests_are_400() {
     run(async {
-        let sidecar = Sidecar::start().await;
+        // Registering sanitizers is an operator action.
+        let sidecar = Sidecar::start_with_token(Role::Operator, |_| {}).await;
         let mut broken = manifest();
         broken["schema"] = json!("aegis.dev/manifest/v9");
         broken["permissions"]["budgets"]["max_tool_calls"] = json!(0);

@@ -8,6 +8,11 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use serde_json::{Value, json};
 
+use super::auth::AuthError;
+
+/// Sent with every 401, as RFC 6750 asks.
+const WWW_AUTHENTICATE: &str = "Bearer realm=\"aegis-proxy\"";
+
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -29,6 +34,9 @@ pub enum ApiError {
     Timeout(u128),
     #[error("{0}")]
     Unavailable(String),
+    /// No, a bad, or an insufficient credential.
+    #[error("{0}")]
+    Auth(#[from] AuthError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -84,6 +92,10 @@ impl ApiError {
             ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
+            ApiError::Auth(e) => match e {
+                AuthError::Missing(_) | AuthError::Invalid(_) => (StatusCode::UNAUTHORIZED, None),
+                AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, None),
+            },
         };
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), error = %message, "request failed");
@@ -97,6 +109,12 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(WWW_AUTHENTICATE),
+            );
         }
         response
     }

@@ -9,15 +9,17 @@ use serde_json::json;
 
 use super::error::{json_bytes_response, json_response};
 use super::request::{json_body, query, required};
-use super::{AdminState, ApiError};
+use super::{Access, AdminState, ApiError};
 
 /// Appends one envelope; answers `201 {"seq", "hash"}` once it is committed.
 pub async fn append(
     state: &AdminState,
+    access: &Access,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let body = json_body(req, state.config.max_body_bytes).await?;
     let request = wire::parse_append(&body).map_err(|e| ApiError::BadRequest(e.0))?;
+    access.tenant(&request.event.tenant_id)?;
     let appended = state.ledger.append(request).await?;
     Ok(json_response(
         StatusCode::CREATED,
@@ -38,9 +40,12 @@ const LIST_PARAMS: &[&str] = &[
 /// (the keys the Aegis SDK reads; `NextToken` is `""` on the last page).
 pub async fn list<B>(
     state: &AdminState,
+    access: &Access,
     req: &Request<B>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let params = query(req, LIST_PARAMS)?;
+    let tenant_id = required(&params, "tenant_id")?;
+    access.tenant(&tenant_id)?;
     let limit = match params.get("limit") {
         None => state.config.list_limit_default,
         Some(raw) => match raw.parse::<u32>() {
@@ -54,7 +59,7 @@ pub async fn list<B>(
         },
     };
     let query = ListQuery {
-        tenant_id: required(&params, "tenant_id")?,
+        tenant_id,
         session_id: params.get("session_id").filter(|s| !s.is_empty()).cloned(),
         event_type: params.get("event_type").filter(|s| !s.is_empty()).cloned(),
         tool_name: params.get("tool_name").filter(|s| !s.is_empty()).cloned(),

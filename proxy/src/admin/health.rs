@@ -27,7 +27,14 @@ pub async fn readyz(state: &AdminState) -> Response<Full<Bytes>> {
         );
     }
     match tokio::time::timeout(READY_PROBE_TIMEOUT, state.ledger.ping()).await {
-        Ok(Ok(())) => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        Ok(Ok(())) if state.warnings.is_empty() => {
+            json_response(StatusCode::OK, &json!({"status": "ok"}))
+        }
+        // Ready, with what the operator should know (dev mode, say).
+        Ok(Ok(())) => json_response(
+            StatusCode::OK,
+            &json!({"status": "ok", "warnings": &*state.warnings}),
+        ),
         Ok(Err(e)) => json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             &json!({"status": "unavailable", "error": e}),

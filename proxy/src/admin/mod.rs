@@ -4,8 +4,14 @@
 //! `serve` takes an already-bound listener (tests bind port 0), caps
 //! connections with a semaphore (at the cap it stops accepting, so the
 //! kernel's backlog pushes back), bounds every request with a deadline, and
-//! drains in-flight requests on shutdown.
+//! drains in-flight requests on shutdown. `serve_probes` is the same server
+//! on `admin.metrics_listen`, where only the open routes exist.
+//!
+//! Every known `/v1` route is authorised first ([`auth`]: who the caller
+//! is, and whether its role suffices) before a body is read; handlers check
+//! the request's tenant before they record or decide anything.
 
+pub mod auth;
 mod error;
 mod events;
 mod health;
@@ -13,6 +19,7 @@ pub(crate) mod manifest;
 mod policy;
 mod request;
 mod sessions;
+pub(crate) mod tokens;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -29,12 +36,15 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use auth::{Access, AuthError, Authenticator, Role};
 pub use error::ApiError;
+pub use tokens::{TokenSet, TokenWatch};
 
 use crate::config::AdminConfig;
 use crate::limits::SessionLimiters;
 use crate::listener::{Listener, accept_loop};
 use crate::metrics::Metrics;
+use crate::peer::Peer;
 
 /// Longest wait for a request's headers: a slow client cannot hold a slot.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,6 +63,20 @@ pub struct AdminState {
     pub limiters: Arc<SessionLimiters>,
     /// Set when shutdown begins: readiness answers 503 from then on.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Who may call the `/v1` routes.
+    pub auth: Arc<Authenticator>,
+    /// Start-up warnings readiness repeats (dev mode, tokens over plain
+    /// HTTP); empty when all is well.
+    pub warnings: Arc<[String]>,
+}
+
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Surface {
+    /// `admin.listen`: everything.
+    Full,
+    /// `admin.metrics_listen`: `/healthz`, `/readyz`, `/metrics`; the rest 404.
+    Probes,
 }
 
 /// Routes, named for metrics: a closed set.
@@ -72,6 +96,20 @@ enum Route {
 }
 
 impl Route {
+    const ALL: [Route; 11] = [
+        Route::Healthz,
+        Route::Readyz,
+        Route::Metrics,
+        Route::Events,
+        Route::Snapshot,
+        Route::Verify,
+        Route::Sanitizers,
+        Route::Decide,
+        Route::Manifest,
+        Route::ManifestReload,
+        Route::NotFound,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             Route::Healthz => "healthz",
@@ -89,6 +127,15 @@ impl Route {
     }
 }
 
+/// The metric names of the routes that need a credential (the `route`
+/// label values of `aegis_api_auth_failures_total`).
+pub fn protected_routes() -> impl Iterator<Item = &'static str> {
+    Route::ALL
+        .into_iter()
+        .filter(|route| auth::required(*route, &Method::POST) != auth::Need::Open)
+        .map(Route::as_str)
+}
+
 /// Serves until `shutdown` turns true, then drains for at most `drain`.
 pub async fn serve(
     listener: TcpListener,
@@ -96,22 +143,50 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
+    serve_on(listener, Surface::Full, state, shutdown, drain).await;
+}
+
+/// [`serve`] for `admin.metrics_listen`: plain HTTP (the kubelet and
+/// Prometheus need no certificate), only the open routes.
+pub async fn serve_probes(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    serve_on(listener, Surface::Probes, state, shutdown, drain).await;
+}
+
+async fn serve_on(
+    listener: TcpListener,
+    surface: Surface,
+    state: Arc<AdminState>,
+    shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
     let graceful = GracefulShutdown::new();
     let builder = crate::listener::http_builder(HEADER_READ_TIMEOUT);
+    let (name, tls) = match surface {
+        Surface::Full => (
+            "admin",
+            state.config.tls.as_ref().map(|tls| tls.rustls().into()),
+        ),
+        Surface::Probes => ("metrics", None),
+    };
     let listener = Listener {
         tcp: listener,
-        name: "admin",
-        tls: state.config.tls.as_ref().map(|tls| tls.rustls().into()),
+        name,
+        tls,
         max_connections: state.config.max_connections,
         nodelay: false,
         handshake_failures: state
             .metrics
             .tls_handshake_failures
-            .with_label_values(&["admin"]),
+            .with_label_values(&[name]),
     };
     let service = service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(handle(&state, req).await) }
+        async move { Ok::<_, Infallible>(handle(&state, surface, req).await) }
     });
     accept_loop(listener, builder, service, &graceful, shutdown).await;
     if tokio::time::timeout(drain, graceful.shutdown())
@@ -126,14 +201,29 @@ pub async fn serve(
 }
 
 /// Routes one request and records its metrics.
-async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    state: &AdminState,
+    surface: Surface,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let started = Instant::now();
-    let (route, session) = route(req.uri().path());
+    let (route, session) = match (surface, route(req.uri().path())) {
+        (Surface::Full, found) => found,
+        (Surface::Probes, (route @ (Route::Healthz | Route::Readyz | Route::Metrics), _)) => {
+            (route, None)
+        }
+        (Surface::Probes, _) => (Route::NotFound, None),
+    };
     let timeout = state.config.request_timeout;
     let result = match tokio::time::timeout(timeout, dispatch(state, route, session, req)).await {
         Ok(result) => result,
         Err(_) => Err(ApiError::Timeout(timeout.as_millis())),
     };
+    if let Err(ApiError::Auth(refused)) = &result {
+        // The message names roles, tenants and certificate subjects, never a token.
+        tracing::debug!(route = route.as_str(), reason = refused.reason(), error = %refused, "admin request refused");
+        state.metrics.auth.failed(route.as_str(), refused);
+    }
     let response = result.unwrap_or_else(ApiError::into_response);
     let code = response.status();
     state
@@ -175,6 +265,13 @@ async fn dispatch(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let method = req.method().clone();
     let session = session.unwrap_or_default();
+    let peer = req.extensions().get::<Arc<Peer>>().cloned();
+    let access = state.auth.authorize(
+        auth::required(route, &method),
+        req.headers(),
+        peer.as_deref(),
+    )?;
+    let access = &access;
     match route {
         Route::Healthz => only(&method, Method::GET, "GET").map(|()| health::healthz()),
         Route::Readyz => {
@@ -183,8 +280,8 @@ async fn dispatch(
         }
         Route::Metrics => only(&method, Method::GET, "GET").map(|()| health::metrics(state)),
         Route::Events => match method {
-            Method::POST => events::append(state, req).await,
-            Method::GET => events::list(state, &req).await,
+            Method::POST => events::append(state, access, req).await,
+            Method::GET => events::list(state, access, &req).await,
             other => Err(ApiError::MethodNotAllowed {
                 method: other.to_string(),
                 allow: "GET, POST",
@@ -192,19 +289,19 @@ async fn dispatch(
         },
         Route::Snapshot => {
             only(&method, Method::GET, "GET")?;
-            sessions::snapshot(state, &session, &req).await
+            sessions::snapshot(state, access, &session, &req).await
         }
         Route::Verify => {
             only(&method, Method::GET, "GET")?;
-            sessions::verify(state, &session, &req).await
+            sessions::verify(state, access, &session, &req).await
         }
         Route::Sanitizers => {
             only(&method, Method::POST, "POST")?;
-            sessions::register_sanitizer(state, &session, req).await
+            sessions::register_sanitizer(state, access, &session, req).await
         }
         Route::Decide => {
             only(&method, Method::POST, "POST")?;
-            policy::decide(state, req).await
+            policy::decide(state, access, req).await
         }
         Route::Manifest => only(&method, Method::GET, "GET").map(|()| manifest::status(state)),
         Route::ManifestReload => {

@@ -25,10 +25,11 @@ use serde_json::{Value, json};
 
 use super::error::json_response;
 use super::request::json_body;
-use super::{AdminState, ApiError};
+use super::{Access, AdminState, ApiError};
 
 pub async fn decide(
     state: &AdminState,
+    access: &Access,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let body = json_body(req, state.config.max_body_bytes).await?;
@@ -52,6 +53,9 @@ pub async fn decide(
             ));
         }
     };
+    if let Some((tenant, _)) = &session {
+        access.tenant(tenant)?;
+    }
     // A sidecar-owned session's rate-limit tokens are the inline proxy's to
     // take: deciding on one here is a read.
     let mut takes_tokens = session.is_some();

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::error::json_response;
 use super::request::{json_body, path_segment, query, required};
-use super::{AdminState, ApiError};
+use super::{Access, AdminState, ApiError};
 
 /// The session named by the path and the `tenant_id` query parameter.
 fn session_of<B>(raw_id: &str, req: &Request<B>) -> Result<(String, String), ApiError> {
@@ -32,10 +32,12 @@ fn unknown(tenant: &str, session: &str) -> ApiError {
 /// `/v1/events`).
 pub async fn snapshot<B>(
     state: &AdminState,
+    access: &Access,
     raw_id: &str,
     req: &Request<B>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (tenant, session) = session_of(raw_id, req)?;
+    access.tenant(&tenant)?;
     let now = now_unix_ms();
     let entry = match state.ledger.sessions().entry(&tenant, &session) {
         Some(entry) => entry,
@@ -58,10 +60,12 @@ pub async fn snapshot<B>(
 /// (Aegis's shape: `first_bad_seq` 0 and `error` "" when valid).
 pub async fn verify<B>(
     state: &AdminState,
+    access: &Access,
     raw_id: &str,
     req: &Request<B>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (tenant, session) = session_of(raw_id, req)?;
+    access.tenant(&tenant)?;
     let reader = state.reader.clone();
     let (t, s) = (tenant.clone(), session.clone());
     let report = tokio::task::spawn_blocking(move || reader.verify_session(&t, &s))
@@ -93,10 +97,12 @@ pub async fn verify<B>(
 /// committed.
 pub async fn register_sanitizer(
     state: &AdminState,
+    access: &Access,
     raw_id: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (tenant, session) = session_of(raw_id, &req)?;
+    access.tenant(&tenant)?;
     let body = json_body(req, state.config.max_body_bytes).await?;
     let body: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;

@@ -154,7 +154,7 @@ pub fn conformance_run(args: &ConformanceRunArgs, out: &mut dyn Write) -> ExitCo
     let server = match args
         .server
         .as_deref()
-        .map(super::remote::Server::new)
+        .map(|base| super::remote::Server::new(base, args.token_file.as_deref()))
         .transpose()
     {
         Ok(server) => server,

@@ -1,10 +1,14 @@
 //! A blocking client of a server's Aegis decide API, for `conformance run
-//! --server`: one request at a time, each under a timeout.
+//! --server`: one request at a time, each under a timeout, with the admin
+//! token from `--token-file` (else `AEGIS_ADMIN_TOKEN_FILE`) when one is
+//! given. The token is read once, kept in a sensitive header value (not
+//! shown by `Debug`) and never printed.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode, Uri, header};
+use http::{HeaderValue, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -19,11 +23,48 @@ pub struct Server {
     endpoint: Uri,
     runtime: tokio::runtime::Runtime,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// `Bearer <token>`, marked sensitive.
+    authorization: Option<HeaderValue>,
+}
+
+/// The token file to send from: the flag, else the environment.
+fn token_file(flag: Option<&Path>) -> Option<PathBuf> {
+    flag.map(Path::to_path_buf).or_else(|| {
+        std::env::var_os(crate::config::ENV_ADMIN_TOKEN_FILE)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+}
+
+/// `Bearer <token>` from the file: its contents less one trailing newline.
+/// Errors name the file, never its contents.
+fn authorization(path: &Path) -> Result<HeaderValue, String> {
+    let text = std::fs::read(path)
+        .map_err(|e| format!("cannot read the token file \"{}\": {e}", path.display()))?;
+    let token = text.strip_suffix(b"\n").unwrap_or(&text);
+    let token = token.strip_suffix(b"\r").unwrap_or(token);
+    if token.is_empty() {
+        return Err(format!("the token file \"{}\" is empty", path.display()));
+    }
+    let mut value =
+        HeaderValue::from_bytes(&[b"Bearer ".as_slice(), token].concat()).map_err(|_| {
+            format!(
+                "the token in \"{}\" cannot be sent in a header (control characters?)",
+                path.display()
+            )
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 impl Server {
-    /// `base` is `http://host:port` (TLS to the server is not supported yet).
-    pub fn new(base: &str) -> Result<Server, String> {
+    /// `base` is `http://host:port` (TLS to the server is not supported
+    /// yet); `token_file` (else `AEGIS_ADMIN_TOKEN_FILE`) holds the admin
+    /// token to send, of role `ingest` or higher.
+    pub fn new(base: &str, token_file_flag: Option<&Path>) -> Result<Server, String> {
+        let authorization = token_file(token_file_flag)
+            .map(|path| authorization(&path))
+            .transpose()?;
         let base = base.trim_end_matches('/');
         if !base.starts_with("http://") {
             return Err(format!("--server must be an http:// URL, got {base:?}"));
@@ -45,13 +86,18 @@ impl Server {
             endpoint,
             runtime,
             client,
+            authorization,
         })
     }
 
     /// The server's `(outcome, reason)` for an Aegis decide request.
     pub fn decide(&self, request: &Value) -> Result<(String, String), String> {
-        let req = Request::post(self.endpoint.clone())
-            .header(header::CONTENT_TYPE, "application/json")
+        let mut req =
+            Request::post(self.endpoint.clone()).header(header::CONTENT_TYPE, "application/json");
+        if let Some(value) = &self.authorization {
+            req = req.header(header::AUTHORIZATION, value.clone());
+        }
+        let req = req
             .body(Full::new(Bytes::from(request.to_string())))
             .map_err(|e| format!("cannot build the request: {e}"))?;
         let answer = self.runtime.block_on(async {

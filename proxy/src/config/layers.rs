@@ -9,6 +9,7 @@
 //! upstream list, merged by name across layers, and header secrets) and
 //! [`mcp`] (everything else in it).
 
+mod auth;
 mod forward;
 mod mcp;
 mod tls;
@@ -197,7 +198,28 @@ pub(super) fn resolve(
 
     let value = over_file(admin.listen, env_string(ENV_ADMIN_LISTEN), ENV_ADMIN_LISTEN);
     let value = flag_over(flags.admin_listen.clone(), "--admin-listen", value);
+    let listen_origin = value.as_ref().map_or(Origin::File, |v| v.origin);
     let listen = c.setting("admin.listen", value, DEFAULT_ADMIN_LISTEN, socket_addr);
+
+    let value = over_file(
+        admin.metrics_listen,
+        env_string(ENV_ADMIN_METRICS_LISTEN),
+        ENV_ADMIN_METRICS_LISTEN,
+    );
+    let value = flag_over(flags.metrics_listen.clone(), "--metrics-listen", value);
+    let metrics_origin = value.as_ref().map_or(Origin::File, |v| v.origin);
+    let metrics_listen = c.setting("admin.metrics_listen", value, None, |text| {
+        socket_addr(text).map(Some)
+    });
+    if let Some(addr) = metrics_listen
+        && addr == listen
+        && addr.port() != 0
+    {
+        c.problems.push(format!(
+            "admin.metrics_listen: {addr} is also admin.listen; give them different addresses{}",
+            metrics_origin.suffix()
+        ));
+    }
 
     let value = env_number(&mut c, ENV_ADMIN_MAX_BODY_BYTES);
     let value = over_file(admin.max_body_bytes, value, ENV_ADMIN_MAX_BODY_BYTES);
@@ -272,7 +294,14 @@ pub(super) fn resolve(
             ("--admin-tls-client-ca", flags.admin_tls_client_ca.clone()),
         ],
     };
+    let client_ca_given = admin
+        .tls
+        .as_ref()
+        .is_some_and(|tls| tls.client_ca_file.is_some())
+        || env_string(ENV_ADMIN_TLS_CLIENT_CA).is_some()
+        || flags.admin_tls_client_ca.is_some();
     let admin_tls = tls::listener("admin", admin.tls, sources, env, &mut c);
+    let auth = auth::resolve(admin.auth, listen, listen_origin, client_ca_given, &mut c);
 
     let value = over_file(ledger.path, env_path(ENV_LEDGER_PATH), ENV_LEDGER_PATH);
     let value = flag_over(flags.ledger.clone(), "--ledger", value);
@@ -355,6 +384,7 @@ pub(super) fn resolve(
 
     let mcp = mcp::resolve(file.mcp.unwrap_or_default(), env, flags, listen, &mut c);
     let mut taken = vec![("admin.listen", listen)];
+    taken.extend(metrics_listen.map(|addr| ("admin.metrics_listen", addr)));
     taken.extend(mcp.listen.map(|addr| ("mcp.listen", addr)));
     let forward = file.forward.unwrap_or_default();
     let forward = forward::resolve(forward, env, flags, &taken, &mut c);
@@ -379,6 +409,8 @@ pub(super) fn resolve(
             list_limit_default,
             list_limit_max,
             tls: admin_tls,
+            metrics_listen,
+            auth,
         },
         forward,
         ledger: LedgerSettings {

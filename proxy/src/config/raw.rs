@@ -35,6 +35,36 @@ pub struct RawAdmin {
     pub list_limit_default: Option<u64>,
     pub list_limit_max: Option<u64>,
     pub tls: Option<super::RawServerTls>,
+    pub metrics_listen: Option<String>,
+    pub auth: Option<RawAdminAuth>,
+}
+
+/// `admin.auth:` in the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdminAuth {
+    pub tokens: Option<Vec<RawAdminToken>>,
+    pub mtls: Option<Vec<RawAdminMtls>>,
+}
+
+/// One entry of `admin.auth.tokens`; `file` and `role` are required.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdminToken {
+    pub file: Option<PathBuf>,
+    pub role: Option<String>,
+    pub tenants: Option<Vec<String>>,
+}
+
+/// One entry of `admin.auth.mtls`: exactly one of the names, and a role.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdminMtls {
+    pub uri_san: Option<String>,
+    pub dns_san: Option<String>,
+    pub subject: Option<String>,
+    pub role: Option<String>,
+    pub tenants: Option<Vec<String>>,
 }
 
 /// `forward:` in the config file.

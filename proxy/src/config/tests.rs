@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 
+mod admin;
 mod forward;
 mod mcp;
 mod tls;

@@ -188,7 +188,13 @@ pub struct Server {
     pub log: PathBuf,
     /// The ready file it was told to write.
     pub ready_file: PathBuf,
+    /// The admin token [`Server::api`] sends, when started with one
+    /// ([`Server::start_with_operator_token`]).
+    pub token: Option<String>,
 }
+
+/// The operator token [`Server::start_with_operator_token`] configures.
+pub const OPERATOR_TOKEN: &str = "cli-test-operator-token-0123456789";
 
 impl Server {
     /// Starts `aegis-proxy run --admin-listen 127.0.0.1:0 --ready-file DIR/...
@@ -223,6 +229,7 @@ impl Server {
             ready: Value::Null,
             log,
             ready_file: ready_file.clone(),
+            token: None,
         };
         let started = Instant::now();
         while !ready_file.exists() {
@@ -256,6 +263,32 @@ impl Server {
         server
     }
 
+    /// [`Server::start`] with a config file (in `dir`) that configures one
+    /// admin token of role operator, [`OPERATOR_TOKEN`]; `api()` sends it.
+    /// `args` must not give another `--config`.
+    pub fn start_with_operator_token(
+        dir: &Path,
+        args: &[&OsStr],
+        envs: &[(&str, &OsStr)],
+    ) -> Server {
+        let token = dir.join("operator.token");
+        std::fs::write(&token, format!("{OPERATOR_TOKEN}\n")).unwrap();
+        let config = dir.join("admin-auth.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "admin:\n  auth:\n    tokens:\n      - file: {}\n        role: operator\n",
+                token.display()
+            ),
+        )
+        .unwrap();
+        let mut all: Vec<&OsStr> = vec![OsStr::new("--config"), config.as_os_str()];
+        all.extend_from_slice(args);
+        let mut server = Server::start(dir, &all, envs);
+        server.token = Some(OPERATOR_TOKEN.to_owned());
+        server
+    }
+
     /// Starts a sidecar on the ledger file `ledger`, with extra `args`.
     pub fn on_ledger(dir: &Path, ledger: &Path, args: &[&str]) -> Server {
         let mut all: Vec<&OsStr> = vec![OsStr::new("--ledger"), ledger.as_os_str()];
@@ -275,8 +308,12 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// A client of its API, sending its admin token if it has one.
     pub fn api(&self) -> Api {
-        Api::new(self.addr)
+        match &self.token {
+            Some(token) => Api::new(self.addr).with_token(token),
+            None => Api::new(self.addr),
+        }
     }
 
     /// SIGTERM, then waits (bounded) for a clean exit.
@@ -336,6 +373,8 @@ impl Drop for Server {
 pub struct Api {
     client: Client<HttpConnector, Full<Bytes>>,
     base: String,
+    /// Sent as `Authorization: Bearer` with every request, when set.
+    token: Option<String>,
 }
 
 impl Api {
@@ -343,6 +382,15 @@ impl Api {
         Api {
             client: Client::builder(TokioExecutor::new()).build_http(),
             base: format!("http://{addr}"),
+            token: None,
+        }
+    }
+
+    /// The same client sending `token`.
+    pub fn with_token(self, token: &str) -> Api {
+        Api {
+            token: Some(token.to_owned()),
+            ..self
         }
     }
 
@@ -357,6 +405,9 @@ impl Api {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
         let body = match body {
             Some(body) => {
                 req = req.header(header::CONTENT_TYPE, "application/json");
@@ -481,10 +532,11 @@ pub fn hangup(server: &Server) {
 impl Api {
     /// `GET path` answered as text (the `/metrics` scrape): status and body.
     pub async fn get_text(&self, path: &str) -> (StatusCode, String) {
-        let req = Request::builder()
-            .uri(format!("{}{path}", self.base))
-            .body(Full::new(Bytes::new()))
-            .unwrap();
+        let mut req = Request::builder().uri(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let req = req.body(Full::new(Bytes::new())).unwrap();
         let exchange = async {
             let resp = self.client.request(req).await.unwrap();
             let status = resp.status();
