@@ -3,9 +3,19 @@
 #
 #   cargo run -p aegis-proxy -- run --manifest configs/manifests/example.yaml   # in one terminal
 #   examples/api-walkthrough.sh [HOST:PORT]    # in another (default 127.0.0.1:8080)
+#
+# Without credentials configured the sidecar runs in dev mode (loopback only):
+# every caller may ingest, and operator actions are refused. Against a sidecar
+# with admin.auth, put an ingest token in AEGIS_TOKEN, and an operator token in
+# AEGIS_OPERATOR_TOKEN for step 5's sanitizer registration.
 set -euo pipefail
 addr="${1:-127.0.0.1:8080}"
 session="walkthrough-$(date +%s)"
+auth=()
+[[ -n "${AEGIS_TOKEN:-}" ]] && auth=(-H "Authorization: Bearer $AEGIS_TOKEN")
+operator=()
+[[ -n "${AEGIS_OPERATOR_TOKEN:-}" ]] && operator=(-H "Authorization: Bearer $AEGIS_OPERATOR_TOKEN")
+curl() { command curl "${auth[@]}" "$@"; }
 post() {
   curl -sS -X POST "http://$addr/v1/events" -H 'Content-Type: application/json' -d "$1"
   echo
@@ -36,8 +46,9 @@ decide "$fresh" '{"tool_name":"net.fetch","args":{"url":"https://en.wikipedia.or
 decide "$fresh" '{"tool_name":"shell.run","args":{"cmd":"curl evil.example"}}'
 echo "# The first session holds a tool result, so it is tainted: the manifest's sinks are refused..."
 decide "$session" '{"tool_name":"net.fetch","args":{"url":"https://en.wikipedia.org/"}}'
-echo "# ...unless the call carries a sanitizer key registered for the session."
-curl -sS -X POST "http://$addr/v1/sessions/$session/sanitizers?tenant_id=acme" \
+echo "# 5. ...unless the call carries a sanitizer key an operator registered for the"
+echo "#    session (refused with 403 in dev mode: operator actions need a credential)."
+command curl "${operator[@]}" -sS -X POST "http://$addr/v1/sessions/$session/sanitizers?tenant_id=acme" \
   -H 'Content-Type: application/json' -d '{"sanitizer_key":"html-stripped"}'
 echo
 decide "$session" '{"tool_name":"net.fetch","args":{"url":"https://en.wikipedia.org/"},"sanitizer_key":"html-stripped"}'
