@@ -16,6 +16,8 @@
 //! - [`mcp`]: the MCP reverse proxy that decides and records every
 //!   `tools/call` (protocol notes in `proxy/src/mcp/README.md`).
 //! - [`egress`]: the forward proxy for the agent's `HTTP_PROXY`/`HTTPS_PROXY`.
+//! - [`identity`]: who a request acts for (principal, tenant, session), on
+//!   both listeners: configuration, mTLS SANs, JWTs.
 //! - [`listener`], [`tls`], [`peer`]: the shared accept loop, rustls
 //!   configuration, and who is on the other end of a connection.
 //! - [`limits`], [`loops`]: per-session rate-limit buckets, and the session
@@ -30,6 +32,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod egress;
+pub mod identity;
 pub mod limits;
 pub mod listener;
 pub mod loops;
