@@ -19,6 +19,7 @@ use crate::admin::manifest::report;
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::egress::{self, EgressState};
+use crate::identity::{FileWatch, Resolver};
 use crate::limits::SessionLimiters;
 use crate::loops::ManifestSessionRules;
 use crate::mcp::enforce::Gate;
@@ -46,6 +47,8 @@ pub struct Running {
     manifests: ManifestStore,
     /// Stops the manifest directory watch when dropped.
     _watch: WatchGuard,
+    /// Stops the JWK Set watch (`mcp.identity.jwt`) when dropped.
+    _jwks_watch: Option<FileWatch>,
     ready_file: Option<PathBuf>,
 }
 
@@ -58,6 +61,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let metrics = Metrics::new().context("cannot create the metrics registry")?;
     let (manifests, watch) = open_manifest(config.manifest.clone(), &metrics).await?;
+    let (identity, jwks_watch) = open_identity(&config, &metrics).await?;
     let ledger_config = config.ledger.to_ledger_config();
     let observer: Arc<dyn LedgerObserver> = metrics.ledger.clone();
     // The session reducer finds loops with the live manifest's thresholds.
@@ -135,6 +139,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             manifests.clone(),
             metrics.clone(),
             config.mcp.clone(),
+            identity.clone(),
             config.ledger.fail_open,
             shutdown_rx.clone(),
         )?;
@@ -160,6 +165,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             metrics.clone(),
             config.forward.clone(),
             &config.mcp,
+            identity,
             shutdown_rx.clone(),
         );
         // Tunnels get the grace period; then their results are recorded.
@@ -210,8 +216,28 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics,
         manifests,
         _watch: watch,
+        _jwks_watch: jwks_watch,
         ready_file: config.ready_file,
     })
+}
+
+/// Builds the identity resolver both listeners share: reads the JWK Set
+/// when `mcp.identity.jwt` is configured (a missing or unusable file stops
+/// start-up) and starts watching it.
+async fn open_identity(
+    config: &Config,
+    metrics: &Metrics,
+) -> anyhow::Result<(Arc<Resolver>, Option<FileWatch>)> {
+    let identity = config.mcp.identity.clone();
+    let metrics = metrics.identity.clone();
+    // Reading the file and creating the watch block.
+    tokio::task::spawn_blocking(move || {
+        let resolver = Resolver::open(identity, metrics).map_err(anyhow::Error::msg)?;
+        let watch = resolver.watch().map_err(anyhow::Error::msg)?;
+        Ok((Arc::new(resolver), watch))
+    })
+    .await
+    .context("identity start-up task failed")?
 }
 
 /// Loads the configured manifest (an invalid one stops start-up, with every
