@@ -408,11 +408,17 @@ fn jwts_on_the_mcp_listener_are_required_and_name_the_principal() {
                 format!("aegis_identity_failures_total{{listener=\"mcp\",reason=\"{reason}\"}}");
             assert!(http.metric(&metric).await.unwrap_or(0.0) >= 1.0, "{metric}");
         }
-        // GET streams and DELETE need a token too.
+        // GET streams and DELETE need a token too, and an unknown path
+        // tells an anonymous client nothing (no list of upstreams).
         for method in [Method::GET, Method::DELETE] {
             let answer = client.send(method.clone(), "", &[]).await;
             assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{method}");
         }
+        let mut lost = client.clone();
+        lost.path = "/mcp/nope".into();
+        let answer = lost.send(Method::POST, echo.clone(), &[]).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert!(!String::from_utf8_lossy(&answer.body).contains("tools"));
         assert_eq!(stack.upstream.stats().snapshot(), upstream_before);
         assert_eq!(proposed_total(&stack.sidecar).await, ledger_before);
         assert!(http.session_events("default", "agent-x").await.is_empty());

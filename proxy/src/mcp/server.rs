@@ -150,7 +150,21 @@ pub async fn serve(
 async fn handle(state: &Arc<McpState>, req: Request<Incoming>) -> Response<ProxyBody> {
     let started = Instant::now();
     let method = req.method().clone();
-    let Some(upstream) = route(state, req.uri().path()) else {
+    // Every request proves who it is before anything else happens to it
+    // (GET streams, DELETE and unknown paths included: an anonymous client
+    // learns nothing, not even the upstreams' names).
+    let routed = route(state, req.uri().path());
+    let peer = req.extensions().get::<Arc<Peer>>();
+    let identity = match identity::resolve(&state.identity, req.headers(), peer) {
+        Ok(identity) => identity,
+        Err(e) => {
+            let response = identity_refused(&e);
+            let label = routed.as_ref().map_or("unknown", |u| u.name.as_str());
+            count(state, label, &method, &response, started);
+            return response;
+        }
+    };
+    let Some(upstream) = routed else {
         let known: Vec<&str> = state.upstreams.keys().map(String::as_str).collect();
         let response = error_response(
             StatusCode::NOT_FOUND,
@@ -161,17 +175,6 @@ async fn handle(state: &Arc<McpState>, req: Request<Incoming>) -> Response<Proxy
         );
         count(state, "unknown", &method, &response, started);
         return response;
-    };
-    // Every request proves who it is before anything else happens to it
-    // (GET streams and DELETE included).
-    let peer = req.extensions().get::<Arc<Peer>>();
-    let identity = match identity::resolve(&state.identity, req.headers(), peer) {
-        Ok(identity) => identity,
-        Err(e) => {
-            let response = identity_refused(&e);
-            count(state, &upstream.name, &method, &response, started);
-            return response;
-        }
     };
     let response = match method {
         Method::POST => match state.in_flight.clone().try_acquire_owned() {
