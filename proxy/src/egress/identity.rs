@@ -54,8 +54,9 @@ pub fn resolve(resolver: &Resolver, headers: &HeaderMap) -> Result<Identity, Ide
     })
 }
 
-/// A request's single `Proxy-Authorization` header.
-#[derive(Debug, PartialEq, Eq)]
+/// A request's single `Proxy-Authorization` header. `Debug` never shows
+/// the token or password.
+#[derive(PartialEq, Eq)]
 enum ProxyAuth<'a> {
     Absent,
     /// Repeated, not text, another scheme, or Basic that does not decode.
@@ -65,6 +66,23 @@ enum ProxyAuth<'a> {
         user: Vec<u8>,
         password: Vec<u8>,
     },
+}
+
+impl std::fmt::Debug for ProxyAuth<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxyAuth::Absent => f.write_str("Absent"),
+            ProxyAuth::Unreadable => f.write_str("Unreadable"),
+            ProxyAuth::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            ProxyAuth::Basic { user, .. } => {
+                write!(
+                    f,
+                    "Basic {{ user: {:?}, password: <redacted> }}",
+                    String::from_utf8_lossy(user)
+                )
+            }
+        }
+    }
 }
 
 impl<'a> ProxyAuth<'a> {

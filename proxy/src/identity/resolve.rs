@@ -40,8 +40,9 @@ impl Listener {
     }
 }
 
-/// The token a listener found where its protocol carries one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The token a listener found where its protocol carries one. `Debug`
+/// never shows the token.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Credential<'a> {
     /// Nothing there.
     Absent,
@@ -51,8 +52,19 @@ pub enum Credential<'a> {
     Token(&'a str),
 }
 
-/// What a listener read from one request.
-#[derive(Debug, Clone, Copy)]
+impl std::fmt::Debug for Credential<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Absent => f.write_str("Absent"),
+            Credential::Unreadable => f.write_str("Unreadable"),
+            Credential::Token(token) => write!(f, "Token(<redacted, {} bytes>)", token.len()),
+        }
+    }
+}
+
+/// What a listener read from one request. `Debug` shows neither the token
+/// nor the headers (which carry it).
+#[derive(Clone, Copy)]
 pub struct Presented<'a> {
     pub listener: Listener,
     pub headers: &'a HeaderMap,
@@ -64,6 +76,19 @@ pub struct Presented<'a> {
     pub client_session: Option<(&'a str, SessionSource)>,
     /// MCP's `Mcp-Session-Id`, when usable (recorded).
     pub mcp_session_id: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Presented<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presented")
+            .field("listener", &self.listener)
+            .field("headers", &format_args!("<{} headers>", self.headers.len()))
+            .field("peer", &self.peer)
+            .field("credential", &self.credential)
+            .field("client_session", &self.client_session)
+            .field("mcp_session_id", &self.mcp_session_id)
+            .finish()
+    }
 }
 
 /// Resolves identities: the configuration, and the live JWK Set when

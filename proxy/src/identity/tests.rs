@@ -359,3 +359,18 @@ fn scopes_and_san_kinds_parse() {
     assert_eq!("dns".parse(), Ok(SanKind::Dns));
     assert!("email".parse::<SanKind>().is_err());
 }
+
+#[test]
+fn debug_output_never_shows_a_token() {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "authorization",
+        HeaderValue::from_static("Bearer eyJ.secret.sig"),
+    );
+    let shown = format!(
+        "{:?}",
+        presented(&headers, Credential::Token("eyJ.secret.sig"))
+    );
+    assert!(!shown.contains("secret"), "{shown}");
+    assert!(shown.contains("redacted"), "{shown}");
+}
