@@ -19,6 +19,7 @@ use crate::admin::manifest::report;
 use crate::admin::{self, AdminState, Authenticator, TokenSet, TokenWatch};
 use crate::config::{AdminConfig, Config};
 use crate::egress::{self, EgressState};
+use crate::identity::{FileWatch, Resolver};
 use crate::limits::SessionLimiters;
 use crate::loops::ManifestSessionRules;
 use crate::mcp::enforce::Gate;
@@ -54,6 +55,8 @@ pub struct Running {
     tokens: Arc<TokenSet>,
     /// Stops the token files' watch when dropped.
     _token_watch: TokenWatch,
+    /// Stops the JWK Set watch (`mcp.identity.jwt`) when dropped.
+    _jwks_watch: Option<FileWatch>,
     ready_file: Option<PathBuf>,
 }
 
@@ -73,6 +76,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tracing::warn!("{warning}");
     }
     let (manifests, watch) = open_manifest(config.manifest.clone(), &metrics).await?;
+    let (identity, jwks_watch) = open_identity(&config, &metrics).await?;
     let ledger_config = config.ledger.to_ledger_config();
     let observer: Arc<dyn LedgerObserver> = metrics.ledger.clone();
     // The session reducer finds loops with the live manifest's thresholds.
@@ -173,6 +177,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             manifests.clone(),
             metrics.clone(),
             config.mcp.clone(),
+            identity.clone(),
             config.ledger.fail_open,
             shutdown_rx.clone(),
         )?;
@@ -198,6 +203,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             metrics.clone(),
             config.forward.clone(),
             &config.mcp,
+            identity,
             shutdown_rx.clone(),
         );
         // Tunnels get the grace period; then their results are recorded.
@@ -260,6 +266,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         _watch: watch,
         tokens,
         _token_watch: token_watch,
+        _jwks_watch: jwks_watch,
         ready_file: config.ready_file,
     })
 }
@@ -329,6 +336,25 @@ fn auth_summary(admin: &AdminConfig) -> String {
         admin.auth.tokens.len(),
         admin.auth.mtls.len()
     )
+}
+
+/// Builds the identity resolver both listeners share: reads the JWK Set
+/// when `mcp.identity.jwt` is configured (a missing or unusable file stops
+/// start-up) and starts watching it.
+async fn open_identity(
+    config: &Config,
+    metrics: &Metrics,
+) -> anyhow::Result<(Arc<Resolver>, Option<FileWatch>)> {
+    let identity = config.mcp.identity.clone();
+    let metrics = metrics.identity.clone();
+    // Reading the file and creating the watch block.
+    tokio::task::spawn_blocking(move || {
+        let resolver = Resolver::open(identity, metrics).map_err(anyhow::Error::msg)?;
+        let watch = resolver.watch().map_err(anyhow::Error::msg)?;
+        Ok((Arc::new(resolver), watch))
+    })
+    .await
+    .context("identity start-up task failed")?
 }
 
 /// Loads the configured manifest (an invalid one stops start-up, with every

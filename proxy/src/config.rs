@@ -35,6 +35,7 @@ use std::time::Duration;
 use aegis_ledger::{LedgerConfig, Synchronous};
 
 use crate::cli::RunFlags;
+use crate::identity::{SanKind, SessionScope};
 
 pub use auth::{AuthConfig, CertName, MtlsEntry, Role, TokenEntry, dev_mode_problem};
 pub use env::{Env, ProcessEnv};
@@ -42,8 +43,8 @@ pub use forward::*;
 pub use mcp::{ExtraHeader, McpConfig, SecretValue, UpstreamConfig};
 pub use raw::{
     InlineValue, RawAdmin, RawAdminAuth, RawAdminMtls, RawAdminToken, RawConfig, RawForward,
-    RawHeader, RawIdentity, RawLedger, RawLog, RawManifest, RawMcp, RawMcpLimits, RawResults,
-    RawUpstream,
+    RawHeader, RawIdentity, RawJwt, RawJwtClaims, RawLedger, RawLog, RawManifest, RawMcp,
+    RawMcpLimits, RawMtls, RawResults, RawUpstream,
 };
 pub use tls::{RawServerTls, RawUpstreamTls, ServerTls, UpstreamTls};
 
@@ -222,12 +223,32 @@ pub const PROXY_MANAGED_HEADERS: &[&str] = &[
     "last-event-id",
 ];
 
-// mcp.identity: who a request acts for (`crate::mcp::identity`). The header
-// names and ids below equal `IdentityConfig::default()`; a unit test keeps
-// them so.
+// mcp.identity: who a request acts for (`crate::identity`), on the MCP
+// listener and the egress proxy alike. The defaults below equal
+// `IdentityConfig::default()`; a unit test keeps them so.
 
-/// Checked before MCP's own `Mcp-Session-Id`, so a client can name the
-/// session explicitly. (No environment variable: the file only.)
+pub const ENV_TENANT_ID: &str = "AEGIS_TENANT_ID";
+/// The tenant of every request unless a JWT claim or a trusted header names
+/// one; a single-tenant laptop run needs no setting.
+pub const DEFAULT_TENANT_ID: &str = "default";
+
+pub const ENV_USER_ID: &str = "AEGIS_USER_ID";
+/// No user unless configured: the ledger's `user_id` is optional.
+pub const DEFAULT_USER_ID: &str = "";
+
+pub const ENV_PRINCIPAL: &str = "AEGIS_PRINCIPAL";
+/// The agent when neither mTLS nor a JWT names it: one agent per pod, so
+/// every call of the process is one principal's (and, by default, one
+/// session's, as the old default session was).
+pub const DEFAULT_PRINCIPAL: &str = "default";
+
+pub const ENV_SESSION_SCOPE: &str = "AEGIS_SESSION_SCOPE";
+/// One session per principal: an agent cannot reset its own budget, taint
+/// or loop history by naming a new session.
+pub const DEFAULT_SESSION_SCOPE: SessionScope = SessionScope::Principal;
+
+/// Names the session under `session_scope: client` only, before MCP's
+/// `Mcp-Session-Id`. (No environment variable: the file only.)
 pub const DEFAULT_MCP_SESSION_HEADER: &str = "x-aegis-session-id";
 /// Read only when `mcp.identity.trust_headers` is true.
 pub const DEFAULT_MCP_TENANT_HEADER: &str = "x-aegis-tenant-id";
@@ -239,19 +260,26 @@ pub const ENV_MCP_TRUST_IDENTITY_HEADERS: &str = "AEGIS_MCP_TRUST_IDENTITY_HEADE
 /// cannot pick another tenant's budget by sending a header.
 pub const DEFAULT_MCP_TRUST_IDENTITY_HEADERS: bool = false;
 
-pub const ENV_TENANT_ID: &str = "AEGIS_TENANT_ID";
-/// The tenant of every request unless headers are trusted; a single-tenant
-/// laptop run needs no setting.
-pub const DEFAULT_TENANT_ID: &str = "default";
+/// Removed with `mcp.identity.default_session` (the session is the
+/// principal's now): still set, it is a start-up problem naming what
+/// replaces it, rather than silently meaning nothing.
+pub const REMOVED_ENV_MCP_DEFAULT_SESSION: &str = "AEGIS_MCP_DEFAULT_SESSION";
 
-pub const ENV_USER_ID: &str = "AEGIS_USER_ID";
-/// No user unless configured: the ledger's `user_id` is optional.
-pub const DEFAULT_USER_ID: &str = "";
+// mcp.identity.mtls and mcp.identity.jwt: file only, off by default.
 
-pub const ENV_MCP_DEFAULT_SESSION: &str = "AEGIS_MCP_DEFAULT_SESSION";
-/// The session of requests naming none: one per process, so a simple client
-/// still gets budgets, loops and taint tracked.
-pub const DEFAULT_MCP_DEFAULT_SESSION: &str = "default";
+/// A SPIFFE ID, the usual workload identity in a certificate, is a URI SAN.
+pub const DEFAULT_MTLS_SAN: SanKind = SanKind::Uri;
+/// Where MCP clients put a bearer token (RFC 6750 §2.1).
+pub const DEFAULT_JWT_HEADER: &str = "authorization";
+/// MCP forbids passing a client's token through to the server it calls.
+pub const DEFAULT_JWT_FORWARD: bool = false;
+/// Covers ordinary clock skew between the issuer and the pod.
+pub const DEFAULT_JWT_LEEWAY_S: u64 = 60;
+/// Beyond this the leeway stops being skew and becomes a longer token life.
+pub const MAX_JWT_LEEWAY_S: u64 = 600;
+/// The subject: what OIDC issuers and Kubernetes service-account tokens
+/// name the workload with.
+pub const DEFAULT_JWT_PRINCIPAL_CLAIM: &str = "sub";
 
 // mcp.limits: bounds on what one agent can make the proxy hold.
 

@@ -18,6 +18,8 @@
 //! - [`egress`]: the forward proxy for the agent's `HTTP_PROXY`/`HTTPS_PROXY`.
 //! - [`results`]: what the ledger keeps of a tool's result (full, hash,
 //!   redacted), per tool.
+//! - [`identity`]: who a request acts for (principal, tenant, session), on
+//!   both listeners: configuration, mTLS SANs, JWTs.
 //! - [`listener`], [`tls`], [`peer`]: the shared accept loop, rustls
 //!   configuration, and who is on the other end of a connection.
 //! - [`limits`], [`loops`]: per-session rate-limit buckets, and the session
@@ -32,6 +34,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod egress;
+pub mod identity;
 pub mod limits;
 pub mod listener;
 pub mod loops;

@@ -8,6 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::identity::Failure;
+use crate::identity::jwks::JwksReload;
 use aegis_ledger::{AppendError, CheckpointBy, EventType, LedgerObserver};
 use aegis_policy::{Outcome, Reason, ReloadOutcome};
 use prometheus::{
@@ -35,6 +37,58 @@ pub struct Metrics {
     pub mcp: McpMetrics,
     pub egress: EgressMetrics,
     pub auth: AuthMetrics,
+    pub identity: IdentityMetrics,
+}
+
+/// Who requests act for (`crate::identity`): refusals by listener and
+/// reason, and JWK Set reloads.
+#[derive(Debug, Clone)]
+pub struct IdentityMetrics {
+    /// By listener (`mcp`, `forward`) and reason ([`Failure::as_str`]).
+    failures: IntCounterVec,
+    /// By result (`reloaded`, `unchanged`, `failed`).
+    jwks_reloads: IntCounterVec,
+}
+
+impl IdentityMetrics {
+    fn new(registry: &Registry) -> Result<IdentityMetrics, prometheus::Error> {
+        let metrics = IdentityMetrics {
+            failures: IntCounterVec::new(
+                Opts::new(
+                    "aegis_identity_failures_total",
+                    "Requests refused because their identity could not be established, by listener and reason.",
+                ),
+                &["listener", "reason"],
+            )?,
+            jwks_reloads: IntCounterVec::new(
+                Opts::new(
+                    "aegis_identity_jwks_reloads_total",
+                    "JWK Set file reloads, by result (reloaded, unchanged, failed: the last good set stays live).",
+                ),
+                &["result"],
+            )?,
+        };
+        registry.register(Box::new(metrics.failures.clone()))?;
+        registry.register(Box::new(metrics.jwks_reloads.clone()))?;
+        for result in ["reloaded", "unchanged", "failed"] {
+            metrics.jwks_reloads.with_label_values(&[result]);
+        }
+        Ok(metrics)
+    }
+
+    /// Counts one refused request.
+    pub fn failure(&self, listener: &'static str, failure: Failure) {
+        self.failures
+            .with_label_values(&[listener, failure.as_str()])
+            .inc();
+    }
+
+    /// Counts one JWK Set reload.
+    pub fn jwks_reload(&self, outcome: &JwksReload) {
+        self.jwks_reloads
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+    }
 }
 
 /// The admin API's credentials: refusals and token file reloads.
@@ -380,6 +434,7 @@ impl Metrics {
             )?,
         };
         let egress = EgressMetrics::new(&registry)?;
+        let identity = IdentityMetrics::new(&registry)?;
         let auth = AuthMetrics::new(&registry)?;
         let build_info = IntGauge::with_opts(
             Opts::new(
@@ -453,6 +508,7 @@ impl Metrics {
             },
             mcp,
             egress,
+            identity,
             auth,
         })
     }
@@ -533,6 +589,7 @@ mod tests {
             "aegis_manifest_generation 0",
             "aegis_manifest_reloads_total{result=\"failed\"} 0",
             "aegis_manifest_last_reload_success 1",
+            "aegis_identity_jwks_reloads_total{result=\"failed\"} 0",
             "aegis_api_token_reloads_total{result=\"failed\"} 0",
         ] {
             assert!(text.contains(needle), "missing {needle}\n{text}");
@@ -572,6 +629,22 @@ mod tests {
             "aegis_manifest_reloads_total{result=\"failed\"} 1",
             "aegis_manifest_reloads_total{result=\"reloaded\"} 0",
             "aegis_manifest_last_reload_success 0",
+        ] {
+            assert!(text.contains(needle), "missing {needle}\n{text}");
+        }
+    }
+
+    #[test]
+    fn identity_failures_are_counted_by_listener_and_reason() {
+        let m = Metrics::new().unwrap();
+        m.identity.failure("mcp", Failure::Expired);
+        m.identity.failure("forward", Failure::Missing);
+        m.identity.jwks_reload(&JwksReload::Failed("bad".into()));
+        let text = String::from_utf8(m.render()).unwrap();
+        for needle in [
+            "aegis_identity_failures_total{listener=\"mcp\",reason=\"expired\"} 1",
+            "aegis_identity_failures_total{listener=\"forward\",reason=\"missing\"} 1",
+            "aegis_identity_jwks_reloads_total{result=\"failed\"} 1",
         ] {
             assert!(text.contains(needle), "missing {needle}\n{text}");
         }

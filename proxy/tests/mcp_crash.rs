@@ -103,7 +103,9 @@ fn start(
         OsStr::new("--upstream"),
         OsStr::new(&upstream),
     ];
-    let server = Server::start(dir, &args, &[]);
+    // The clients name their session (`x-aegis-session-id`).
+    let scope = [("AEGIS_SESSION_SCOPE", OsStr::new("client"))];
+    let server = Server::start(dir, &args, &scope);
     let mcp = server.ready["mcp"]
         .as_str()
         .and_then(|a| a.parse().ok())

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use aegis_demo_upstream::{AnswerMode, DemoConfig, DemoServer};
 use aegis_proxy::config::{Config, UpstreamConfig};
+use aegis_proxy::identity::SessionScope;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -49,6 +50,13 @@ policy:
 
 /// `timeout_ms` as [`MANIFEST`] has it, to `replace` with a short one.
 pub const MANIFEST_TIMEOUT: &str = "timeout_ms: 60000";
+
+/// `session_scope: client`, for tests that keep sessions apart by naming
+/// them (`x-aegis-session-id`, `Mcp-Session-Id`): the agent-chosen ids the
+/// default scope (the principal's one session) ignores.
+pub fn client_sessions(config: &mut Config) {
+    config.mcp.identity.session_scope = SessionScope::Client;
+}
 
 /// The demo server, the sidecar in front of it, and a client.
 #[derive(Debug)]

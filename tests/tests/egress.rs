@@ -214,6 +214,9 @@ async fn sidecar(domains: &[&str], ports: &[u16], names: &[&str]) -> Sidecar {
         config.forward.dns_overrides = overrides;
         // Connects to loopback: bounded only as a hang guard.
         config.forward.connect_timeout = HANG_GUARD;
+        // The clients name their sessions (`x-aegis-session-id`, the proxy
+        // username).
+        aegis_e2e::mcp::client_sessions(config);
     })
     .await
 }

@@ -6,7 +6,8 @@
 
 use aegis_demo_upstream::AnswerMode;
 use aegis_e2e::mcp::{
-    self, MANIFEST, MANIFEST_TIMEOUT, McpClient, Stack, call, is_error, result_text,
+    self, MANIFEST, MANIFEST_TIMEOUT, McpClient, Stack, call, client_sessions, is_error,
+    result_text,
 };
 use aegis_e2e::{HANG_GUARD, run, wait_for, wait_until};
 use http::{Method, StatusCode};
@@ -49,7 +50,7 @@ async fn assert_chain_valid(stack: &Stack, session: &str) {
 fn allowed_calls_are_recorded_and_answered_in_json_and_sse() {
     for answer in [AnswerMode::Json, AnswerMode::Sse] {
         run(async move {
-            let mut stack = Stack::start(MANIFEST, answer, |_| {}).await;
+            let mut stack = Stack::start(MANIFEST, answer, client_sessions).await;
             stack.client = stack
                 .client
                 .clone()
@@ -89,7 +90,7 @@ fn allowed_calls_are_recorded_and_answered_in_json_and_sse() {
 fn an_undeclared_tool_is_denied_with_a_tool_error_and_never_reaches_the_server() {
     for answer in [AnswerMode::Json, AnswerMode::Sse] {
         run(async move {
-            let mut stack = Stack::start(MANIFEST, answer, |_| {}).await;
+            let mut stack = Stack::start(MANIFEST, answer, client_sessions).await;
             stack.client = stack
                 .client
                 .clone()
@@ -148,7 +149,7 @@ fn an_undeclared_tool_is_denied_with_a_tool_error_and_never_reaches_the_server()
 fn a_batch_is_decided_message_by_message() {
     for answer in [AnswerMode::Json, AnswerMode::Sse] {
         run(async move {
-            let mut stack = Stack::start(MANIFEST, answer, |_| {}).await;
+            let mut stack = Stack::start(MANIFEST, answer, client_sessions).await;
             stack.client = stack
                 .client
                 .clone()
@@ -198,7 +199,7 @@ fn a_batch_is_decided_message_by_message() {
 #[test]
 fn method_headers_that_disagree_with_the_body_are_refused() {
     run(async {
-        let stack = Stack::start(MANIFEST, AnswerMode::Json, |_| {}).await;
+        let stack = Stack::start(MANIFEST, AnswerMode::Json, client_sessions).await;
         let client = stack
             .client
             .clone()
@@ -250,7 +251,7 @@ fn method_headers_that_disagree_with_the_body_are_refused() {
 #[test]
 fn a_tainted_session_cannot_write_and_reads_taint_it() {
     run(async {
-        let mut stack = Stack::start(MANIFEST, AnswerMode::Sse, |_| {}).await;
+        let mut stack = Stack::start(MANIFEST, AnswerMode::Sse, client_sessions).await;
         stack.client = stack
             .client
             .clone()
@@ -291,7 +292,7 @@ fn constraints_are_enforced_timeout_and_output_size() {
             // longest), so only the policy can end the call, whatever the
             // machine's load.
             let short = MANIFEST.replace(MANIFEST_TIMEOUT, "timeout_ms: 2000");
-            let mut stack = Stack::start(&short, answer, |_| {}).await;
+            let mut stack = Stack::start(&short, answer, client_sessions).await;
             stack.client = stack
                 .client
                 .clone()
@@ -312,7 +313,7 @@ fn constraints_are_enforced_timeout_and_output_size() {
             assert_chain_valid(&stack, "s-timeout").await;
 
             // max_output_bytes is 65536.
-            let mut stack = Stack::start(MANIFEST, answer, |_| {}).await;
+            let mut stack = Stack::start(MANIFEST, answer, client_sessions).await;
             stack.client = stack
                 .client
                 .clone()
@@ -350,7 +351,7 @@ fn constraints_are_enforced_timeout_and_output_size() {
 #[test]
 fn progress_notifications_arrive_before_the_result() {
     run(async {
-        let mut stack = Stack::start(MANIFEST, AnswerMode::Sse, |_| {}).await;
+        let mut stack = Stack::start(MANIFEST, AnswerMode::Sse, client_sessions).await;
         stack.client.initialize().await;
         let answer = stack
             .client
@@ -381,6 +382,7 @@ fn progress_notifications_arrive_before_the_result() {
 fn bad_input_gets_spec_shaped_errors_and_changes_nothing() {
     run(async {
         let stack = Stack::start(MANIFEST, AnswerMode::Json, |config| {
+            client_sessions(config);
             config.mcp.max_body_bytes = 4096;
         })
         .await;
@@ -442,6 +444,7 @@ fn an_upstream_that_is_down_is_recorded_and_answered_as_an_error() {
         held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let down = format!("http://{}/mcp", held.local_addr().unwrap());
         let stack = Stack::start(MANIFEST, AnswerMode::Json, |config| {
+            client_sessions(config);
             config
                 .mcp
                 .upstreams
@@ -471,7 +474,7 @@ fn an_upstream_that_is_down_is_recorded_and_answered_as_an_error() {
 fn budgets_hold_across_a_restart() {
     run(async {
         let manifest = MANIFEST.replace("max_tool_calls: 1000", "max_tool_calls: 3");
-        let stack = Stack::start(&manifest, AnswerMode::Json, |_| {}).await;
+        let stack = Stack::start(&manifest, AnswerMode::Json, client_sessions).await;
         let mut client = stack
             .client
             .clone()
@@ -503,6 +506,7 @@ fn budgets_hold_across_a_restart() {
 fn shadow_mode_records_the_decision_and_forwards_anyway() {
     run(async {
         let stack = Stack::start(MANIFEST, AnswerMode::Json, |config| {
+            client_sessions(config);
             config.mcp.enforce = false;
         })
         .await;
@@ -533,6 +537,7 @@ fn shutdown_drains_a_call_in_flight_and_records_its_result() {
         // The drain's bound is a hang guard: the call is drained because
         // it is in flight, not because it was quick enough.
         let mut stack = Stack::start(MANIFEST, AnswerMode::Json, |config| {
+            client_sessions(config);
             config.mcp.shutdown_grace = HANG_GUARD;
         })
         .await;
@@ -577,7 +582,7 @@ fn shutdown_drains_a_call_in_flight_and_records_its_result() {
 fn get_streams_and_delete_pass_through() {
     use http_body_util::BodyExt;
     run(async {
-        let mut stack = Stack::start(MANIFEST, AnswerMode::Sse, |_| {}).await;
+        let mut stack = Stack::start(MANIFEST, AnswerMode::Sse, client_sessions).await;
         stack.client.initialize().await;
         let session = stack.client.headers["mcp-session-id"]
             .to_str()
@@ -628,6 +633,7 @@ fn idle_sessions_leave_memory_and_come_back_with_their_budget() {
     run(async {
         let manifest = MANIFEST.replace("max_tool_calls: 1000", "max_tool_calls: 2");
         let mut stack = Stack::start(&manifest, AnswerMode::Json, |config| {
+            client_sessions(config);
             config.mcp.session_idle = std::time::Duration::from_millis(200);
         })
         .await;
@@ -653,7 +659,7 @@ fn idle_sessions_leave_memory_and_come_back_with_their_budget() {
 fn every_handshake_protocol_revision_is_enforced_alike() {
     for version in ["2025-03-26", "2025-06-18", "2025-11-25"] {
         run(async move {
-            let mut stack = Stack::start(MANIFEST, AnswerMode::Sse, |_| {}).await;
+            let mut stack = Stack::start(MANIFEST, AnswerMode::Sse, client_sessions).await;
             stack.client = stack
                 .client
                 .clone()

@@ -75,6 +75,8 @@ fn sidecar_config(yaml: &str) -> impl FnOnce(&mut Config) {
         config.manifest = Some(path);
         config.mcp = loaded.mcp;
         config.mcp.listen = Some("127.0.0.1:0".parse().unwrap());
+        // The clients name their sessions (`x-aegis-session-id`).
+        aegis_e2e::mcp::client_sessions(config);
         config.admin.tls = loaded.admin.tls;
     }
 }

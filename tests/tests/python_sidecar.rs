@@ -46,6 +46,8 @@ async fn through_the_sidecar(server_sdk: Sdk, opts: ServerOpts, client_sdk: Sdk,
         config.mcp.listen = Some("127.0.0.1:0".parse().unwrap());
         config.mcp.upstreams = vec![upstream_config("py", &server.url)];
         config.mcp.default_upstream = Some("py".into());
+        // The client names its session (`x-aegis-session-id`).
+        aegis_e2e::mcp::client_sessions(config);
     })
     .await;
     let url = format!("http://{}/mcp/py", sidecar.running.mcp_addr().unwrap());

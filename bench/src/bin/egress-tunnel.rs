@@ -35,6 +35,7 @@ use aegis_bench::stages::{Samples, Stages};
 use aegis_ledger::Synchronous;
 use aegis_proxy::app::{self, Running};
 use aegis_proxy::config::Config;
+use aegis_proxy::identity::SessionScope;
 use anyhow::Context as _;
 use clap::Parser;
 use serde::Serialize;
@@ -185,6 +186,8 @@ fn main() -> anyhow::Result<()> {
     config.ledger.synchronous = synchronous;
     config.manifest = Some(manifest);
     config.mcp.enforce = true;
+    // Each round's connections name their session (`x-aegis-session-id`).
+    config.mcp.identity.session_scope = SessionScope::Client;
     config.forward.listen = Some("127.0.0.1:0".parse().context("forward address")?);
     config.forward.allowed_ports = vec![server.addr().port()];
     config.forward.dns_overrides =

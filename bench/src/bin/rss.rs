@@ -100,6 +100,8 @@ fn start(dir: &std::path::Path, upstream: &str) -> anyhow::Result<Sidecar> {
         .arg("--ready-file")
         .arg(&ready)
         .args(["--log-level", "warn"])
+        // Memory per session is the point: the calls name their sessions.
+        .env("AEGIS_SESSION_SCOPE", "client")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

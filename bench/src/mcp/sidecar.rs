@@ -9,6 +9,7 @@ use std::time::Duration;
 use aegis_ledger::Synchronous;
 use aegis_proxy::app::{self, Running};
 use aegis_proxy::config::{Config, UpstreamConfig};
+use aegis_proxy::identity::SessionScope;
 use anyhow::Context as _;
 use tokio::runtime::Runtime;
 
@@ -76,6 +77,10 @@ impl Sidecar {
             .map(|&answering| upstream(answering, &upstreams.url(answering)))
             .collect::<anyhow::Result<_>>()?;
         config.mcp.enforce = options.enforce;
+        // The workloads run one sidecar session per connection, named by
+        // `x-aegis-session-id`: a client-named scope (the default would put
+        // every connection in the principal's one session).
+        config.mcp.identity.session_scope = SessionScope::Client;
         let running = rt
             .block_on(app::start(config))
             .with_context(|| format!("starting the sidecar {name}"))?;

@@ -388,6 +388,7 @@ pub(super) fn resolve(
     taken.extend(mcp.listen.map(|addr| ("mcp.listen", addr)));
     let forward = file.forward.unwrap_or_default();
     let forward = forward::resolve(forward, env, flags, &taken, &mut c);
+    mcp::check_identity_with_forward(&mcp, forward.listen, &mut c);
 
     let value = over_file(file.ready_file, env_path(ENV_READY_FILE), ENV_READY_FILE);
     let value = flag_over(flags.ready_file.clone(), "--ready-file", value);

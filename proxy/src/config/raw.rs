@@ -162,13 +162,48 @@ impl<'de> Deserialize<'de> for InlineValue {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawIdentity {
-    pub session_header: Option<String>,
-    pub tenant_header: Option<String>,
-    pub user_header: Option<String>,
-    pub trust_headers: Option<bool>,
     pub tenant: Option<String>,
     pub user: Option<String>,
-    pub default_session: Option<String>,
+    pub principal: Option<String>,
+    pub session_scope: Option<String>,
+    pub session_header: Option<String>,
+    pub trust_headers: Option<bool>,
+    pub tenant_header: Option<String>,
+    pub user_header: Option<String>,
+    pub mtls: Option<RawMtls>,
+    pub jwt: Option<RawJwt>,
+    /// Removed (the session is the principal's): accepted by the parser only
+    /// to be refused with a problem naming what replaces it.
+    pub default_session: Option<InlineValue>,
+}
+
+/// `mcp.identity.mtls:` in the config file (`{}` for the defaults).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMtls {
+    pub san: Option<String>,
+}
+
+/// `mcp.identity.jwt:` in the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    pub jwks_file: Option<PathBuf>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub header: Option<String>,
+    pub forward: Option<bool>,
+    pub leeway_s: Option<u64>,
+    pub claims: Option<RawJwtClaims>,
+}
+
+/// `mcp.identity.jwt.claims:` in the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwtClaims {
+    pub principal: Option<String>,
+    pub tenant: Option<String>,
+    pub user: Option<String>,
 }
 
 /// `mcp.limits:` in the config file.

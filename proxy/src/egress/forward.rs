@@ -1,7 +1,8 @@
 //! Absolute-form requests (`GET http://host/path`): forwarded through a
 //! pooled client to exactly the address that was checked (the URL's host
 //! becomes the IP; `Host` keeps the name the agent asked for), hop-by-hop
-//! headers removed both ways (RFC 9110 §7.6.1), the answer streamed back.
+//! headers removed both ways (RFC 9110 §7.6.1) and the sidecar's own
+//! `x-aegis-*` headers on the way out, the answer streamed back.
 //! The attempt's result is recorded when the answer's body ends.
 
 use std::sync::Arc;
@@ -56,7 +57,12 @@ pub async fn forward(
         .map_err(|e| EgressError::BadRequest(format!("cannot rewrite the URL: {e}")))?;
     parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
-    parts.headers.remove(&state.identity.session_header);
+    // The sidecar's own headers (and every other `x-aegis-*` unless
+    // trusted) stop here; the JWT rode in Proxy-Authorization, hop-by-hop.
+    state
+        .identity
+        .config()
+        .strip_for_destination(&mut parts.headers);
     parts.headers.insert(header::HOST, host);
 
     let up = Arc::new(AtomicU64::new(0));

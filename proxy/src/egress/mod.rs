@@ -8,9 +8,11 @@
 //!
 //! 1. [`target`]: `CONNECT host:port` or an absolute `http://` URL; anything
 //!    else is answered 400.
-//! 2. [`identity`]: tenant and user from `mcp.identity`; the session from
-//!    `x-aegis-session-id`, else the `Proxy-Authorization: Basic` username,
-//!    else the default session.
+//! 2. [`identity`]: the principal, tenant, user and session under
+//!    `mcp.identity` (`crate::identity`): a JWT in `Proxy-Authorization`
+//!    when configured (missing or bad: 407, nothing recorded), else the
+//!    configured principal; the session is the principal's unless
+//!    `session_scope: client`.
 //! 3. [`admit`]: the port check (`forward.allowed_ports`), DNS (or
 //!    `forward.dns_overrides`) and the [`guard`] on the resolved addresses,
 //!    then the MCP proxy's gate: `TOOL_CALL_PROPOSED` `{tool_name:
@@ -57,8 +59,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 use crate::config::ForwardConfig;
+use crate::identity::Resolver;
 use crate::mcp::enforce::Gate;
-use crate::mcp::identity::IdentityConfig;
 use crate::metrics::Metrics;
 
 /// A slow client must send its request head within this long.
@@ -74,8 +76,9 @@ pub struct EgressState {
     pub manifests: ManifestStore,
     pub metrics: Metrics,
     pub config: ForwardConfig,
-    /// `mcp.identity`: header names and the default tenant, user, session.
-    pub identity: IdentityConfig,
+    /// `mcp.identity`: who each request acts for (shared with the MCP
+    /// listener, so both count against the principal's one session).
+    pub identity: Arc<Resolver>,
     /// `mcp.enforce`: in shadow mode policy denials are recorded, not
     /// applied. The port and SSRF guards always apply.
     pub enforce: bool,
@@ -96,6 +99,7 @@ impl EgressState {
         metrics: Metrics,
         config: ForwardConfig,
         mcp: &crate::config::McpConfig,
+        identity: Arc<Resolver>,
         shutdown: watch::Receiver<bool>,
     ) -> EgressState {
         let client = forward::client(config.connect_timeout);
@@ -104,7 +108,7 @@ impl EgressState {
             manifests,
             metrics,
             config,
-            identity: mcp.identity.clone(),
+            identity,
             enforce: mcp.enforce,
             shutdown_grace: mcp.shutdown_grace,
             client,
@@ -175,7 +179,20 @@ async fn handle(state: Arc<EgressState>, req: Request<Incoming>) -> Response<Egr
         Ok(target) => target,
         Err(message) => return answer::respond(&answer::EgressError::BadRequest(message)),
     };
-    let identity = identity::resolve(req.headers(), &state.identity);
+    let identity = match identity::resolve(&state.identity, req.headers()) {
+        Ok(identity) => identity,
+        Err(e) => {
+            let error = answer::EgressError::Identity(e);
+            let (outcome, reason) = error.labels();
+            state
+                .metrics
+                .egress
+                .attempts
+                .with_label_values(&[target.kind.as_str(), outcome, reason])
+                .inc();
+            return answer::respond(&error);
+        }
+    };
     let call_id = state.next_call_id();
     let method = req.method().clone();
     let mut labels = ("allow", Reason::Ok.as_str());

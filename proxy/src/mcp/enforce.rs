@@ -428,7 +428,16 @@ fn decide_on(
     decide(&proposal, &facts, &manifest.compiled)
 }
 
-fn event(identity: &Identity, event_type: EventType, payload: Value) -> NewEvent {
+/// Every envelope the sidecar writes is built here: its session key, and
+/// in its payload who the agent is (`principal`) and, when the request
+/// carried one, MCP's `mcp_session_id`.
+fn event(identity: &Identity, event_type: EventType, mut payload: Value) -> NewEvent {
+    if let Value::Object(members) = &mut payload {
+        members.insert("principal".into(), json!(identity.principal));
+        if let Some(id) = &identity.mcp_session_id {
+            members.insert("mcp_session_id".into(), json!(id));
+        }
+    }
     NewEvent {
         tenant_id: identity.tenant_id.clone(),
         user_id: identity.user_id.clone(),
@@ -509,7 +518,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::mcp::identity::SessionSource;
+    use crate::mcp::identity::{PrincipalSource, SessionSource};
 
     fn identity() -> Identity {
         Identity {
@@ -517,6 +526,9 @@ mod tests {
             user_id: "u".into(),
             session_id: "s".into(),
             session_source: SessionSource::Header,
+            principal: "p".into(),
+            principal_source: PrincipalSource::Config,
+            mcp_session_id: None,
         }
     }
 

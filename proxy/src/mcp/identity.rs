@@ -1,150 +1,146 @@
-//! Who a request acts for: the sidecar's session key is `(tenant_id,
-//! session_id)` (`README.md` beside this module, "Sessions"; what this does
-//! not yet protect: `ARCHITECTURE.md`, "Trust boundaries").
+//! Who an MCP request acts for: what this listener reads from a request
+//! for [`crate::identity::Resolver`] (the rules are there; `README.md`
+//! beside this module, "Sessions").
 //!
-//! - `session_id`: the configured session header (default
-//!   `x-aegis-session-id`), else MCP's `Mcp-Session-Id`, else the
-//!   per-process default session.
-//! - `tenant_id` and `user_id`: from configuration (one agent per pod), or
-//!   from headers only when configuration says to trust them — an agent must
-//!   not be able to pick another tenant's budget by sending a header.
+//! - The JWT (`mcp.identity.jwt`): `<jwt.header>: Bearer <token>`, one
+//!   such header.
+//! - The session a client names, read only under `session_scope: client`:
+//!   the configured session header (`x-aegis-session-id`), else
+//!   `Mcp-Session-Id`.
+//! - `Mcp-Session-Id` itself, recorded with every envelope.
 //!
-//! Header values that are empty, not visible ASCII, or over [`MAX_ID_LEN`]
-//! bytes are ignored (the next source applies), so a malformed header can
-//! neither break a session key nor smuggle control characters into logs.
+//! Header values that are empty, not visible ASCII, repeated or over
+//! [`MAX_ID_LEN`] bytes are ignored (the next source applies), so a
+//! malformed header can neither break a session key nor smuggle control
+//! characters into logs.
+
+use std::sync::Arc;
 
 use http::HeaderMap;
 use http::header::HeaderName;
 
-/// Longest id taken from a header: what the ledger accepts.
-pub use aegis_ledger::append::MAX_ID_LEN;
+use crate::identity::{Credential, Listener, Presented, Resolver, header_id};
+pub use crate::identity::{
+    Identity, IdentityConfig, IdentityError, MAX_ID_LEN, PrincipalSource, SessionSource,
+};
+use crate::peer::Peer;
 
 /// MCP's own session header.
 pub const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 
-/// How identity is read from requests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdentityConfig {
-    /// Header naming the sidecar session (checked before `Mcp-Session-Id`).
-    pub session_header: HeaderName,
-    /// Headers naming tenant and user, honoured only when `trust_headers`.
-    pub tenant_header: HeaderName,
-    pub user_header: HeaderName,
-    pub trust_headers: bool,
-    pub default_tenant: String,
-    pub default_user: String,
-    pub default_session: String,
-}
-
-impl Default for IdentityConfig {
-    fn default() -> Self {
-        IdentityConfig {
-            session_header: HeaderName::from_static("x-aegis-session-id"),
-            tenant_header: HeaderName::from_static("x-aegis-tenant-id"),
-            user_header: HeaderName::from_static("x-aegis-user-id"),
-            trust_headers: false,
-            default_tenant: "default".into(),
-            default_user: String::new(),
-            default_session: "default".into(),
-        }
-    }
-}
-
-/// Where the session id came from (for logs; a closed set).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionSource {
-    Header,
-    McpSessionId,
-    /// The egress proxy's `Proxy-Authorization: Basic` username.
-    ProxyAuthorization,
-    Default,
-}
-
-/// The identity a request acts under.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub tenant_id: String,
-    pub user_id: String,
-    pub session_id: String,
-    pub session_source: SessionSource,
-}
-
-/// Resolves a request's identity from its headers.
-pub fn resolve(headers: &HeaderMap, config: &IdentityConfig) -> Identity {
-    let (session_id, session_source) = match header_id(headers, &config.session_header) {
-        Some(id) => (id, SessionSource::Header),
-        None => match header_id(headers, &MCP_SESSION_ID) {
-            Some(id) => (id, SessionSource::McpSessionId),
-            None => (config.default_session.clone(), SessionSource::Default),
-        },
+/// Resolves an MCP request's identity from its headers and connection.
+pub fn resolve(
+    resolver: &Resolver,
+    headers: &HeaderMap,
+    peer: Option<&Arc<Peer>>,
+) -> Result<Identity, IdentityError> {
+    let config = resolver.config();
+    let named = header_id(headers, &config.session_header);
+    let mcp_session_id = header_id(headers, &MCP_SESSION_ID);
+    let client_session = match (&named, &mcp_session_id) {
+        (Some(id), _) => Some((id.as_str(), SessionSource::Header)),
+        (None, Some(id)) => Some((id.as_str(), SessionSource::McpSessionId)),
+        (None, None) => None,
     };
-    let trusted = |name: &HeaderName, default: &str| {
-        config
-            .trust_headers
-            .then(|| header_id(headers, name))
-            .flatten()
-            .unwrap_or_else(|| default.to_owned())
+    let credential = match &config.jwt {
+        Some(jwt) => bearer(headers, &jwt.header),
+        None => Credential::Absent,
     };
-    Identity {
-        tenant_id: trusted(&config.tenant_header, &config.default_tenant),
-        user_id: trusted(&config.user_header, &config.default_user),
-        session_id,
-        session_source,
-    }
+    resolver.resolve(&Presented {
+        listener: Listener::Mcp,
+        headers,
+        peer: peer.map(AsRef::as_ref),
+        credential,
+        client_session,
+        mcp_session_id: mcp_session_id.as_deref(),
+    })
 }
 
-/// The header's value when it is a usable id: one value, visible ASCII,
-/// 1..=MAX_ID_LEN bytes.
-fn header_id(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+/// The token of the single `name: Bearer <token>` header.
+fn bearer<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Credential<'a> {
     let mut values = headers.get_all(name).iter();
-    let value = values.next()?;
+    let Some(value) = values.next() else {
+        return Credential::Absent;
+    };
     if values.next().is_some() {
-        return None; // repeated: ambiguous, ignored
+        return Credential::Unreadable;
     }
-    let bytes = value.as_bytes();
-    let usable = !bytes.is_empty()
-        && bytes.len() <= MAX_ID_LEN
-        && bytes.iter().all(|b| b.is_ascii_graphic());
-    usable.then(|| String::from_utf8_lossy(bytes).into_owned())
+    let Ok(text) = value.to_str() else {
+        return Credential::Unreadable;
+    };
+    match text.trim().split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            Credential::Token(token.trim())
+        }
+        _ => Credential::Unreadable,
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use http::HeaderValue;
 
     use super::*;
+    use crate::identity::SessionScope;
+    use crate::metrics::Metrics;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
             map.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap_or(MCP_SESSION_ID),
-                HeaderValue::from_str(value).unwrap_or(HeaderValue::from_static("")),
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
             );
         }
         map
     }
 
+    fn resolver(config: IdentityConfig) -> Resolver {
+        Resolver::open(config, Metrics::new().unwrap().identity).unwrap()
+    }
+
+    fn client_scope() -> IdentityConfig {
+        IdentityConfig {
+            session_scope: SessionScope::Client,
+            ..IdentityConfig::default()
+        }
+    }
+
+    fn session(r: &Resolver, h: &HeaderMap) -> (String, SessionSource) {
+        let id = resolve(r, h, None).unwrap();
+        (id.session_id, id.session_source)
+    }
+
     #[test]
-    fn session_from_our_header_then_mcp_then_default() {
-        let config = IdentityConfig::default();
-        let id = resolve(
-            &headers(&[("x-aegis-session-id", "s1"), ("mcp-session-id", "m1")]),
-            &config,
-        );
+    fn by_default_the_session_is_the_principal_whatever_the_client_names() {
+        let r = resolver(IdentityConfig::default());
+        let sent = headers(&[("x-aegis-session-id", "s1"), ("mcp-session-id", "m1")]);
+        let id = resolve(&r, &sent, None).unwrap();
         assert_eq!(
             (id.session_id.as_str(), id.session_source),
-            ("s1", SessionSource::Header)
+            ("default", SessionSource::Principal)
         );
-        let id = resolve(&headers(&[("mcp-session-id", "m1")]), &config);
         assert_eq!(
-            (id.session_id.as_str(), id.session_source),
-            ("m1", SessionSource::McpSessionId)
+            (id.principal.as_str(), id.principal_source),
+            ("default", PrincipalSource::Config)
         );
-        let id = resolve(&headers(&[]), &config);
+        assert_eq!(id.mcp_session_id.as_deref(), Some("m1"), "recorded");
+    }
+
+    #[test]
+    fn client_scope_reads_our_header_then_mcp_then_the_principal() {
+        let r = resolver(client_scope());
+        let both = headers(&[("x-aegis-session-id", "s1"), ("mcp-session-id", "m1")]);
+        assert_eq!(session(&r, &both), ("s1".into(), SessionSource::Header));
+        let mcp = headers(&[("mcp-session-id", "m1")]);
         assert_eq!(
-            (id.session_id.as_str(), id.session_source),
-            ("default", SessionSource::Default)
+            session(&r, &mcp),
+            ("m1".into(), SessionSource::McpSessionId)
+        );
+        assert_eq!(
+            session(&r, &headers(&[])),
+            ("default".into(), SessionSource::Principal)
         );
     }
 
@@ -159,7 +155,7 @@ mod tests {
             default_user: "agent-7".into(),
             ..IdentityConfig::default()
         };
-        let id = resolve(&sent, &config);
+        let id = resolve(&resolver(config.clone()), &sent, None).unwrap();
         assert_eq!(
             (id.tenant_id.as_str(), id.user_id.as_str()),
             ("acme", "agent-7")
@@ -168,7 +164,7 @@ mod tests {
             trust_headers: true,
             ..config
         };
-        let id = resolve(&sent, &trusting);
+        let id = resolve(&resolver(trusting), &sent, None).unwrap();
         assert_eq!(
             (id.tenant_id.as_str(), id.user_id.as_str()),
             ("other-tenant", "mallory")
@@ -177,7 +173,7 @@ mod tests {
 
     #[test]
     fn unusable_header_values_fall_through() {
-        let config = IdentityConfig::default();
+        let r = resolver(client_scope());
         let long = "x".repeat(MAX_ID_LEN + 1);
         for bad in [
             headers(&[("x-aegis-session-id", "")]),
@@ -188,7 +184,7 @@ mod tests {
             let mut with_mcp = bad.clone();
             with_mcp.append(MCP_SESSION_ID, HeaderValue::from_static("m1"));
             assert_eq!(
-                resolve(&with_mcp, &config).session_source,
+                session(&r, &with_mcp).1,
                 SessionSource::McpSessionId,
                 "{bad:?}"
             );
@@ -196,16 +192,30 @@ mod tests {
         let mut utf8 = HeaderMap::new();
         utf8.append(
             "x-aegis-session-id",
-            HeaderValue::from_bytes("s\u{e9}".as_bytes()).unwrap_or(HeaderValue::from_static("")),
+            HeaderValue::from_bytes("s\u{e9}".as_bytes()).unwrap(),
         );
-        assert_eq!(
-            resolve(&utf8, &config).session_source,
-            SessionSource::Default
-        );
+        assert_eq!(session(&r, &utf8).1, SessionSource::Principal);
         let exact = "y".repeat(MAX_ID_LEN);
         assert_eq!(
-            resolve(&headers(&[("x-aegis-session-id", &exact)]), &config).session_id,
+            session(&r, &headers(&[("x-aegis-session-id", &exact)])).0,
             exact
         );
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_from_one_header() {
+        let name = HeaderName::from_static("authorization");
+        assert_eq!(bearer(&headers(&[]), &name), Credential::Absent);
+        let h = headers(&[("authorization", "Bearer abc.def.ghi")]);
+        assert_eq!(bearer(&h, &name), Credential::Token("abc.def.ghi"));
+        let h = headers(&[("authorization", "bearer  abc")]);
+        assert_eq!(bearer(&h, &name), Credential::Token("abc"));
+        for bad in [
+            headers(&[("authorization", "Basic abc")]),
+            headers(&[("authorization", "Bearer")]),
+            headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]),
+        ] {
+            assert_eq!(bearer(&bad, &name), Credential::Unreadable, "{bad:?}");
+        }
     }
 }

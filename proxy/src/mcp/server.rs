@@ -1,8 +1,10 @@
 //! The MCP listener: Streamable HTTP at `/mcp/{upstream}` (and `/mcp` for
-//! the default upstream). POSTs are read whole (bounded), every `tools/call`
-//! in them is decided and recorded before anything is sent upstream, and the
-//! answer is relayed back ([`super::relay`]). GET streams and DELETE pass
-//! through untouched.
+//! the default upstream). Every request's identity is resolved first
+//! ([`super::identity`]; refused: 401 or 403, nothing forwarded or
+//! recorded). POSTs are read whole (bounded), every `tools/call` in them is
+//! decided and recorded before anything is sent upstream, and the answer is
+//! relayed back ([`super::relay`]). GET streams and DELETE pass through
+//! untouched.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -23,13 +25,15 @@ use tokio::sync::{Semaphore, watch};
 
 use super::answers::{self, DecisionRecord};
 use super::enforce::{CallRequest, Gate, SANITIZER_META_KEY};
-use super::identity;
+use super::identity::{self, Identity, IdentityError};
 use super::jsonrpc::{self, Body, Id, Kind, Message, codes};
 use super::relay::{self, Exchange, InFlight, Pending, ProxyBody, full};
 use super::upstream::{self, Upstream};
 use crate::config::McpConfig;
+use crate::identity::Resolver;
 use crate::listener::{Listener, accept_loop};
 use crate::metrics::Metrics;
+use crate::peer::Peer;
 
 /// Longest wait for a request's headers: a slow client cannot hold a slot.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,6 +51,8 @@ pub struct McpState {
     pub manifests: ManifestStore,
     pub metrics: Metrics,
     pub config: McpConfig,
+    /// Who each request acts for (shared with the egress proxy).
+    pub identity: Arc<Resolver>,
     /// `ledger.fail_open`: forward calls the ledger could not record.
     pub fail_open: bool,
     pub upstreams: HashMap<String, Arc<Upstream>>,
@@ -64,6 +70,7 @@ impl McpState {
         manifests: ManifestStore,
         metrics: Metrics,
         config: McpConfig,
+        identity: Arc<Resolver>,
         fail_open: bool,
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<McpState> {
@@ -85,6 +92,7 @@ impl McpState {
             metrics,
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             config,
+            identity,
             fail_open,
             upstreams,
             default_upstream,
@@ -142,7 +150,21 @@ pub async fn serve(
 async fn handle(state: &Arc<McpState>, req: Request<Incoming>) -> Response<ProxyBody> {
     let started = Instant::now();
     let method = req.method().clone();
-    let Some(upstream) = route(state, req.uri().path()) else {
+    // Every request proves who it is before anything else happens to it
+    // (GET streams, DELETE and unknown paths included: an anonymous client
+    // learns nothing, not even the upstreams' names).
+    let routed = route(state, req.uri().path());
+    let peer = req.extensions().get::<Arc<Peer>>();
+    let identity = match identity::resolve(&state.identity, req.headers(), peer) {
+        Ok(identity) => identity,
+        Err(e) => {
+            let response = identity_refused(&e);
+            let label = routed.as_ref().map_or("unknown", |u| u.name.as_str());
+            count(state, label, &method, &response, started);
+            return response;
+        }
+    };
+    let Some(upstream) = routed else {
         let known: Vec<&str> = state.upstreams.keys().map(String::as_str).collect();
         let response = error_response(
             StatusCode::NOT_FOUND,
@@ -158,7 +180,7 @@ async fn handle(state: &Arc<McpState>, req: Request<Incoming>) -> Response<Proxy
         Method::POST => match state.in_flight.clone().try_acquire_owned() {
             Ok(permit) => {
                 let permit = InFlight::new(permit, state.metrics.mcp.in_flight.clone());
-                post(state, &upstream, req, permit).await
+                post(state, &upstream, req, identity, permit).await
             }
             Err(_) => error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -237,11 +259,42 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response<ProxyBody> {
     response
 }
 
+/// The answer to a request whose identity was refused: 401 with a Bearer
+/// challenge for a missing or bad JWT (RFC 6750 §3), 403 for a client
+/// certificate that names no principal. The reason is a closed set; the
+/// token is never echoed.
+fn identity_refused(error: &IdentityError) -> Response<ProxyBody> {
+    let reason = error.failure.as_str();
+    let data = Some(json!({"reason": reason}));
+    if !error.failure.is_authentication() {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            None,
+            codes::INVALID_REQUEST,
+            "the client certificate does not name a principal (mcp.identity.mtls)",
+            data,
+        );
+    }
+    let mut response = error_response(
+        StatusCode::UNAUTHORIZED,
+        None,
+        codes::INVALID_REQUEST,
+        "a valid bearer token is required (mcp.identity.jwt)",
+        data,
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
+    response
+}
+
 /// One POST: read, parse, decide every `tools/call`, forward the rest.
 async fn post(
     state: &Arc<McpState>,
     upstream: &Arc<Upstream>,
     req: Request<Incoming>,
+    identity: Identity,
     permit: InFlight,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
@@ -311,7 +364,6 @@ async fn post(
             None,
         );
     }
-    let identity = identity::resolve(&parts.headers, &state.config.identity);
     let mut exchange = Exchange::new(state.clone(), upstream.clone(), identity, started, permit);
     exchange.batch = matches!(body, Body::Batch(_));
     let messages = match body {

@@ -162,8 +162,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
-/// The headers sent upstream: the agent's, minus hop-by-hop ones and the
-/// sidecar's own identity headers, with `Host` set to the upstream's, the
+/// The headers sent upstream: the agent's, minus hop-by-hop ones, the
+/// sidecar's own identity headers, every other `x-aegis-*` header (unless
+/// `mcp.identity.trust_headers`) and the JWT's header once the sidecar
+/// consumed it (unless `mcp.identity.jwt.forward`), with `Host` set to the
+/// upstream's, the
 /// body's length left to the client, compression refused (the sidecar reads
 /// answers), and the upstream's extra headers. `Mcp-Session-Id`,
 /// `MCP-Protocol-Version`, `Last-Event-ID`, `Accept` and the rest pass
@@ -175,9 +178,7 @@ pub fn request_headers(
 ) -> HeaderMap {
     strip_hop_by_hop(&mut headers);
     headers.remove(header::CONTENT_LENGTH);
-    headers.remove(&identity.session_header);
-    headers.remove(&identity.tenant_header);
-    headers.remove(&identity.user_header);
+    identity.strip_for_mcp_upstream(&mut headers);
     if let Ok(host) = HeaderValue::from_str(upstream.authority.as_str()) {
         headers.insert(header::HOST, host);
     }
@@ -276,6 +277,58 @@ mod tests {
         ] {
             assert!(!out.contains_key(gone), "{gone} was forwarded");
         }
+    }
+
+    #[test]
+    fn own_headers_and_a_consumed_jwt_never_reach_the_upstream() {
+        let mut h = HeaderMap::new();
+        for (name, value) in [
+            ("x-aegis-session-id", "s1"),
+            ("x-aegis-tenant-id", "t"),
+            ("x-aegis-anything", "1"),
+            ("authorization", "Bearer agent.jwt.here"),
+            ("x-other", "kept"),
+        ] {
+            h.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let mut no_extra = upstream();
+        no_extra.headers.clear();
+        let jwt = crate::identity::JwtConfig {
+            jwks_file: "/dev/null".into(),
+            issuer: "i".into(),
+            audience: "a".into(),
+            header: header::AUTHORIZATION,
+            forward: false,
+            leeway: Duration::from_secs(60),
+            claims: crate::identity::ClaimNames::default(),
+        };
+        let consuming = IdentityConfig {
+            jwt: Some(jwt.clone()),
+            ..IdentityConfig::default()
+        };
+        let out = request_headers(h.clone(), &no_extra, &consuming);
+        let mut left: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept-encoding", "host", "x-other"]);
+
+        // jwt.forward: true passes the token on; trust_headers: true passes
+        // x-aegis-* (but never the sidecar's own three).
+        let passing = IdentityConfig {
+            jwt: Some(crate::identity::JwtConfig {
+                forward: true,
+                ..jwt
+            }),
+            trust_headers: true,
+            ..IdentityConfig::default()
+        };
+        let out = request_headers(h, &no_extra, &passing);
+        assert_eq!(out[header::AUTHORIZATION], "Bearer agent.jwt.here");
+        assert_eq!(out["x-aegis-anything"], "1");
+        assert!(!out.contains_key("x-aegis-session-id"));
+        assert!(!out.contains_key("x-aegis-tenant-id"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod results;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::HeaderName;
@@ -15,9 +16,9 @@ use super::{
 };
 use crate::cli::RunFlags;
 use crate::config::env::{self, Env};
-use crate::config::raw::{RawIdentity, RawMcp, RawMcpLimits};
+use crate::config::raw::{RawIdentity, RawJwt, RawMcp, RawMcpLimits};
 use crate::config::*;
-use crate::mcp::identity::{IdentityConfig, MAX_ID_LEN};
+use crate::identity::{ClaimNames, IdentityConfig, JwtConfig, MAX_ID_LEN, MtlsConfig};
 
 /// Resolves `mcp:`; `admin_listen` is checked against the MCP listener.
 pub(super) fn resolve(
@@ -65,7 +66,7 @@ pub(super) fn resolve(
         );
     }
 
-    let identity = identity(raw.identity.unwrap_or_default(), env, c);
+    let identity = identity(raw.identity.unwrap_or_default(), env, tls.as_ref(), c);
     let limits = limits(raw.limits.unwrap_or_default(), env, c);
     let results = results::resolve(raw.results.unwrap_or_default(), env, c);
 
@@ -192,7 +193,12 @@ fn flag_millis(
     }
 }
 
-fn identity(raw: RawIdentity, env: &dyn Env, c: &mut Checker) -> IdentityConfig {
+fn identity(
+    raw: RawIdentity,
+    env: &dyn Env,
+    tls: Option<&ServerTls>,
+    c: &mut Checker,
+) -> IdentityConfig {
     let mut header = |path: &str, value: Option<String>, default: &'static str| {
         c.setting(
             path,
@@ -244,26 +250,168 @@ fn identity(raw: RawIdentity, env: &dyn Env, c: &mut Checker) -> IdentityConfig 
         |id| checked_id(id, true),
     );
     let value = over_file(
-        raw.default_session,
-        env::string(env, ENV_MCP_DEFAULT_SESSION),
-        ENV_MCP_DEFAULT_SESSION,
+        raw.principal,
+        env::string(env, ENV_PRINCIPAL),
+        ENV_PRINCIPAL,
     );
-    let default_session = c.setting(
-        "mcp.identity.default_session",
+    let principal = c.setting(
+        "mcp.identity.principal",
         value,
-        DEFAULT_MCP_DEFAULT_SESSION.to_owned(),
-        |id| checked_id(id, false),
+        DEFAULT_PRINCIPAL.to_owned(),
+        principal_id,
     );
+    let value = over_file(
+        raw.session_scope,
+        env::string(env, ENV_SESSION_SCOPE),
+        ENV_SESSION_SCOPE,
+    );
+    let session_scope = c.setting(
+        "mcp.identity.session_scope",
+        value,
+        DEFAULT_SESSION_SCOPE,
+        |text| text.parse(),
+    );
+    let replaced = "the session is the principal's now: set mcp.identity.principal \
+                    (AEGIS_PRINCIPAL), or session_scope: client for clients trusted to name \
+                    their own sessions";
+    if raw.default_session.is_some() {
+        c.problems
+            .push(format!("mcp.identity.default_session: removed; {replaced}"));
+    }
+    if env::string(env, REMOVED_ENV_MCP_DEFAULT_SESSION).is_some() {
+        c.problems.push(format!(
+            "{REMOVED_ENV_MCP_DEFAULT_SESSION}: removed; {replaced}"
+        ));
+    }
+
+    let mtls = raw.mtls.map(|raw| MtlsConfig {
+        san: c.setting(
+            "mcp.identity.mtls.san",
+            from_file(raw.san),
+            DEFAULT_MTLS_SAN,
+            |text| text.parse(),
+        ),
+    });
+    if mtls.is_some() && tls.and_then(|tls| tls.client_ca_file.as_ref()).is_none() {
+        c.problems.push(
+            "mcp.identity.mtls: needs mcp.tls.client_ca_file (the MCP listener must verify \
+             client certificates for their SANs to name anyone)"
+                .to_owned(),
+        );
+    }
+    let jwt = raw.jwt.and_then(|raw| jwt(raw, c));
 
     IdentityConfig {
+        principal,
+        session_scope,
         session_header,
         tenant_header,
         user_header,
         trust_headers,
         default_tenant,
         default_user,
-        default_session,
+        mtls,
+        jwt,
     }
+}
+
+/// `mcp.identity.jwt`; `None` (with the problems recorded) when a required
+/// setting is missing.
+fn jwt(raw: RawJwt, c: &mut Checker) -> Option<JwtConfig> {
+    let mut required = |path: &str, value: Option<String>| -> Option<String> {
+        let value = value.as_deref().map(str::trim).unwrap_or_default();
+        if value.is_empty() {
+            c.problems
+                .push(format!("{path}: required when mcp.identity.jwt is set"));
+            return None;
+        }
+        Some(value.to_owned())
+    };
+    let issuer = required("mcp.identity.jwt.issuer", raw.issuer);
+    let audience = required("mcp.identity.jwt.audience", raw.audience);
+    let jwks_file = required(
+        "mcp.identity.jwt.jwks_file",
+        raw.jwks_file.map(|p| p.to_string_lossy().into_owned()),
+    );
+    let header = c.setting(
+        "mcp.identity.jwt.header",
+        from_file(raw.header),
+        HeaderName::from_static(DEFAULT_JWT_HEADER),
+        header_name,
+    );
+    let forward = c.setting(
+        "mcp.identity.jwt.forward",
+        from_file(raw.forward.map(|forward| forward.to_string())),
+        DEFAULT_JWT_FORWARD,
+        boolean,
+    );
+    let leeway_s = c.setting(
+        "mcp.identity.jwt.leeway_s",
+        from_file(raw.leeway_s),
+        DEFAULT_JWT_LEEWAY_S,
+        |s| {
+            if s > MAX_JWT_LEEWAY_S {
+                return Err(format!("must be at most {MAX_JWT_LEEWAY_S} s, got {s}"));
+            }
+            Ok(s)
+        },
+    );
+    let raw_claims = raw.claims.unwrap_or_default();
+    let mut claim = |path: &str, name: Option<String>| {
+        c.setting(path, from_file(name), None, |name| {
+            let name = name.trim();
+            if name.is_empty() {
+                return Err("must not be empty (leave it out for the default)".to_owned());
+            }
+            Ok(Some(name.to_owned()))
+        })
+    };
+    let principal = claim("mcp.identity.jwt.claims.principal", raw_claims.principal)
+        .unwrap_or_else(|| DEFAULT_JWT_PRINCIPAL_CLAIM.to_owned());
+    let tenant = claim("mcp.identity.jwt.claims.tenant", raw_claims.tenant);
+    let user = claim("mcp.identity.jwt.claims.user", raw_claims.user);
+    Some(JwtConfig {
+        jwks_file: PathBuf::from(jwks_file?),
+        issuer: issuer?,
+        audience: audience?,
+        header,
+        forward,
+        leeway: Duration::from_secs(leeway_s),
+        claims: ClaimNames {
+            principal,
+            tenant,
+            user,
+        },
+    })
+}
+
+/// The egress forward proxy is plain TCP: it cannot verify a client
+/// certificate, so with `mtls` its requests can only name their principal
+/// with a JWT. Without one, its calls would run under another principal
+/// than the same agent's MCP calls (another session, another budget).
+pub(super) fn check_identity_with_forward(
+    mcp: &McpConfig,
+    forward_listen: Option<SocketAddr>,
+    c: &mut Checker,
+) {
+    let identity = &mcp.identity;
+    if identity.mtls.is_some() && identity.jwt.is_none() && forward_listen.is_some() {
+        c.problems.push(
+            "mcp.identity.mtls: the egress forward proxy (forward.listen) cannot verify client \
+             certificates; configure mcp.identity.jwt as well (egress requests then carry a \
+             JWT), or turn forward.listen off"
+                .to_owned(),
+        );
+    }
+}
+
+/// A principal: 1..=[`MAX_ID_LEN`] bytes of visible ASCII (what mTLS SANs
+/// and JWT claims must be too), surrounding spaces trimmed.
+fn principal_id(text: String) -> Result<String, String> {
+    let id = text.trim();
+    crate::identity::usable_id(id.as_bytes()).ok_or_else(|| {
+        format!("must be 1 to {MAX_ID_LEN} bytes of visible ASCII (no spaces), got {id:?}")
+    })
 }
 
 fn header_name(text: String) -> Result<HeaderName, String> {
