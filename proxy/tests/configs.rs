@@ -13,8 +13,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use aegis_proxy::admin::Role;
 use aegis_proxy::cli::RunFlags;
 use aegis_proxy::config::{self, Config, McpConfig, RawConfig};
+use aegis_proxy::identity::SessionScope;
+use aegis_proxy::results::Keep;
 
 fn configs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs")
@@ -192,17 +195,26 @@ fn the_sidecar_example_is_a_locked_down_pod() {
     let (config, supplied) = load(&path);
     let config = config.expect("configs/sidecar.yaml loads");
     assert!(supplied.env.is_empty());
+    let shipped: Vec<&str> = supplied.files.iter().map(|(f, _)| f.as_str()).collect();
     assert_eq!(
-        supplied.files,
-        [(
-            "/var/run/secrets/tools/authorization".to_owned(),
-            "Bearer example-file-0".to_owned()
-        )],
-        "the token comes from the mounted Secret"
+        shipped,
+        [
+            "/var/run/secrets/aegis-api/operator",
+            "/var/run/secrets/aegis-api/reader",
+            "/var/run/secrets/tools/authorization",
+        ],
+        "every secret comes from a mounted Secret"
     );
 
     let any = |port: u16| SocketAddr::from(([0, 0, 0, 0], port));
     assert_eq!(config.admin.listen, any(8080));
+    // Probes and Prometheus on a port that serves nothing else; every /v1
+    // call needs a token, by role.
+    assert_eq!(config.admin.metrics_listen, Some(any(9090)));
+    let roles: Vec<Role> = config.admin.auth.tokens.iter().map(|t| t.role).collect();
+    assert_eq!(roles, [Role::Operator, Role::Reader]);
+    assert!(config.admin.auth.tokens.iter().all(|t| t.tenants.is_none()));
+    assert!(!config.admin.auth.is_dev_mode());
     assert_eq!(config.mcp.listen, Some(any(8081)));
     assert_eq!(
         config.ledger.path,
@@ -219,6 +231,16 @@ fn the_sidecar_example_is_a_locked_down_pod() {
     assert!(mcp.enforce);
     assert!(!mcp.identity.trust_headers);
     assert_eq!(mcp.identity.default_tenant, "acme");
+    // Agents are their service accounts; one session each, whatever they send.
+    assert_eq!(mcp.identity.session_scope, SessionScope::Principal);
+    let jwt = mcp.identity.jwt.as_ref().expect("agents present a JWT");
+    assert_eq!(jwt.jwks_file, PathBuf::from("/etc/aegis-jwks/jwks.json"));
+    assert_eq!(jwt.issuer, "https://kubernetes.default.svc.cluster.local");
+    assert_eq!(jwt.audience, "aegis-proxy");
+    assert!(!jwt.forward);
+    // The ledger keeps no tool output: readers see sizes and hashes only.
+    assert_eq!(mcp.results.keep, Keep::Hash);
+    assert!(mcp.results.tools.is_empty());
     assert_eq!(mcp.shutdown_grace, Duration::from_secs(20));
     assert_eq!(mcp.default_upstream.as_deref(), Some("tools"));
     let [tools] = mcp.upstreams.as_slice() else {
@@ -229,7 +251,7 @@ fn the_sidecar_example_is_a_locked_down_pod() {
         headers(&config, "tools"),
         [(
             "authorization".to_owned(),
-            "Bearer example-file-0".to_owned()
+            "Bearer example-file-2".to_owned()
         )]
     );
 }
