@@ -6,14 +6,16 @@
 //! record and state byte for byte as they were, and the tool server must see
 //! nothing it would not have seen anyway.
 //!
-//! No credential is configured here (dev mode on loopback): the weakest
-//! setting, in which an unauthenticated caller may ingest.
+//! Most tests run with no credential configured (dev mode on loopback): the
+//! weakest setting, in which an unauthenticated caller may ingest. The last
+//! one configures a token per role and tries each.
 
 #![allow(clippy::unwrap_used)]
 
 use aegis_demo_upstream::AnswerMode;
 use aegis_e2e::mcp::{MANIFEST, Stack, is_error, result_text};
-use aegis_e2e::{Http, run};
+use aegis_e2e::{Http, run, test_token, token_entry};
+use aegis_proxy::admin::Role;
 use http::StatusCode;
 use serde_json::{Value, json};
 
@@ -127,11 +129,11 @@ fn forged_history_clears_no_taint_and_whitelists_no_write() {
         for (id, message) in [
             (
                 2,
-                aegis_e2e::mcp::call(2, "write_file", json!({"path": "x", "text": "y"})),
+                aegis_e2e::mcp::call(2, "write_file", json!({"path": "x", "content": "y"})),
             ),
             (
                 3,
-                call_with_key(3, "write_file", json!({"path": "x", "text": "y"}), "k"),
+                call_with_key(3, "write_file", json!({"path": "x", "content": "y"}), "k"),
             ),
         ] {
             let reply = stack.client.post(&message).await.answer(&json!(id));
@@ -239,4 +241,82 @@ fn a_session_pre_made_through_the_api_is_never_enforced_into_nor_bypassed() {
             assert_eq!(record(http).await, before);
         });
     }
+}
+
+#[test]
+fn with_credentials_no_role_rewrites_an_enforced_session_and_only_an_operator_whitelists() {
+    run(async {
+        let mut stack = stack(MANIFEST, |config| {
+            let dir = config.ledger.path.parent().unwrap().to_owned();
+            for role in [Role::Reader, Role::Ingest, Role::Operator] {
+                let path = dir.join(format!("{role}.token"));
+                let entry = token_entry(&path, &test_token(role), role, &[]);
+                config.admin.auth.tokens.push(entry);
+            }
+        })
+        .await;
+        stack.client.initialize().await;
+        let read = stack
+            .client
+            .call(1, "read_file", json!({"path": "notes.txt"}))
+            .await;
+        assert!(!is_error(&read), "{read}");
+        let anonymous = stack.sidecar.http.without_token();
+        let as_role = |role: Role| anonymous.with_token(&test_token(role));
+        let reader = as_role(Role::Reader);
+        let before = record(&reader).await;
+        assert_eq!(before.1["is_tainted"], true);
+
+        let sanitizer = format!("/v1/sessions/{SESSION}/sanitizers?tenant_id={TENANT}");
+        for (caller, events_status, sanitizer_status) in [
+            (
+                anonymous.clone(),
+                StatusCode::UNAUTHORIZED,
+                StatusCode::UNAUTHORIZED,
+            ),
+            (reader.clone(), StatusCode::FORBIDDEN, StatusCode::FORBIDDEN),
+            (
+                as_role(Role::Ingest),
+                StatusCode::CONFLICT,
+                StatusCode::FORBIDDEN,
+            ),
+        ] {
+            for body in forgeries() {
+                let answer = caller.post_json("/v1/events", body.to_string()).await;
+                assert_eq!(answer.status, events_status, "{}", answer.text());
+            }
+            let answer = caller
+                .post_json(&sanitizer, r#"{"sanitizer_key": "k"}"#)
+                .await;
+            assert_eq!(answer.status, sanitizer_status, "{}", answer.text());
+            assert_eq!(record(&reader).await, before);
+        }
+        // An operator's credential does not make an append the sidecar's.
+        let operator = as_role(Role::Operator);
+        for body in forgeries() {
+            let answer = operator.post_json("/v1/events", body.to_string()).await;
+            assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.text());
+        }
+        assert_eq!(record(&reader).await, before);
+        let keyed = call_with_key(2, "write_file", json!({"path": "x", "content": "y"}), "k");
+        let reply = stack.client.post(&keyed).await.answer(&json!(2));
+        assert!(
+            result_text(&reply).contains("TAINTED_TO_HIGH_RISK"),
+            "{reply}"
+        );
+        assert_eq!(stack.upstream.stats().tool_calls("write_file"), 0);
+
+        // The one way in: an operator registers the key, in the chain.
+        let answer = operator
+            .post_json(&sanitizer, r#"{"sanitizer_key": "k"}"#)
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+        let events = reader.session_events(TENANT, SESSION).await;
+        let registered = events.last().unwrap();
+        assert_eq!(registered["event_type"], "POLICY_DECISION");
+        let keyed = call_with_key(3, "write_file", json!({"path": "x", "content": "y"}), "k");
+        let reply = stack.client.post(&keyed).await.answer(&json!(3));
+        assert!(!is_error(&reply), "{reply}");
+        assert_eq!(stack.upstream.stats().tool_calls("write_file"), 1);
+    });
 }
