@@ -184,7 +184,15 @@ impl Resolver {
             principal = (san(p.peer, mtls.san)?, PrincipalSource::Mtls);
         }
         let mut claims = None;
-        if let (Some(jwt), Some(keys)) = (&config.jwt, &self.keys) {
+        if let Some(jwt) = &config.jwt {
+            // `open` loads the keys whenever a JWT is configured; never let
+            // their absence mean "no JWT needed".
+            let Some(keys) = &self.keys else {
+                return Err(IdentityError::new(
+                    Failure::UnknownKey,
+                    "no JWK Set is loaded for mcp.identity.jwt",
+                ));
+            };
             let token = match p.credential {
                 Credential::Absent => {
                     return Err(IdentityError::new(Failure::Missing, "no bearer token"));
