@@ -55,6 +55,8 @@ pub struct Running {
     tokens: Arc<TokenSet>,
     /// Stops the token files' watch when dropped.
     _token_watch: TokenWatch,
+    /// Who requests act for; its JWK Set is re-read on SIGHUP too.
+    identity: Arc<Resolver>,
     /// Stops the JWK Set watch (`mcp.identity.jwt`) when dropped.
     _jwks_watch: Option<FileWatch>,
     ready_file: Option<PathBuf>,
@@ -203,7 +205,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             metrics.clone(),
             config.forward.clone(),
             &config.mcp,
-            identity,
+            identity.clone(),
             shutdown_rx.clone(),
         );
         // Tunnels get the grace period; then their results are recorded.
@@ -266,6 +268,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         _watch: watch,
         tokens,
         _token_watch: token_watch,
+        identity,
         _jwks_watch: jwks_watch,
         ready_file: config.ready_file,
     })
@@ -445,6 +448,7 @@ impl Running {
     /// manifest's outcome like every other reload, and returns it.
     pub async fn reload_manifest(&self) -> Option<ReloadOutcome> {
         self.reload_tokens("sighup").await;
+        self.reload_jwks().await;
         let store = self.manifests.clone();
         match tokio::task::spawn_blocking(move || store.reload()).await {
             Ok(outcome) => {
@@ -453,6 +457,19 @@ impl Running {
             }
             Err(e) => {
                 tracing::error!(error = %e, "manifest reload task failed");
+                None
+            }
+        }
+    }
+
+    /// Re-reads the JWK Set of `mcp.identity.jwt`, when configured (a bad
+    /// file keeps the last good set; see [`crate::identity::jwks`]).
+    pub async fn reload_jwks(&self) -> Option<crate::identity::jwks::JwksReload> {
+        let identity = self.identity.clone();
+        match tokio::task::spawn_blocking(move || identity.reload_jwks()).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::error!(error = %e, "JWK Set reload task failed");
                 None
             }
         }

@@ -535,6 +535,56 @@ fn a_rotated_jwks_file_is_picked_up() {
 }
 
 #[test]
+fn sighup_rereads_a_jwks_file_the_watch_cannot_see() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let old = Key::es256("2024");
+        let new = Key::es256("2025");
+        // The configured file is a symlink into a directory nobody watches,
+        // so an in-place write there raises no event the watch sees.
+        let target = elsewhere.path().join("keys.json");
+        support::write_jwks(&target, &[&old]);
+        let mut jwt = jwt_config(&dir, &[&old]);
+        std::fs::remove_file(&jwt.jwks_file).unwrap();
+        std::os::unix::fs::symlink(&target, &jwt.jwks_file).unwrap();
+        jwt.jwks_file = dir.path().join("jwks.json");
+        let stack = Stack::start(MANIFEST, AnswerMode::Json, move |config| {
+            config.mcp.identity.jwt = Some(jwt);
+        })
+        .await;
+        let client = stateless(&stack);
+        let send = |token: String, i: i64| {
+            let client = client.clone();
+            async move {
+                let body = call(i, "echo", json!({"text": i})).to_string();
+                client
+                    .send(Method::POST, body, &[("authorization", &bearer(&token))])
+                    .await
+                    .status
+            }
+        };
+        assert_eq!(send(old.token(&claims("agent")), 1).await, StatusCode::OK);
+        support::write_jwks(&target, &[&new]);
+        // What the SIGHUP handler runs.
+        let outcome = stack.sidecar.running.reload_jwks().await;
+        assert!(
+            matches!(
+                outcome,
+                Some(aegis_proxy::identity::jwks::JwksReload::Reloaded { keys: 1 })
+            ),
+            "{outcome:?}"
+        );
+        assert_eq!(send(new.token(&claims("agent")), 2).await, StatusCode::OK);
+        assert_eq!(
+            send(old.token(&claims("agent")), 3).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(stack.upstream.stats().tool_calls("echo"), 2);
+    });
+}
+
+#[test]
 fn jwts_on_the_egress_proxy_ride_in_proxy_authorization() {
     run(async {
         let dir = tempfile::tempdir().unwrap();
