@@ -335,7 +335,7 @@ impl Exchange {
                 let answer = answers::error(
                     Some(&call.id),
                     codes::INTERNAL_ERROR,
-                    &format!("the tool server failed: {detail}"),
+                    &format!("the tool server failed: {}", for_agent(kind)),
                     Some(json!({"upstream": upstream, "kind": kind, "tool": call.tool_name})),
                 );
                 (EventType::ErrorRaised, kind, Some(answer))
@@ -410,7 +410,7 @@ impl Exchange {
 
     /// Answers for forwarded requests that are not tool calls, when the
     /// upstream failed before answering.
-    fn failed_requests(&self, kind: &'static str, detail: &str) -> Vec<Value> {
+    fn failed_requests(&self, kind: &'static str) -> Vec<Value> {
         self.forwarded_requests
             .iter()
             .filter(|id| !self.calls.iter().any(|c| &c.id == *id))
@@ -418,7 +418,7 @@ impl Exchange {
                 answers::error(
                     Some(id),
                     codes::INTERNAL_ERROR,
-                    &format!("the upstream MCP server failed: {detail}"),
+                    &format!("the upstream MCP server failed: {}", for_agent(kind)),
                     Some(json!({"upstream": self.upstream.name, "kind": kind})),
                 )
             })
@@ -434,7 +434,7 @@ impl Exchange {
         timed_out: bool,
     ) -> Response<ProxyBody> {
         tracing::warn!(upstream = %self.upstream.name, kind, %detail, "upstream failed");
-        let mut out = self.failed_requests(kind, &detail);
+        let mut out = self.failed_requests(kind);
         let d = detail.clone();
         out.extend(
             self.settle_rest(|| {
@@ -459,11 +459,27 @@ impl Exchange {
                 status,
                 None,
                 codes::INTERNAL_ERROR,
-                &format!("the upstream MCP server failed: {detail}"),
+                &format!("the upstream MCP server failed: {}", for_agent(kind)),
                 Some(json!({"upstream": self.upstream.name, "kind": kind})),
             );
         }
         self.json_answer(out)
+    }
+}
+
+/// What the agent is told of an upstream failure of `kind`: never the
+/// upstream's URL, address or error chain (those are internal topology; the
+/// log and the ledger's `ERROR_RAISED` keep them), only what happened.
+fn for_agent(kind: &str) -> &'static str {
+    match kind {
+        "unreachable" => "the upstream MCP server is unreachable",
+        "timeout" => "the upstream MCP server did not answer in time",
+        "status" => "the upstream MCP server answered with an HTTP error",
+        "malformed" => "the upstream MCP server's answer is not a valid JSON-RPC message",
+        "no_answer" => "the upstream MCP server's answer did not include this request's answer",
+        "bad_request" => "the request could not be sent to the upstream MCP server",
+        "too_large" => "the upstream MCP server's answer exceeds mcp.limits.max_response_bytes",
+        _ => "the upstream MCP server failed",
     }
 }
 
@@ -630,35 +646,31 @@ pub async fn pass(
             );
         }
     };
-    let response =
-        match tokio::time::timeout(upstream.timeout, upstream.client.request(request)).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => {
-                return error_response(
-                    StatusCode::BAD_GATEWAY,
-                    None,
-                    codes::INTERNAL_ERROR,
-                    &format!(
-                        "the upstream MCP server {} is unreachable: {}",
-                        upstream.url,
-                        error_chain(&e)
-                    ),
-                    Some(json!({"upstream": upstream.name, "kind": "unreachable"})),
-                );
-            }
-            Err(_) => {
-                return error_response(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    None,
-                    codes::INTERNAL_ERROR,
-                    &format!(
-                        "the upstream MCP server {} did not answer in time",
-                        upstream.url
-                    ),
-                    Some(json!({"upstream": upstream.name, "kind": "timeout"})),
-                );
-            }
-        };
+    let response = match tokio::time::timeout(upstream.timeout, upstream.client.request(request))
+        .await
+    {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
+            tracing::warn!(upstream = %upstream.name, url = %upstream.url, error = %error_chain(&e), "upstream unreachable");
+            return error_response(
+                StatusCode::BAD_GATEWAY,
+                None,
+                codes::INTERNAL_ERROR,
+                for_agent("unreachable"),
+                Some(json!({"upstream": upstream.name, "kind": "unreachable"})),
+            );
+        }
+        Err(_) => {
+            tracing::warn!(upstream = %upstream.name, url = %upstream.url, "upstream did not answer in time");
+            return error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                None,
+                codes::INTERNAL_ERROR,
+                for_agent("timeout"),
+                Some(json!({"upstream": upstream.name, "kind": "timeout"})),
+            );
+        }
+    };
     // A held-open stream ends when the sidecar shuts down.
     let (mut parts, body) = response.into_parts();
     parts.headers = upstream::response_headers(parts.headers, false);
@@ -738,10 +750,7 @@ async fn relay_json(mut exchange: Exchange, response: Response<Incoming>) -> Res
     if size > limit {
         let sha256: [u8; 32] = hasher.finalize().into();
         let mut out = Vec::new();
-        out.extend(exchange.failed_requests(
-            "too_large",
-            "the answer exceeds mcp.limits.max_response_bytes",
-        ));
+        out.extend(exchange.failed_requests("too_large"));
         let head = buf.freeze();
         out.extend(
             exchange

@@ -218,11 +218,29 @@ fn count(
 ) {
     let m = &state.metrics.mcp;
     m.requests
-        .with_label_values(&[upstream, method.as_str(), response.status().as_str()])
+        .with_label_values(&[upstream, method_label(method), response.status().as_str()])
         .inc();
     m.request_duration
         .with_label_values(&[upstream])
         .observe(started.elapsed().as_secs_f64());
+}
+
+/// The `method` label: the standard methods by name, anything else `other`
+/// (a client can send any token as a method; each must not become a new
+/// metric series).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 /// `/mcp` → the default upstream; `/mcp/{name}` → that one.
