@@ -100,7 +100,7 @@ fn tools_list_filter(c: &mut Criterion) {
     let declared: HashSet<String> = (0..50).step_by(5).map(|i| format!("tool_{i:02}")).collect();
     assert_eq!(declared.len(), 10);
     assert_eq!(
-        tools_list::filter(&mut response.clone(), |name| declared.contains(name)),
+        tools_list::filter(&mut response.clone(), |name| declared.contains(name)).removed,
         40
     );
 

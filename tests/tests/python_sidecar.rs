@@ -205,3 +205,39 @@ fn v2_client_discovers_the_protocol_through_the_sidecar() {
         Mode::Auto,
     ));
 }
+
+/// The official 2.3.0 client in the stateless 2026-07-28 mode against the
+/// demo tool server, through the sidecar: its `ListToolsResult` needs
+/// `ttlMs` and `cacheScope`, which the demo sends and the sidecar's filter
+/// keeps (making the public scope private: the list is this agent's).
+#[test]
+fn v2_stateless_client_lists_and_calls_the_demo_servers_tools_through_the_sidecar() {
+    run_py(async {
+        let stack = aegis_e2e::mcp::Stack::start(
+            aegis_e2e::mcp::MANIFEST,
+            aegis_demo_upstream::AnswerMode::Json,
+            |_| {},
+        )
+        .await;
+        let url = format!(
+            "http://{}/mcp/tools",
+            stack.sidecar.running.mcp_addr().unwrap()
+        );
+        let script = json!([
+            step::list_tools(),
+            step::call("echo", json!({"text": "hi"}))
+        ]);
+        let out = run_client(Sdk::V2, &url, &ClientOpts::mode(Mode::Stateless), &script).await;
+        assert!(out.get("error").is_none(), "{out:#}");
+        assert_eq!(out["protocol_version"], "2026-07-28", "{out:#}");
+        let steps = out["steps"].as_array().unwrap();
+        for s in steps {
+            assert!(s.get("error").is_none(), "a step failed: {s:#}");
+        }
+        let tools = steps[0]["tools"].as_array().unwrap();
+        assert!(tools.contains(&json!("echo")), "{out:#}");
+        assert!(!tools.contains(&json!("delete_everything")), "{out:#}");
+        assert_eq!(steps[1]["text"], "hi", "{out:#}");
+        assert_eq!(stack.upstream.stats().tool_calls("echo"), 1);
+    });
+}

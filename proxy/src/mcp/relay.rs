@@ -829,13 +829,14 @@ async fn relay_json(mut exchange: Exchange, response: Response<Incoming>) -> Res
     response
 }
 
-/// Filters a `tools/list` answer; `true` when something was removed.
+/// Filters a `tools/list` answer; `true` when it changed (a tool removed,
+/// a public cache scope made private).
 fn filter_tools(exchange: &Exchange, message: &mut Value) -> bool {
     let Some(live) = exchange.state.manifests.current() else {
         // No manifest: every call is refused; offer nothing.
-        return tools_list::filter(message, |_| false) > 0;
+        return tools_list::filter(message, |_| false).changed();
     };
-    tools_list::filter(message, |name| live.compiled.declares(name)) > 0
+    tools_list::filter(message, |name| live.compiled.declares(name)).changed()
 }
 
 fn id_of(value: &Value) -> Option<Id> {

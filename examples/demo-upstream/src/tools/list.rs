@@ -5,8 +5,12 @@ use serde_json::{Value, json};
 use super::Tool;
 use crate::mcp::Revision;
 
+/// How long (ms) a 2026-07-28 client may cache the tool list.
+pub(crate) const TOOLS_TTL_MS: u64 = 300_000;
+
 /// The `tools/list` result as JSON text, per revision (2026-07-28 adds
-/// `resultType`).
+/// `resultType` and the caching hints `ttlMs` and `cacheScope`, which its
+/// `ListToolsResult` requires).
 #[derive(Debug)]
 pub(crate) struct ToolsList {
     session: String,
@@ -17,7 +21,13 @@ impl ToolsList {
     pub(crate) fn new() -> ToolsList {
         let tools: Vec<Value> = Tool::ALL.iter().map(|tool| describe(*tool)).collect();
         let session = json!({ "tools": tools });
-        let stateless = json!({ "tools": tools, "resultType": "complete" });
+        // The list never changes and holds nothing of any one caller.
+        let stateless = json!({
+            "tools": tools,
+            "resultType": "complete",
+            "ttlMs": TOOLS_TTL_MS,
+            "cacheScope": "public",
+        });
         ToolsList {
             session: session.to_string(),
             stateless: stateless.to_string(),
@@ -118,5 +128,8 @@ mod tests {
         assert!(session.get("resultType").is_none());
         let stateless: Value = serde_json::from_str(list.get(Revision::Stateless)).unwrap();
         assert_eq!(stateless["resultType"], "complete");
+        assert_eq!(stateless["ttlMs"], TOOLS_TTL_MS);
+        assert_eq!(stateless["cacheScope"], "public");
+        assert!(session.get("ttlMs").is_none() && session.get("cacheScope").is_none());
     }
 }
