@@ -281,6 +281,13 @@ pub const MAX_JWT_LEEWAY_S: u64 = 600;
 /// name the workload with.
 pub const DEFAULT_JWT_PRINCIPAL_CLAIM: &str = "sub";
 
+// mcp.allowed_hosts / mcp.allowed_origins: the front door (DNS rebinding).
+
+/// Comma-separated `host` or `host:port` entries; replaces the file's list.
+pub const ENV_MCP_ALLOWED_HOSTS: &str = "AEGIS_MCP_ALLOWED_HOSTS";
+/// Comma-separated origins (`scheme://host[:port]`); replaces the file's list.
+pub const ENV_MCP_ALLOWED_ORIGINS: &str = "AEGIS_MCP_ALLOWED_ORIGINS";
+
 // mcp.limits: bounds on what one agent can make the proxy hold.
 
 pub const ENV_MCP_MAX_BODY_BYTES: &str = "AEGIS_MCP_MAX_BODY_BYTES";

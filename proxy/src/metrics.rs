@@ -164,6 +164,8 @@ pub struct McpMetrics {
     /// Calls the ledger could not record, by what happened (fail_closed: not
     /// forwarded; fail_open: forwarded unrecorded).
     pub ledger_failures: IntCounterVec,
+    /// Requests the front door refused, by reason (`host`, `origin`).
+    pub front_door_refusals: IntCounterVec,
     /// Requests being handled (POSTs; GET streams are not counted).
     pub in_flight: IntGauge,
     /// Sessions active in memory (not yet idle-evicted); set when scraped.
@@ -424,6 +426,13 @@ impl Metrics {
                 ),
                 &["mode"],
             )?,
+            front_door_refusals: IntCounterVec::new(
+                Opts::new(
+                    "aegis_mcp_front_door_refusals_total",
+                    "MCP requests refused before routing for their Host or Origin header (DNS rebinding), by reason.",
+                ),
+                &["reason"],
+            )?,
             in_flight: IntGauge::new(
                 "aegis_mcp_in_flight_requests",
                 "MCP POST requests being handled.",
@@ -465,6 +474,11 @@ impl Metrics {
         registry.register(Box::new(mcp.tool_calls.clone()))?;
         registry.register(Box::new(mcp.tool_results.clone()))?;
         registry.register(Box::new(mcp.ledger_failures.clone()))?;
+        registry.register(Box::new(mcp.front_door_refusals.clone()))?;
+        for refusal in crate::mcp::front_door::Refusal::ALL {
+            mcp.front_door_refusals
+                .with_label_values(&[refusal.as_str()]);
+        }
         registry.register(Box::new(mcp.in_flight.clone()))?;
         registry.register(Box::new(mcp.active_sessions.clone()))?;
         let tls_handshake_failures = IntCounterVec::new(

@@ -37,6 +37,13 @@ pub struct McpConfig {
     pub default_upstream: Option<String>,
     /// How a request's tenant, user and session are read.
     pub identity: IdentityConfig,
+    /// `Host` values the listener accepts (`host` or `host:port`); empty:
+    /// loopback names on a loopback listener, anything otherwise
+    /// (`crate::mcp::front_door`).
+    pub allowed_hosts: Vec<String>,
+    /// `Origin`s accepted, serialised (`scheme://host[:port]`); requests
+    /// without one always pass.
+    pub allowed_origins: Vec<String>,
     /// Largest request body read; larger ones are refused (413).
     pub max_body_bytes: usize,
     /// Connections served at once; further ones wait to be accepted.
@@ -68,6 +75,8 @@ impl Default for McpConfig {
             upstreams: Vec::new(),
             default_upstream: None,
             identity: IdentityConfig::default(),
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
             max_body_bytes: DEFAULT_MCP_MAX_BODY_BYTES,
             max_connections: DEFAULT_MCP_MAX_CONNECTIONS,
             max_in_flight: DEFAULT_MCP_MAX_IN_FLIGHT,

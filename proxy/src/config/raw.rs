@@ -118,6 +118,8 @@ pub struct RawMcp {
     pub shutdown_grace_ms: Option<u64>,
     pub upstreams: Option<Vec<RawUpstream>>,
     pub identity: Option<RawIdentity>,
+    pub allowed_hosts: Option<Vec<String>>,
+    pub allowed_origins: Option<Vec<String>>,
     pub limits: Option<RawMcpLimits>,
     pub results: Option<RawResults>,
     pub tls: Option<super::RawServerTls>,

@@ -13,6 +13,8 @@
 //! Stage functions free of hyper types, each tested alone:
 //! - [`jsonrpc`]: a POST body → single message or batch, each classified
 //!   (request, notification, response) with its id kept exactly as sent.
+//! - [`front_door`]: `Host` and `Origin` checked before anything else
+//!   (DNS rebinding).
 //! - [`identity`]: which `(tenant, user, session)` a request acts for.
 //! - [`answers`]: what the agent gets instead of a forwarded call: the
 //!   tool-error result of a denial, JSON-RPC errors.
@@ -21,6 +23,7 @@
 
 pub mod answers;
 pub mod enforce;
+pub mod front_door;
 pub mod identity;
 pub mod jsonrpc;
 pub mod relay;

@@ -25,6 +25,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::answers::{self, DecisionRecord};
 use super::enforce::{CallRequest, Gate, SANITIZER_META_KEY};
+use super::front_door::{FrontDoor, Refusal};
 use super::identity::{self, Identity, IdentityError};
 use super::jsonrpc::{self, Body, Id, Kind, Message, codes};
 use super::relay::{self, Exchange, InFlight, Pending, ProxyBody, full};
@@ -62,6 +63,8 @@ pub struct McpState {
     pub in_flight: Arc<Semaphore>,
     /// Turns true on shutdown: held-open GET streams end.
     pub shutdown: watch::Receiver<bool>,
+    /// `Host` and `Origin` rules, checked before anything else.
+    pub front_door: FrontDoor,
 }
 
 impl McpState {
@@ -86,11 +89,17 @@ impl McpState {
             .default_upstream
             .as_ref()
             .and_then(|name| upstreams.get(name).cloned());
+        let front_door = FrontDoor::new(
+            config.listen,
+            &config.allowed_hosts,
+            &config.allowed_origins,
+        );
         Ok(McpState {
             gate,
             manifests,
             metrics,
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+            front_door,
             config,
             identity,
             fail_open,
@@ -154,6 +163,20 @@ async fn handle(state: &Arc<McpState>, req: Request<Incoming>) -> Response<Proxy
     // (GET streams, DELETE and unknown paths included: an anonymous client
     // learns nothing, not even the upstreams' names).
     let routed = route(state, req.uri().path());
+    // Before anything else: a page the user's browser opened must not get
+    // in through a rebound DNS name or a foreign origin.
+    if let Err(refusal) = state.front_door.check(req.uri(), req.headers()) {
+        let response = front_door_refused(refusal);
+        state
+            .metrics
+            .mcp
+            .front_door_refusals
+            .with_label_values(&[refusal.as_str()])
+            .inc();
+        let label = routed.as_ref().map_or("unknown", |u| u.name.as_str());
+        count(state, label, &method, &response, started);
+        return response;
+    }
     let peer = req.extensions().get::<Arc<Peer>>();
     let identity = match identity::resolve(&state.identity, req.headers(), peer) {
         Ok(identity) => identity,
@@ -223,6 +246,25 @@ fn count(
     m.request_duration
         .with_label_values(&[upstream])
         .observe(started.elapsed().as_secs_f64());
+}
+
+/// `403` for a request the front door turned away; it says which header.
+fn front_door_refused(refusal: Refusal) -> Response<ProxyBody> {
+    let message = match refusal {
+        Refusal::Host => {
+            "the Host header names no host this MCP listener serves (mcp.allowed_hosts): refused to prevent DNS rebinding"
+        }
+        Refusal::Origin => {
+            "the Origin header is not an allowed origin (mcp.allowed_origins): refused to prevent DNS rebinding"
+        }
+    };
+    error_response(
+        StatusCode::FORBIDDEN,
+        None,
+        codes::INVALID_REQUEST,
+        message,
+        Some(json!({"reason": refusal.as_str()})),
+    )
 }
 
 /// The `method` label: the standard methods by name, anything else `other`

@@ -19,6 +19,7 @@ use crate::config::env::{self, Env};
 use crate::config::raw::{RawIdentity, RawJwt, RawMcp, RawMcpLimits};
 use crate::config::*;
 use crate::identity::{ClaimNames, IdentityConfig, JwtConfig, MAX_ID_LEN, MtlsConfig};
+use crate::mcp::front_door;
 
 /// Resolves `mcp:`; `admin_listen` is checked against the MCP listener.
 pub(super) fn resolve(
@@ -67,6 +68,22 @@ pub(super) fn resolve(
     }
 
     let identity = identity(raw.identity.unwrap_or_default(), env, tls.as_ref(), c);
+    let allowed_hosts = front_door_list(
+        "mcp.allowed_hosts",
+        raw.allowed_hosts,
+        env,
+        ENV_MCP_ALLOWED_HOSTS,
+        c,
+        |entry| front_door::check_host_entry(entry).map(|()| entry.trim().to_owned()),
+    );
+    let allowed_origins = front_door_list(
+        "mcp.allowed_origins",
+        raw.allowed_origins,
+        env,
+        ENV_MCP_ALLOWED_ORIGINS,
+        c,
+        front_door::normalise_origin,
+    );
     let limits = limits(raw.limits.unwrap_or_default(), env, c);
     let results = results::resolve(raw.results.unwrap_or_default(), env, c);
 
@@ -107,6 +124,8 @@ pub(super) fn resolve(
         upstreams,
         default_upstream,
         identity,
+        allowed_hosts,
+        allowed_origins,
         max_body_bytes: limits.max_body_bytes,
         max_connections: limits.max_connections,
         max_in_flight: limits.max_in_flight,
@@ -117,6 +136,38 @@ pub(super) fn resolve(
         session_idle: Duration::from_millis(session_idle_ms),
         shutdown_grace: Duration::from_millis(shutdown_grace_ms),
     }
+}
+
+/// `mcp.allowed_hosts` or `mcp.allowed_origins`: the file's list, replaced
+/// whole by the comma-separated `env_name`; each entry checked (and
+/// normalised) by `check`, every bad one reported with its index.
+fn front_door_list(
+    path: &str,
+    file: Option<Vec<String>>,
+    env: &dyn Env,
+    env_name: &str,
+    c: &mut Checker,
+    check: impl Fn(&str) -> Result<String, String>,
+) -> Vec<String> {
+    let (entries, from) = match env::string(env, env_name) {
+        Some(text) => (
+            text.split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            format!(" (from {env_name})"),
+        ),
+        None => (file.unwrap_or_default(), String::new()),
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        match check(entry) {
+            Ok(normalised) => out.push(normalised),
+            Err(why) => c.problems.push(format!("{path}[{i}]: {why}{from}")),
+        }
+    }
+    out
 }
 
 /// The listener's address: the configured one (or the default) when there is
