@@ -15,8 +15,8 @@
 //! 8. tool requires approval → `require_approval` / `APPROVAL_REQUIRED`
 //! 9. otherwise allow `OK`, with the output and time constraints.
 //!
-//! Rule 7 is ours (Aegis parses `permissions.fs` but does not enforce it),
-//! placed with the other checks of what a call's arguments reach (2, 6). It
+//! Rule 7 is ours (no Aegis pack exercises roots: PT-001's write is denied
+//! earlier, as undeclared), placed with the other checks of what a call's arguments reach (2, 6). It
 //! applies only when the manifest declares at least one root (`read_roots`
 //! or `write_roots`): a manifest without any, as Aegis's packs write them,
 //! keeps paths unchecked. Then a read tool's paths must lie under
@@ -27,9 +27,9 @@
 //! instead. A mapped argument that is absent is skipped; one that is a
 //! string, or a list of strings, is checked ([`crate::paths`]: every reading
 //! of it must be under a root, a relative path starting at the first root);
-//! any other value, or `args` that is not an object, is denied. What the
-//! check cannot see (symlinks, mounts, the tool's working directory, paths in
-//! unmapped arguments) is listed in [`crate::paths`].
+//! any other value, or `args` that is neither an object nor absent, is
+//! denied. What the check cannot see (symlinks, mounts, the tool's working
+//! directory, paths in unmapped arguments) is listed in [`crate::paths`].
 //!
 //! Between 7 and 8, when the caller passes the session's token buckets, a
 //! tool over its rate limit is denied `RATE_LIMITED`: last among the denials,
