@@ -1,6 +1,7 @@
 //! `decide()`: one proposed tool call, the session's facts and a compiled
 //! manifest in; a [`Decision`] out. Pure, no I/O, no allocation on the allow
-//! path. The rule order is Aegis's (`README.md`, "Policy decisions";
+//! path (except rule 7's normalisation of path arguments, when the manifest
+//! declares filesystem roots). The rule order is Aegis's (`README.md`, "Policy decisions";
 //! `ARCHITECTURE.md`, "Policy semantics"); the first rule that matches
 //! decides:
 //!
@@ -10,10 +11,27 @@
 //! 4. a loop recorded in the session, or one this call would complete → deny `LOOP_DETECTED`
 //! 5. tainted session, high-risk sink, no registered sanitizer key → deny `TAINTED_TO_HIGH_RISK`
 //! 6. exec tool whose binary is not allowlisted → deny `EXEC_DENY`
-//! 7. tool requires approval → `require_approval` / `APPROVAL_REQUIRED`
-//! 8. otherwise allow `OK`, with the output and time constraints.
+//! 7. filesystem tool whose path argument is not under the manifest's roots → deny `FS_DENY`
+//! 8. tool requires approval → `require_approval` / `APPROVAL_REQUIRED`
+//! 9. otherwise allow `OK`, with the output and time constraints.
 //!
-//! Between 6 and 7, when the caller passes the session's token buckets, a
+//! Rule 7 is ours (no Aegis pack exercises roots: PT-001's write is denied
+//! earlier, as undeclared), placed with the other checks of what a call's arguments reach (2, 6). It
+//! applies only when the manifest declares at least one root (`read_roots`
+//! or `write_roots`): a manifest without any, as Aegis's packs write them,
+//! keeps paths unchecked. Then a read tool's paths must lie under
+//! `read_roots` and a write tool's under `write_roots`; a kind with no roots
+//! admits no path. Read tools are `read_file` and `fs.read*`, write tools
+//! `write_file` and `fs.write*`, each with its path in `args.path`;
+//! `policy.fs_paths` maps any declared tool to its path arguments and access
+//! instead. A mapped argument that is absent is skipped; one that is a
+//! string, or a list of strings, is checked ([`crate::paths`]: every reading
+//! of it must be under a root, a relative path starting at the first root);
+//! any other value, or `args` that is neither an object nor absent, is
+//! denied. What the check cannot see (symlinks, mounts, the tool's working
+//! directory, paths in unmapped arguments) is listed in [`crate::paths`].
+//!
+//! Between 7 and 8, when the caller passes the session's token buckets, a
 //! tool over its rate limit is denied `RATE_LIMITED`: last among the denials,
 //! so that only a call that would otherwise run takes a token.
 
@@ -26,7 +44,8 @@ use serde_json::Value;
 
 use crate::domain::{DomainSet, destination};
 use crate::loops::{CallKey, LoopRules};
-use crate::manifest::{Manifest, RateLimit};
+use crate::manifest::{FsAccess, FsPathRule, Manifest, RateLimit};
+use crate::paths::{self, NormalPath};
 use crate::rate::RateLimiter;
 use crate::reason::{Outcome, Reason};
 
@@ -61,6 +80,82 @@ pub struct CompiledManifest {
     constraints: Constraints,
     loops: LoopRules,
     rate_limits: BTreeMap<String, RateLimit>,
+    /// `None` when the manifest declares no filesystem root (rule 7 off).
+    fs: Option<FsRoots>,
+}
+
+/// Rule 7's roots, normalised, and the manifest's path-argument mapping.
+#[derive(Debug, Clone)]
+struct FsRoots {
+    read: Vec<NormalPath>,
+    write: Vec<NormalPath>,
+    rules: BTreeMap<String, FsPathRule>,
+}
+
+/// The arguments a default filesystem tool names its path in.
+const DEFAULT_PATH_ARGS: &[&str] = &["path"];
+
+impl FsRoots {
+    fn new(manifest: &Manifest) -> Option<FsRoots> {
+        let fs = &manifest.permissions.fs;
+        if !fs.is_enforced() {
+            return None;
+        }
+        // Validated roots always normalise; one that did not would be
+        // dropped, which admits less, never more.
+        let normal = |roots: &[String]| {
+            roots
+                .iter()
+                .filter_map(|r| paths::normalize_root(r).ok())
+                .collect()
+        };
+        Some(FsRoots {
+            read: normal(&fs.read_roots),
+            write: normal(&fs.write_roots),
+            rules: manifest.policy.fs_paths.clone(),
+        })
+    }
+
+    /// Whether every path the call names lies under the roots of its access.
+    fn admits(&self, tool: &str, args: &Value) -> bool {
+        let (names, access): (Vec<&str>, FsAccess) = match self.rules.get(tool) {
+            Some(rule) => (rule.args.iter().map(String::as_str).collect(), rule.access),
+            None => match default_fs_access(tool) {
+                Some(access) => (DEFAULT_PATH_ARGS.to_vec(), access),
+                None => return true,
+            },
+        };
+        let roots = match access {
+            FsAccess::Read => &self.read,
+            FsAccess::Write => &self.write,
+        };
+        let args = match args {
+            Value::Null => return true,
+            Value::Object(args) => args,
+            _ => return false,
+        };
+        let under = |value: &Value| match value {
+            Value::String(path) => paths::within_roots(path, roots).unwrap_or(false),
+            _ => false,
+        };
+        names.iter().all(|name| match args.get(*name) {
+            None => true,
+            Some(Value::Array(items)) => items.iter().all(under),
+            Some(value) => under(value),
+        })
+    }
+}
+
+/// The access of a filesystem tool known by name: `read_file` and
+/// `fs.read*` read, `write_file` and `fs.write*` write.
+pub fn default_fs_access(tool: &str) -> Option<FsAccess> {
+    if tool == "read_file" || tool.starts_with("fs.read") {
+        Some(FsAccess::Read)
+    } else if tool == "write_file" || tool.starts_with("fs.write") {
+        Some(FsAccess::Write)
+    } else {
+        None
+    }
 }
 
 impl CompiledManifest {
@@ -89,6 +184,7 @@ impl CompiledManifest {
             },
             loops: LoopRules::new(&manifest.policy.loops),
             rate_limits: manifest.policy.rate_limits.clone(),
+            fs: FsRoots::new(manifest),
         }
     }
 
@@ -206,6 +302,9 @@ impl Decision {
             Reason::Ok => "allowed",
             Reason::RateLimited => "the tool's rate limit is reached",
             Reason::ManifestUnavailable => "no valid manifest is loaded",
+            Reason::FsDeny => {
+                "a path argument is not under the manifest's filesystem roots (or is not a plain path)"
+            }
         }
     }
 }
@@ -255,6 +354,11 @@ pub fn decide(
         if !allowed {
             return Decision::deny(Reason::ExecDeny);
         }
+    }
+    if let Some(fs) = &manifest.fs
+        && !fs.admits(tool, proposal.args)
+    {
+        return Decision::deny(Reason::FsDeny);
     }
     if let Some((limiter, now)) = session.rate
         && !limiter.check(tool, now)
@@ -312,5 +416,7 @@ pub fn exec_binary(args: &Value) -> Option<&str> {
         .and_then(|cmd| cmd.split_whitespace().next())
 }
 
+#[cfg(test)]
+mod fs_tests;
 #[cfg(test)]
 mod tests;

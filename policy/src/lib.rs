@@ -12,6 +12,8 @@
 //! - [`decide`](mod@decide): Aegis's rule order (`README.md`, "Policy
 //!   decisions") over a manifest compiled once.
 //! - [`loops`]: loop detection over a session's recent proposals.
+//! - [`paths`]: lexical normalisation of path arguments and the
+//!   filesystem-roots check (`FS_DENY`).
 //! - [`rate`]: per-tool token buckets (`RATE_LIMITED`).
 //! - [`conformance`]: the Aegis conformance packs and the Aegis decide request.
 //! - [`store`]: the live manifest behind `ArcSwap`, reloaded from its file
@@ -24,12 +26,13 @@ pub mod decide;
 pub mod domain;
 pub mod loops;
 pub mod manifest;
+pub mod paths;
 pub mod rate;
 mod reason;
 pub mod store;
 
 pub use decide::{CompiledManifest, Constraints, Decision, Proposal, SessionFacts, decide};
-pub use manifest::{Manifest, ManifestError};
+pub use manifest::{FsAccess, FsPathRule, Manifest, ManifestError};
 pub use reason::{Outcome, Reason};
 pub use store::{
     LoadedManifest, ManifestLoadError, ManifestStatus, ManifestStore, ReloadOutcome, WatchGuard,

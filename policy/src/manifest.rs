@@ -76,10 +76,47 @@ pub struct Permissions {
     pub budgets: Budgets,
 }
 
+/// Filesystem roots, as written; each is an absolute path (validated with
+/// [`crate::paths::normalize_root`]). When both lists are empty, paths are
+/// not checked (Aegis's manifests without `fs`); otherwise a read tool's
+/// paths must lie under `read_roots` and a write tool's under `write_roots`
+/// (`FS_DENY`), an empty list admitting nothing.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FsPermissions {
     pub read_roots: Vec<String>,
     pub write_roots: Vec<String>,
+}
+
+impl FsPermissions {
+    /// Whether any root is declared, which turns the path check on.
+    pub fn is_enforced(&self) -> bool {
+        !self.read_roots.is_empty() || !self.write_roots.is_empty()
+    }
+}
+
+/// Which roots a tool's paths are checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsAccess {
+    Read,
+    Write,
+}
+
+impl FsAccess {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FsAccess::Read => "read",
+            FsAccess::Write => "write",
+        }
+    }
+}
+
+/// `policy.fs_paths[tool]`: the arguments of a tool that name paths, and
+/// whether it reads or writes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FsPathRule {
+    /// Argument names (`args.<name>`), non-empty, without duplicates.
+    pub args: Vec<String>,
+    pub access: FsAccess,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -138,6 +175,9 @@ pub struct PolicySection {
     pub loops: LoopSettings,
     /// Token bucket per tool name.
     pub rate_limits: BTreeMap<String, RateLimit>,
+    /// Path arguments per tool, replacing the default (`args.path` of
+    /// `read_file`, `fs.read*`, `write_file`, `fs.write*`) for that tool.
+    pub fs_paths: BTreeMap<String, FsPathRule>,
 }
 
 /// Loop thresholds; validated so `2 <= identical_calls <= identical_window`

@@ -23,7 +23,7 @@ impl Outcome {
 }
 
 /// Why a decision came out as it did. Aegis's codes, plus `RATE_LIMITED` and
-/// `MANIFEST_UNAVAILABLE`. Never rename one; add new ones at the end.
+/// `MANIFEST_UNAVAILABLE` and `FS_DENY`. Never rename one; add new ones at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
     PermissionUndeclared,
@@ -36,6 +36,7 @@ pub enum Reason {
     Ok,
     RateLimited,
     ManifestUnavailable,
+    FsDeny,
 }
 
 impl Reason {
@@ -50,6 +51,7 @@ impl Reason {
         Reason::Ok,
         Reason::RateLimited,
         Reason::ManifestUnavailable,
+        Reason::FsDeny,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +66,7 @@ impl Reason {
             Reason::Ok => "OK",
             Reason::RateLimited => "RATE_LIMITED",
             Reason::ManifestUnavailable => "MANIFEST_UNAVAILABLE",
+            Reason::FsDeny => "FS_DENY",
         }
     }
 }
@@ -101,6 +104,7 @@ mod tests {
                 "OK",
                 "RATE_LIMITED",
                 "MANIFEST_UNAVAILABLE",
+                "FS_DENY",
             ]
         );
         let outcomes: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();

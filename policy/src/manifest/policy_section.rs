@@ -1,5 +1,6 @@
 //! Validation of our optional `policy` section (Aegis ignores it): sink
-//! override, non-tainting tools, loop thresholds, per-tool rate limits. Tool
+//! override, non-tainting tools, loop thresholds, per-tool rate limits, path
+//! arguments per tool (`fs_paths`). Tool
 //! names it mentions must be declared in `permissions.tools`, so a typo is
 //! reported rather than silently configuring nothing.
 
@@ -7,12 +8,17 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::check::{DeclaredTools, Validator, got, key_path};
-use super::raw::{self, Field, RawLoops, RawPolicy, RawRateLimit};
-use super::{LoopSettings, MAX_SEQUENCE_LIMIT, PolicySection, RateLimit};
+use super::check::{DeclaredTools, Validator, got, key_path, quote};
+use super::raw::{self, Field, RawFsPath, RawLoops, RawPolicy, RawRateLimit};
+use super::{FsAccess, FsPathRule, LoopSettings, MAX_SEQUENCE_LIMIT, PolicySection, RateLimit};
 
 impl Validator {
-    pub(super) fn policy(&mut self, raw: RawPolicy, declared: DeclaredTools<'_>) -> PolicySection {
+    pub(super) fn policy(
+        &mut self,
+        raw: RawPolicy,
+        declared: DeclaredTools<'_>,
+        fs_enforced: bool,
+    ) -> PolicySection {
         let high_risk_sinks = raw
             .high_risk_sinks
             .map(|sinks| self.string_list("policy.high_risk_sinks", Some(sinks)));
@@ -33,12 +39,17 @@ impl Validator {
             Some(limits) => self.rate_limits(limits, declared),
             None => BTreeMap::new(),
         };
+        let fs_paths = match self.section("policy.fs_paths", raw.fs_paths) {
+            Some(rules) => self.fs_paths(rules, declared, fs_enforced),
+            None => BTreeMap::new(),
+        };
         self.unknown("policy", raw.unknown, raw::POLICY_FIELDS);
         PolicySection {
             high_risk_sinks,
             non_tainting_tools,
             loops,
             rate_limits,
+            fs_paths,
         }
     }
 
@@ -170,5 +181,77 @@ impl Validator {
                 None
             }
         }
+    }
+
+    fn fs_paths(
+        &mut self,
+        raw: BTreeMap<String, Field<RawFsPath>>,
+        declared: DeclaredTools<'_>,
+        fs_enforced: bool,
+    ) -> BTreeMap<String, FsPathRule> {
+        if !raw.is_empty() && !fs_enforced {
+            self.problem(
+                "policy.fs_paths",
+                "has no effect: permissions.fs declares no read_roots or write_roots, so no path is checked",
+            );
+        }
+        let mut rules = BTreeMap::new();
+        for (tool, raw) in raw {
+            let path = key_path("policy.fs_paths", &tool);
+            if declared.is_some_and(|tools| !tools.contains(&tool)) {
+                self.undeclared(path.clone(), &tool);
+            }
+            let raw = match raw {
+                Field::Ok(raw) => raw,
+                Field::Bad(v) => {
+                    self.expected(path, "a mapping with args and access", &v);
+                    continue;
+                }
+            };
+            let args_path = format!("{path}.args");
+            match &raw.args {
+                None => self.problem(&args_path, "required (the argument names that hold paths)"),
+                Some(Field::Ok(list)) if list.is_empty() => {
+                    self.problem(&args_path, "must name at least one argument")
+                }
+                Some(_) => {}
+            }
+            let mut args: Vec<String> = Vec::new();
+            self.each_string(&args_path, raw.args, |v, i, arg| {
+                if args.contains(&arg) {
+                    v.problem(
+                        format!("{args_path}[{i}]"),
+                        format!("{} is listed twice", quote(&arg)),
+                    );
+                } else {
+                    args.push(arg);
+                }
+            });
+            let access_path = format!("{path}.access");
+            let access = match raw.access {
+                None => {
+                    self.problem(&access_path, "required (read or write)");
+                    None
+                }
+                Some(Field::Ok(s)) if s == "read" => Some(FsAccess::Read),
+                Some(Field::Ok(s)) if s == "write" => Some(FsAccess::Write),
+                Some(Field::Ok(s)) => {
+                    self.problem(
+                        &access_path,
+                        format!("must be \"read\" or \"write\", got {}", quote(&s)),
+                    );
+                    None
+                }
+                Some(Field::Bad(v)) => {
+                    self.expected(access_path, "\"read\" or \"write\"", &v);
+                    None
+                }
+            };
+            self.unknown(&path, raw.unknown, raw::FS_PATH_FIELDS);
+            if let Some(access) = access.filter(|_| !args.is_empty()) {
+                rules.insert(tool, FsPathRule { args, access });
+            }
+        }
+        rules
     }
 }

@@ -155,6 +155,7 @@ pub(crate) struct RawPolicy {
     pub non_tainting_tools: Option<List<String>>,
     pub loops: Option<Field<RawLoops>>,
     pub rate_limits: Option<Field<BTreeMap<String, Field<RawRateLimit>>>>,
+    pub fs_paths: Option<Field<BTreeMap<String, Field<RawFsPath>>>>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -164,6 +165,7 @@ pub(crate) const POLICY_FIELDS: &[&str] = &[
     "non_tainting_tools",
     "loops",
     "rate_limits",
+    "fs_paths",
 ];
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -192,3 +194,13 @@ pub(crate) struct RawRateLimit {
 }
 
 pub(crate) const RATE_LIMIT_FIELDS: &[&str] = &["per_second", "burst"];
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct RawFsPath {
+    pub args: Option<List<String>>,
+    pub access: Option<Field<String>>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+pub(crate) const FS_PATH_FIELDS: &[&str] = &["args", "access"];

@@ -303,7 +303,7 @@ fn every_problem_is_reported_with_its_path() {
         r#"policy.rate_limits["exec"].burst: must be a positive integer up to 4294967295, got 0"#.to_owned(),
         r#"policy.rate_limits["net.fetch"]: "net.fetch" is not declared in permissions.tools"#.to_owned(),
         "policy.sinks: unknown field (expected one of: high_risk_sinks, non_tainting_tools, loops, \
-         rate_limits)"
+         rate_limits, fs_paths)"
             .to_owned(),
         "extra: unknown field (expected one of: schema, name, version, publisher, permissions, \
          sandbox, integrity, policy)"
@@ -392,4 +392,76 @@ fn merge(base: &mut Value, patch: &Value) {
         }
         (base, patch) => *base = patch.clone(),
     }
+}
+
+#[test]
+fn fs_roots_must_be_absolute_paths() {
+    let mut v = minimal();
+    merge(
+        &mut v,
+        &json!({"permissions": {"fs": {
+            "read_roots": ["/workspace/", "workspace", "/a/../..", "file:///srv", "C:\\data"],
+            "write_roots": ["/out", "", "/x/%zz"],
+        }}, "sandbox": {"required": true}}),
+    );
+    assert_eq!(
+        problems(&v),
+        [
+            r#"permissions.fs.read_roots[1]: "workspace": the path is not absolute (a root must be an absolute path)"#,
+            r#"permissions.fs.read_roots[2]: "/a/../..": the path climbs above its root with .. (a root must be an absolute path)"#,
+            "permissions.fs.write_roots[1]: must not be empty",
+            r#"permissions.fs.write_roots[2]: "/x/%zz": the path has an invalid %-escape (a root must be an absolute path)"#,
+        ]
+    );
+}
+
+#[test]
+fn policy_fs_paths_is_validated() {
+    let mut v = minimal();
+    merge(
+        &mut v,
+        &json!({
+            "permissions": {"tools": ["copy", "grep"], "fs": {"read_roots": ["/w"]}},
+            "policy": {"fs_paths": {
+                "copy": {"args": ["src", "dest"], "access": "write"},
+                "grep": {"args": ["path", "path", 3], "access": "readwrite", "glob": true},
+                "move": {"args": [], "access": "write"},
+                "tar": {"access": "read"},
+                "zip": ["x"],
+            }},
+        }),
+    );
+    assert_eq!(
+        problems(&v),
+        [
+            r#"policy.fs_paths["grep"].args[1]: "path" is listed twice"#,
+            r#"policy.fs_paths["grep"].args[2]: expected a string, got 3"#,
+            r#"policy.fs_paths["grep"].access: must be "read" or "write", got "readwrite""#,
+            r#"policy.fs_paths["grep"].glob: unknown field (expected one of: args, access)"#,
+            r#"policy.fs_paths["move"]: "move" is not declared in permissions.tools"#,
+            r#"policy.fs_paths["move"].args: must name at least one argument"#,
+            r#"policy.fs_paths["tar"]: "tar" is not declared in permissions.tools"#,
+            r#"policy.fs_paths["tar"].args: required (the argument names that hold paths)"#,
+            r#"policy.fs_paths["zip"]: "zip" is not declared in permissions.tools"#,
+            r#"policy.fs_paths["zip"]: expected a mapping with args and access, got a list"#,
+        ]
+    );
+
+    v["policy"]["fs_paths"] = json!({
+        "copy": {"args": ["src", "dest"], "access": "write"},
+        "grep": {"args": ["path"], "access": "read"},
+    });
+    let m = Manifest::from_value(&v).unwrap();
+    let copy = &m.policy.fs_paths["copy"];
+    assert_eq!(copy.args, ["src", "dest"]);
+    assert_eq!(copy.access, crate::manifest::FsAccess::Write);
+
+    // A mapping with no root to check against is a mistake, not a no-op.
+    v["permissions"]["fs"] = json!({});
+    assert_eq!(
+        problems(&v),
+        [
+            "policy.fs_paths: has no effect: permissions.fs declares no read_roots or write_roots, so no path is checked"
+        ]
+    );
 }

@@ -15,6 +15,7 @@ use super::{
     Problem, SCHEMA_V0_1, Sandbox,
 };
 use crate::domain::{DomainError, DomainPattern};
+use crate::paths;
 
 /// Tools that make a manifest effectful (Aegis's `_effectful_tools`), matched
 /// exactly or as a dotted prefix (`exec.shell`, `mcp.https.post`).
@@ -63,8 +64,9 @@ impl Validator {
         let sandbox = self.sandbox(raw.sandbox, &effects);
         let integrity = self.integrity(raw.integrity);
         let declared = tools_ok.then_some(permissions.tools.as_slice());
+        let fs_enforced = permissions.fs.is_enforced();
         let policy = match self.section("policy", raw.policy) {
-            Some(p) => self.policy(p, declared),
+            Some(p) => self.policy(p, declared, fs_enforced),
             None => Default::default(),
         };
         self.unknown("", raw.unknown, raw::MANIFEST_FIELDS);
@@ -153,13 +155,26 @@ impl Validator {
     }
 
     fn fs(&mut self, raw: RawFs) -> FsPermissions {
-        let read_roots = self.string_list("permissions.fs.read_roots", raw.read_roots);
-        let write_roots = self.string_list("permissions.fs.write_roots", raw.write_roots);
+        let read_roots = self.roots("permissions.fs.read_roots", raw.read_roots);
+        let write_roots = self.roots("permissions.fs.write_roots", raw.write_roots);
         self.unknown("permissions.fs", raw.unknown, raw::FS_FIELDS);
         FsPermissions {
             read_roots,
             write_roots,
         }
+    }
+
+    /// A list of roots: each must normalise to an absolute path.
+    fn roots(&mut self, path: &str, raw: Option<raw::List<String>>) -> Vec<String> {
+        let mut roots = Vec::new();
+        self.each_string(path, raw, |v, i, root| {
+            if let Err(e) = paths::normalize_root(&root) {
+                let message = format!("{}: {e} (a root must be an absolute path)", quote(&root));
+                v.problem(format!("{path}[{i}]"), message);
+            }
+            roots.push(root);
+        });
+        roots
     }
 
     fn net(&mut self, raw: RawNet, effects: &mut Vec<String>) -> NetPermissions {
