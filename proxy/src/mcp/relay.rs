@@ -781,8 +781,9 @@ async fn relay_json(mut exchange: Exchange, response: Response<Incoming>) -> Res
                 sha256,
             };
             if let Some(replacement) = exchange.settle(&call, ending).await {
-                replaced.pop();
-                replaced.push(Some(replacement));
+                if let Some(slot) = replaced.last_mut() {
+                    *slot = Some(replacement);
+                }
                 changed = true;
             }
         } else if exchange.tools_list.contains(&id) {
