@@ -35,6 +35,7 @@ pub mod commands;
 pub mod config;
 pub mod egress;
 pub mod identity;
+pub(crate) mod json;
 pub mod limits;
 pub mod listener;
 pub mod loops;

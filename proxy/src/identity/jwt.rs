@@ -31,7 +31,8 @@ use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use serde_json::{Map, Value};
 
 use super::jwks::{KeySet, PublicKey};
-use super::{Failure, IdentityError, strict_json};
+use super::{Failure, IdentityError};
+use crate::json as strict_json;
 
 /// Longest token accepted, in bytes: far above a real access token, and
 /// what the sidecar parses before knowing who sent it.

@@ -30,7 +30,6 @@
 pub mod jwks;
 pub mod jwt;
 mod resolve;
-mod strict_json;
 #[cfg(test)]
 mod test_keys;
 mod watch;

@@ -1,12 +1,49 @@
 //! JSON-RPC 2.0 messages as MCP sends them over Streamable HTTP: one message
 //! or a batch (a JSON array) per POST body.
 //!
-//! Every message keeps its parsed value untouched (ids, params, unknown
-//! members), so that what is forwarded is what was received; classification
-//! only reads it. A batch is inspected message by message — a `tools/call`
-//! inside a batch is decided like a single one.
+//! What is decided is what is forwarded. Every message keeps its parsed
+//! value untouched (ids, params, unknown members) and the span of its text
+//! in the body, so that what goes upstream is the bytes that were decided
+//! (a batch with some calls refused is the admitted messages' own text,
+//! joined); classification only reads it. A batch is inspected message by
+//! message — a `tools/call` inside a batch is decided like a single one.
+//!
+//! Bodies a tool server could read differently from the sidecar are refused
+//! whole with -32600 Invalid Request, never forwarded and never rewritten:
+//!
+//! - **Duplicate member names, at any depth** ([`crate::json`]). `serde_json`
+//!   keeps the last of two equal names, many servers keep the first: the
+//!   sidecar would decide `{"name":"echo","name":"delete_everything"}` as
+//!   one tool while the server runs the other. RFC 8259 §4 calls such JSON
+//!   "unpredictable". Refusing, rather than re-serialising the parsed value,
+//!   keeps the forwarded bytes exactly the decided bytes: a re-serialised
+//!   body would change what a client signed or hashed, and no real client
+//!   sends duplicates.
+//! - **A `tools/call` without an id** (a notification). It would run
+//!   upstream with no answer to decide, replace or record. MCP's Streamable
+//!   HTTP transport answers a notification it does not accept with an HTTP
+//!   error status and a JSON-RPC error without an id: 400, `"id": null`.
+//! - **Two requests of one batch with colliding ids.** Answers are matched
+//!   to calls by id; two calls sharing one would have their results
+//!   recorded under each other's tool. Ids collide when a server could take
+//!   them for one: strings by their decoded text (`"a"` and `"\u0061"`),
+//!   numbers by their value as a double (`1`, `1.0` and `1e0`, and two long
+//!   integers that round to the same double — what a JavaScript server
+//!   sees). A string never collides with a number. Responses (a client
+//!   answering the server) carry the server's ids and are not compared.
+//!
+//! Ids are kept as the exact text sent ([`Id::raw`]): the sidecar's own
+//! answers (denials, errors) echo a 30-digit id byte for byte, where a
+//! parsed number would come back as `1.2345678901234568e29`.
 
+use std::fmt;
+use std::ops::Range;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use crate::json::Strict;
 
 /// JSON-RPC error codes used by the proxy.
 pub mod codes {
@@ -22,27 +59,79 @@ pub mod codes {
     pub const HEADER_MISMATCH: i64 = -32020;
 }
 
-/// A JSON-RPC id: a string or a number, kept exactly as sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Id {
-    Number(serde_json::Number),
+/// A JSON-RPC id: a string or a number, kept as the exact text sent.
+/// Two ids are equal when a server could take them for one (see the
+/// module docs): `1` equals `1.0`, `"a"` equals `"\u0061"`.
+#[derive(Clone)]
+pub struct Id {
+    raw: Box<RawValue>,
+    key: Key,
+}
+
+/// What an id means, for comparing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    /// The bits of the id's value as a double (`-0` as `0`).
+    Number(u64),
     String(String),
 }
 
 impl Id {
-    fn from_value(v: &Value) -> Option<Id> {
-        match v {
-            Value::Number(n) => Some(Id::Number(n.clone())),
-            Value::String(s) => Some(Id::String(s.clone())),
-            _ => None,
-        }
+    /// `None` unless `raw` is a JSON string or number.
+    fn from_raw(raw: &RawValue) -> Option<Id> {
+        let text = raw.get();
+        let key = match text.as_bytes().first()? {
+            b'"' => Key::String(serde_json::from_str(text).ok()?),
+            b'-' | b'0'..=b'9' => {
+                let n: f64 = serde_json::from_str(text).ok()?;
+                Key::Number(if n == 0.0 { 0 } else { n.to_bits() })
+            }
+            _ => return None,
+        };
+        Some(Id {
+            raw: raw.to_owned(),
+            key,
+        })
     }
 
-    pub fn to_value(&self) -> Value {
-        match self {
-            Id::Number(n) => Value::Number(n.clone()),
-            Id::String(s) => Value::String(s.clone()),
+    /// The id of a parsed message (an upstream's answer); `None` unless a
+    /// string or a number.
+    pub fn from_value(v: &Value) -> Option<Id> {
+        if !v.is_string() && !v.is_number() {
+            return None;
         }
+        Id::from_raw(&serde_json::value::to_raw_value(v).ok()?)
+    }
+
+    /// The id's exact text, as the client sent it.
+    pub fn raw(&self) -> &RawValue {
+        &self.raw
+    }
+
+    /// The id as a parsed value (for the ledger). A number beyond what a
+    /// double holds exactly reads rounded here; answers use [`Id::raw`].
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.raw.get()).unwrap_or(Value::Null)
+    }
+}
+
+impl PartialEq for Id {
+    fn eq(&self, other: &Id) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for Id {}
+
+impl std::hash::Hash for Id {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({})", self.raw.get())
     }
 }
 
@@ -62,6 +151,8 @@ pub enum Kind {
 pub struct Message {
     pub value: Value,
     pub kind: Kind,
+    /// Where the message's text is in the body: what is forwarded of it.
+    pub span: Range<usize>,
 }
 
 /// A POST body.
@@ -95,37 +186,116 @@ fn invalid(message: impl Into<String>) -> ParseError {
     }
 }
 
-/// Parses a POST body: one message, or a non-empty batch of them.
-pub fn parse(body: &[u8]) -> Result<Body, ParseError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| ParseError {
+fn not_json(e: impl fmt::Display) -> ParseError {
+    ParseError {
         code: codes::PARSE_ERROR,
         message: format!("the body is not JSON: {e}"),
-    })?;
-    match value {
-        Value::Array(items) if items.is_empty() => Err(invalid("an empty batch")),
-        Value::Array(items) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| {
-                classify(item).map_err(|e| invalid(format!("batch item {i}: {}", e.message)))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Body::Batch),
-        other => classify(other).map(Body::Single),
     }
 }
 
-fn classify(value: Value) -> Result<Message, ParseError> {
-    let Value::Object(fields) = &value else {
+/// A `serde_json` error: a refused duplicate (or another data error) is an
+/// invalid request; anything else means the text is not JSON.
+fn from_serde(e: &serde_json::Error) -> ParseError {
+    if e.is_data() {
+        invalid(format!("the body is not acceptable JSON: {e}"))
+    } else {
+        not_json(e)
+    }
+}
+
+/// Parses a POST body: one message, or a non-empty batch of them whose
+/// requests' ids do not collide. Duplicate member names are refused at any
+/// depth.
+pub fn parse(body: &[u8]) -> Result<Body, ParseError> {
+    let text = std::str::from_utf8(body).map_err(not_json)?;
+    if !text.trim_start().starts_with('[') {
+        return message(text, 0).map(Body::Single);
+    }
+    let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| from_serde(&e))?;
+    if items.is_empty() {
+        return Err(invalid("an empty batch"));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    let mut messages = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        // The item borrows from `text`: its offset is where it starts there.
+        let start = (item.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
+        let m = message(item.get(), start)
+            .map_err(|e| invalid(format!("batch item {i}: {}", e.message)))?;
+        if let Kind::Request { id, .. } = &m.kind
+            && !seen.insert(id.key.clone())
+        {
+            return Err(invalid(format!(
+                "batch item {i}: its id {} is already used by another request of this batch",
+                id.raw.get()
+            )));
+        }
+        messages.push(m);
+    }
+    Ok(Body::Batch(messages))
+}
+
+/// One message from `text`, which starts at `offset` in the body.
+fn message(text: &str, offset: usize) -> Result<Message, ParseError> {
+    let span = offset..offset + text.len();
+    if !text.trim_start().starts_with('{') {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let Strict(_) = serde::Deserialize::deserialize(&mut de).map_err(|e| from_serde(&e))?;
+        de.end().map_err(|e| from_serde(&e))?;
         return Err(invalid("a JSON-RPC message must be an object"));
-    };
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let (members, id) = de
+        .deserialize_map(MessageVisitor)
+        .map_err(|e| from_serde(&e))?;
+    de.end().map_err(|e| from_serde(&e))?;
+    classify(members, id.as_deref(), span)
+}
+
+/// Reads a message's members, refusing duplicate names at any depth, and
+/// keeps the exact text of its `id`.
+struct MessageVisitor;
+
+impl<'de> Visitor<'de> for MessageVisitor {
+    type Value = (Map<String, Value>, Option<Box<RawValue>>);
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON-RPC message")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Map::new();
+        let mut id = None;
+        while let Some(name) = map.next_key::<String>()? {
+            if members.contains_key(&name) {
+                return Err(de::Error::custom("a member name appears twice"));
+            }
+            let value = if name == "id" {
+                let raw: &'de RawValue = map.next_value()?;
+                let Strict(value) = serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
+                id = Some(raw.to_owned());
+                value
+            } else {
+                map.next_value::<Strict>()?.0
+            };
+            members.insert(name, value);
+        }
+        Ok((members, id))
+    }
+}
+
+fn classify(
+    fields: Map<String, Value>,
+    raw_id: Option<&RawValue>,
+    span: Range<usize>,
+) -> Result<Message, ParseError> {
     if fields.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(invalid("\"jsonrpc\" must be \"2.0\""));
     }
-    let id = match fields.get("id") {
+    let id = match raw_id {
         None => None,
-        Some(v) => {
-            Some(Id::from_value(v).ok_or_else(|| invalid("\"id\" must be a string or a number"))?)
+        Some(raw) => {
+            Some(Id::from_raw(raw).ok_or_else(|| invalid("\"id\" must be a string or a number"))?)
         }
     };
     let kind = match (fields.get("method"), id) {
@@ -133,6 +303,11 @@ fn classify(value: Value) -> Result<Message, ParseError> {
             id,
             method: method.clone(),
         },
+        (Some(Value::String(method)), None) if method == "tools/call" => {
+            return Err(invalid(
+                "a tools/call needs an \"id\": it is decided and answered, never run as a notification",
+            ));
+        }
         (Some(Value::String(method)), None) => Kind::Notification {
             method: method.clone(),
         },
@@ -152,7 +327,11 @@ fn classify(value: Value) -> Result<Message, ParseError> {
     {
         return Err(invalid("\"params\" must be an object or an array"));
     }
-    Ok(Message { value, kind })
+    Ok(Message {
+        value: Value::Object(fields),
+        kind,
+        span,
+    })
 }
 
 /// A `tools/call` request, read from its params.
@@ -229,7 +408,7 @@ mod tests {
             (call.name, call.arguments),
             ("read_file", &json!({"path": "/w"}))
         );
-        assert_eq!(call.id, &Id::Number(7.into()));
+        assert_eq!(call.id, &Id::from_value(&json!(7)).unwrap());
         assert_eq!(
             m.value["params"]["_meta"],
             json!({"progressToken": 1}),
@@ -248,7 +427,7 @@ mod tests {
         assert_eq!(
             r.kind,
             Kind::Response {
-                id: Id::String("s-1".into())
+                id: Id::from_value(&json!("s-1")).unwrap()
             }
         );
         let list = one(r#"{"jsonrpc":"2.0","id":"x","method":"tools/list"}"#);
@@ -330,5 +509,130 @@ mod tests {
         ] {
             assert!(one(body).tool_call().unwrap().is_err(), "{body}");
         }
+    }
+
+    fn refused(body: &str) -> ParseError {
+        parse(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn duplicate_names_are_refused_at_any_depth_as_invalid_requests() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"delete_everything"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"x":{"y":[{"z":1,"z":2}]}}}}"#,
+            // The same name, escaped differently.
+            r#"{"jsonrpc":"2.0","id":1,"\u0069d":2,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":{"a":1,"a":2},"method":"ping"}"#,
+            r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping","jsonrpc":"2.0"}]"#,
+            r#"7"#,
+            r#"[{"a":1,"a":1}]"#,
+        ] {
+            let e = refused(body);
+            assert_eq!(e.code, codes::INVALID_REQUEST, "{body}: {e}");
+        }
+        assert!(
+            refused(r#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"x"}"#)
+                .message
+                .contains("twice")
+        );
+        // Not JSON stays a parse error.
+        for body in [&b"{\"a\":"[..], b"[1,", b"{\"a\":1} x", b"\xff"] {
+            assert_eq!(
+                parse(body).unwrap_err().code,
+                codes::PARSE_ERROR,
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_tools_call_notification_is_refused() {
+        let e = refused(r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"echo"}}"#);
+        assert_eq!(e.code, codes::INVALID_REQUEST);
+        assert!(e.message.contains("needs an \"id\""), "{e}");
+        let e = refused(
+            r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"tools/call","params":{"name":"echo"}}]"#,
+        );
+        assert!(e.message.starts_with("batch item 1"), "{e}");
+        // Other notifications are fine.
+        one(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#);
+    }
+
+    #[test]
+    fn colliding_request_ids_refuse_the_batch() {
+        let call = |id: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"a"}}}}"#
+            )
+        };
+        for (a, b) in [
+            ("1", "1"),
+            ("1", "1.0"),
+            ("1", "1e0"),
+            ("0", "-0"),
+            ("\"x\"", "\"x\""),
+            ("\"a\"", "\"\\u0061\""),
+            // Rounds to the same double.
+            (
+                "123456789012345678901234567890",
+                "123456789012345678901234567891",
+            ),
+        ] {
+            let body = format!("[{},{}]", call(a), call(b));
+            let e = refused(&body);
+            assert_eq!(e.code, codes::INVALID_REQUEST, "{body}");
+            assert!(e.message.contains("already used"), "{e}");
+        }
+        for (a, b) in [("1", "2"), ("1", "\"1\""), ("\"a\"", "\"A\"")] {
+            let body = format!("[{},{}]", call(a), call(b));
+            assert!(parse(body.as_bytes()).is_ok(), "{body}");
+        }
+        // A client's response carries the server's id: not compared.
+        let body = format!(
+            r#"[{},{{"jsonrpc":"2.0","id":1,"result":{{}}}}]"#,
+            call("1")
+        );
+        assert!(parse(body.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn ids_keep_their_exact_text_and_messages_their_span() {
+        let body = r#"[ {"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"ping"} ,
+            {"jsonrpc":"2.0","id":"\u0061b","method":"ping"}]"#;
+        let Body::Batch(ms) = parse(body.as_bytes()).unwrap() else {
+            panic!()
+        };
+        let ids: Vec<&str> = ms
+            .iter()
+            .map(|m| match &m.kind {
+                Kind::Request { id, .. } => id.raw().get(),
+                _ => panic!(),
+            })
+            .collect();
+        assert_eq!(ids, ["123456789012345678901234567890", r#""\u0061b""#]);
+        assert_eq!(
+            &body[ms[0].span.clone()],
+            r#"{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"ping"}"#
+        );
+        assert_eq!(
+            &body[ms[1].span.clone()],
+            r#"{"jsonrpc":"2.0","id":"\u0061b","method":"ping"}"#
+        );
+        let single = " {\"jsonrpc\":\"2.0\",\"id\":1.50,\"method\":\"ping\"}\n";
+        let m = one(single);
+        assert_eq!(m.span, 0..single.len());
+        assert_eq!(
+            Id::from_value(&json!(1.5)).unwrap(),
+            *match &m.kind {
+                Kind::Request { id, .. } => id,
+                _ => panic!(),
+            }
+        );
+        assert_eq!(
+            format!("{:?}", Id::from_value(&json!("q")).unwrap()),
+            r#"Id("q")"#
+        );
     }
 }

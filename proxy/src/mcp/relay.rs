@@ -31,6 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::time::Instant as Deadline;
 
 use super::answers;
+use super::answers::Outgoing;
 use super::enforce::Verdict;
 use super::identity::Identity;
 use super::jsonrpc::{Id, codes};
@@ -151,7 +152,7 @@ pub struct Exchange {
     /// Forwarded `tools/list` requests (their answers are filtered).
     pub tools_list: Vec<Id>,
     /// Answers made by the sidecar (denials, malformed calls).
-    pub local: Vec<Value>,
+    pub local: Vec<Outgoing>,
     /// Ids of every forwarded request.
     pub forwarded_requests: Vec<Id>,
     pub expects_answer: bool,
@@ -213,14 +214,9 @@ impl Exchange {
 
     /// The sidecar's answers plus `answers`, as one JSON body (an array for
     /// a batch).
-    fn json_answer(mut self, mut answers: Vec<Value>) -> Response<ProxyBody> {
+    fn json_answer(mut self, mut answers: Vec<Outgoing>) -> Response<ProxyBody> {
         answers.append(&mut self.local);
-        let body = if self.batch || answers.len() != 1 {
-            Value::Array(answers)
-        } else {
-            answers.pop().unwrap_or(Value::Null)
-        };
-        json_response(StatusCode::OK, &body)
+        json_response(StatusCode::OK, answers::body(answers, self.batch))
     }
 
     fn find_call(&mut self, id: &Id) -> Option<Pending> {
@@ -230,7 +226,7 @@ impl Exchange {
 
     /// Records how `call` ended and returns what the agent gets instead of
     /// the upstream's answer, if anything.
-    async fn settle(&self, call: &Pending, ending: Ending) -> Option<Value> {
+    async fn settle(&self, call: &Pending, ending: Ending) -> Option<Outgoing> {
         let upstream = self.upstream.name.as_str();
         let elapsed_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut base = json!({
@@ -389,7 +385,7 @@ impl Exchange {
     }
 
     /// Settles every call still waiting with `ending` (a closed kind).
-    async fn settle_rest(&mut self, ending: impl Fn() -> Ending) -> Vec<Value> {
+    async fn settle_rest(&mut self, ending: impl Fn() -> Ending) -> Vec<Outgoing> {
         let calls = std::mem::take(&mut self.calls);
         let mut out = Vec::new();
         for call in &calls {
@@ -410,7 +406,7 @@ impl Exchange {
 
     /// Answers for forwarded requests that are not tool calls, when the
     /// upstream failed before answering.
-    fn failed_requests(&self, kind: &'static str) -> Vec<Value> {
+    fn failed_requests(&self, kind: &'static str) -> Vec<Outgoing> {
         self.forwarded_requests
             .iter()
             .filter(|id| !self.calls.iter().any(|c| &c.id == *id))
@@ -774,7 +770,10 @@ async fn relay_json(mut exchange: Exchange, response: Response<Incoming>) -> Res
         }
     };
     let mut changed = false;
+    // What replaces each message, if anything (parallel to `messages`).
+    let mut replaced: Vec<Option<Outgoing>> = Vec::with_capacity(messages.len());
     for message in &mut messages {
+        replaced.push(None);
         let Some(id) = message.get("id").and_then(id_of) else {
             continue;
         };
@@ -791,7 +790,9 @@ async fn relay_json(mut exchange: Exchange, response: Response<Incoming>) -> Res
                 sha256,
             };
             if let Some(replacement) = exchange.settle(&call, ending).await {
-                *message = replacement;
+                if let Some(slot) = replaced.last_mut() {
+                    *slot = Some(replacement);
+                }
                 changed = true;
             }
         } else if exchange.tools_list.contains(&id) {
@@ -805,7 +806,6 @@ async fn relay_json(mut exchange: Exchange, response: Response<Incoming>) -> Res
         })
         .await;
     changed |= !unanswered.is_empty();
-    messages.extend(unanswered);
     if !changed && exchange.local.is_empty() {
         let mut response = Response::from_parts(parts, full(bytes));
         *response.headers_mut() =
@@ -814,13 +814,19 @@ async fn relay_json(mut exchange: Exchange, response: Response<Incoming>) -> Res
         return response;
     }
     let mut headers = upstream::response_headers(parts.headers, true);
+    let mut out: Vec<Outgoing> = messages
+        .iter()
+        .zip(replaced)
+        .map(|(m, r)| r.unwrap_or_else(|| answers::from_value(m, &exchange.forwarded_requests)))
+        .collect();
+    out.extend(unanswered);
     let answer = if single && exchange.local.is_empty() {
-        messages.pop().unwrap_or(Value::Null)
+        answers::body(out.pop().into_iter().collect(), false)
     } else {
-        messages.append(&mut exchange.local);
-        Value::Array(messages)
+        out.append(&mut exchange.local);
+        answers::body(out, true)
     };
-    let mut response = json_response(parts.status, &answer);
+    let mut response = json_response(parts.status, answer);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -840,11 +846,7 @@ fn filter_tools(exchange: &Exchange, message: &mut Value) -> bool {
 }
 
 fn id_of(value: &Value) -> Option<Id> {
-    match value {
-        Value::Number(n) => Some(Id::Number(n.clone())),
-        Value::String(s) => Some(Id::String(s.clone())),
-        _ => None,
-    }
+    Id::from_value(value)
 }
 
 /// An SSE answer: relayed event by event from a task, while the calls it
@@ -1017,6 +1019,7 @@ async fn on_event(exchange: &mut Exchange, block: Bytes, event: &SseEvent) -> Op
         };
     }
     if exchange.tools_list.contains(&id) && filter_tools(exchange, &mut message) {
+        let message = answers::from_value(&message, &exchange.forwarded_requests);
         return Some(answers::sse_event(&message));
     }
     Some(block)
@@ -1029,10 +1032,10 @@ async fn on_oversized(exchange: &mut Exchange, event: &SseEvent) -> Option<Bytes
         exchange.calls.pop()
     } else {
         let prefix = String::from_utf8_lossy(&event.data);
-        let at = exchange.calls.iter().position(|c| {
-            let id = serde_json::to_string(&c.id.to_value()).unwrap_or_default();
-            prefix.contains(&format!("\"id\":{id}"))
-        });
+        let at = exchange
+            .calls
+            .iter()
+            .position(|c| prefix.contains(&format!("\"id\":{}", c.id.raw().get())));
         at.map(|i| exchange.calls.swap_remove(i))
     }?;
     let ending = Ending::TooLarge {
@@ -1046,7 +1049,7 @@ async fn on_oversized(exchange: &mut Exchange, event: &SseEvent) -> Option<Bytes
         .map(|answer| answers::sse_event(&answer))
 }
 
-async fn send_all(tx: &mpsc::Sender<Bytes>, answers: Vec<Value>) {
+async fn send_all(tx: &mpsc::Sender<Bytes>, answers: Vec<Outgoing>) {
     for answer in answers {
         if tx.send(answers::sse_event(&answer)).await.is_err() {
             return;

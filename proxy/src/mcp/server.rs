@@ -305,12 +305,15 @@ pub fn error_response(
     message: &str,
     data: Option<Value>,
 ) -> Response<ProxyBody> {
-    json_response(status, &answers::error(id, code, message, data))
+    json_response(
+        status,
+        answers::body(vec![answers::error(id, code, message, data)], false),
+    )
 }
 
-pub fn json_response(status: StatusCode, body: &Value) -> Response<ProxyBody> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(full(Bytes::from(bytes)));
+/// `body` (JSON text) as the whole answer.
+pub fn json_response(status: StatusCode, body: Bytes) -> Response<ProxyBody> {
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -405,6 +408,9 @@ async fn post(
                 );
             }
         };
+    // Refused whole (nothing forwarded, nothing recorded): a body that is
+    // not JSON-RPC, with duplicate member names, a `tools/call` without an
+    // id, or colliding request ids in a batch (see `jsonrpc`).
     let body = match jsonrpc::parse(&bytes) {
         Ok(body) => body,
         Err(e) => {
@@ -440,17 +446,12 @@ async fn post(
     if forward.is_empty() {
         return exchange.local_only();
     }
-    // Unchanged bodies go upstream byte for byte.
+    // Unchanged bodies go upstream byte for byte; a batch with some
+    // messages kept back is the others' own text (what was decided).
     let upstream_body = if forward.len() == total {
         bytes
     } else {
-        let values: Vec<&Value> = forward.iter().map(|m| &m.value).collect();
-        let out = if exchange.batch {
-            serde_json::to_vec(&values)
-        } else {
-            serde_json::to_vec(values[0])
-        };
-        Bytes::from(out.unwrap_or_default())
+        admitted_text(&bytes, &forward)
     };
     let expects_answer = forward
         .iter()
@@ -591,6 +592,21 @@ async fn admit(state: &McpState, exchange: &mut Exchange, message: &Message) -> 
         verdict.approval_id.as_deref(),
     ));
     false
+}
+
+/// The batch of `forward`'s messages, each as the text it had in `body`.
+fn admitted_text(body: &Bytes, forward: &[Message]) -> Bytes {
+    let len = forward.iter().map(|m| m.span.len() + 1).sum::<usize>() + 1;
+    let mut out = Vec::with_capacity(len);
+    out.push(b'[');
+    for (i, message) in forward.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(body.get(message.span.clone()).unwrap_or_default());
+    }
+    out.push(b']');
+    out.into()
 }
 
 fn request_id(message: &Message) -> Option<&Id> {

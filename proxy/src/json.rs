@@ -1,7 +1,17 @@
 //! JSON that refuses duplicate member names, at any depth. `serde_json`
-//! keeps the last of two equal names silently; in a JOSE header or a
-//! claims set that would let two parsers read two different tokens from
-//! the same bytes (RFC 7515 §5.2 and RFC 7519 §4: reject them).
+//! keeps the last of two equal names silently, other parsers keep the
+//! first: two parsers would read two different documents from the same
+//! bytes (RFC 8259 §4 calls such JSON "unpredictable"). Used where the
+//! sidecar decides on bytes that someone else reads again: a JOSE header
+//! or a claims set (RFC 7515 §5.2 and RFC 7519 §4: reject them), and every
+//! MCP message ([`crate::mcp::jsonrpc`]).
+//!
+//! One pass, linear in the input: each object's names are checked as its
+//! map is built (the map is what the caller gets anyway), so the check
+//! costs a lookup per member and no memory beyond the parsed value.
+//! Nesting is bounded by `serde_json`'s recursion limit (128).
+//! A refused duplicate is a data error (`serde_json::Error::is_data`), a
+//! text that is not JSON a syntax or EOF error.
 
 use std::fmt;
 
@@ -20,8 +30,9 @@ pub(crate) fn object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
     }
 }
 
-/// A JSON value read by [`StrictVisitor`].
-struct Strict(Value);
+/// A JSON value read by [`StrictVisitor`]: deserialise it instead of a
+/// [`Value`] to refuse duplicate member names.
+pub(crate) struct Strict(pub(crate) Value);
 
 impl<'de> Deserialize<'de> for Strict {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
