@@ -45,3 +45,4 @@ pub mod peer;
 pub mod results;
 pub mod telemetry;
 pub mod tls;
+pub mod watch;

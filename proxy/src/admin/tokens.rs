@@ -14,17 +14,12 @@
 //! runtime worker. Tokens are never logged, formatted or kept: `Debug` of
 //! a [`TokenDigest`] prints nothing of it.
 
-use std::collections::BTreeSet;
-use std::ffi::OsString;
 use std::fmt;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use notify::event::{AccessKind, AccessMode};
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use prometheus::IntCounterVec;
 use sha2::{Digest as _, Sha256};
 
@@ -35,12 +30,6 @@ use crate::config::TokenEntry;
 pub const MIN_TOKEN_BYTES: usize = 16;
 /// Longest token accepted: far above any real token; bounds the read.
 pub const MAX_TOKEN_BYTES: usize = 4096;
-/// Quiet time after a file event before the files are re-read (the
-/// manifest watch's value: a writer's burst of events settles first).
-const DEBOUNCE: Duration = Duration::from_millis(100);
-/// Longest a steady stream of events delays a reload.
-const MAX_DEBOUNCE: Duration = Duration::from_secs(1);
-
 /// A token's SHA-256. Compared with [`TokenDigest::ct_eq`]; never printed.
 #[derive(Clone, Copy)]
 pub struct TokenDigest([u8; 32]);
@@ -289,58 +278,16 @@ impl TokenSet {
     /// Kubernetes Secret's `..data` symlink. Stops when the guard drops.
     pub fn watch(self: &Arc<Self>) -> Result<TokenWatch, String> {
         if self.grants.is_empty() {
-            return Ok(TokenWatch { _watcher: None });
-        }
-        let mut dirs = BTreeSet::new();
-        let mut names: BTreeSet<OsString> = BTreeSet::new();
-        for grant in &self.grants {
-            let dir = match grant.file.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            dirs.insert(dir);
-            if let Some(name) = grant.file.file_name() {
-                names.insert(name.to_owned());
-            }
-        }
-        let (tx, rx) = mpsc::channel::<()>();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                let relevant = match event {
-                    // An overflow or backend error: re-read to be safe.
-                    Err(_) => true,
-                    Ok(event) => {
-                        changes_content(&event.kind)
-                            && event.paths.iter().any(|p| {
-                                p.file_name().is_some_and(|name| {
-                                    names.contains(name)
-                                        || name.as_encoded_bytes().starts_with(b"..")
-                                })
-                            })
-                    }
-                };
-                if relevant {
-                    let _ = tx.send(());
-                }
-            })
-            .map_err(|e| format!("admin.auth.tokens: cannot watch the token files: {e}"))?;
-        for dir in &dirs {
-            watcher
-                .watch(dir, RecursiveMode::NonRecursive)
-                .map_err(|e| {
-                    format!(
-                        "admin.auth.tokens: cannot watch \"{}\" for token changes: {e}",
-                        dir.display()
-                    )
-                })?;
+            return Ok(TokenWatch { _watch: None });
         }
         let set = self.clone();
-        std::thread::Builder::new()
-            .name("aegis-token-watch".into())
-            .spawn(move || debounce(&rx, &set))
-            .map_err(|e| format!("admin.auth.tokens: cannot start the token watch: {e}"))?;
+        let files = self.grants.iter().map(|grant| grant.file.as_path());
+        let watch = crate::watch::watch(files, "aegis-token-watch", move || {
+            set.reload("watch");
+        })
+        .map_err(|e| format!("admin.auth.tokens: {e}"))?;
         Ok(TokenWatch {
-            _watcher: Some(watcher),
+            _watch: Some(watch),
         })
     }
 }
@@ -348,31 +295,7 @@ impl TokenSet {
 /// Stops the token files' watch when dropped (its thread then ends).
 #[derive(Debug)]
 pub struct TokenWatch {
-    _watcher: Option<RecommendedWatcher>,
-}
-
-fn debounce(rx: &mpsc::Receiver<()>, set: &TokenSet) {
-    while rx.recv().is_ok() {
-        let burst = Instant::now();
-        loop {
-            match rx.recv_timeout(DEBOUNCE) {
-                Ok(()) if burst.elapsed() < MAX_DEBOUNCE => continue,
-                Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => break,
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            }
-        }
-        set.reload("watch");
-    }
-}
-
-/// Whether an event may have changed what a path reads; opening or reading
-/// (which a reload itself does) does not.
-fn changes_content(kind: &EventKind) -> bool {
-    match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        _ => true,
-    }
+    _watch: Option<crate::watch::FileWatch>,
 }
 
 #[cfg(test)]

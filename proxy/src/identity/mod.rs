@@ -32,7 +32,6 @@ pub mod jwt;
 mod resolve;
 #[cfg(test)]
 mod test_keys;
-mod watch;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,8 +39,8 @@ use std::time::Duration;
 use http::HeaderMap;
 use http::header::HeaderName;
 
+pub use crate::watch::FileWatch;
 pub use resolve::{Credential, Listener, Presented, Resolver};
-pub use watch::FileWatch;
 
 /// Longest principal, tenant, user or session id: what the ledger accepts.
 pub use aegis_ledger::append::MAX_ID_LEN;

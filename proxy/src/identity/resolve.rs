@@ -11,13 +11,13 @@ use serde_json::{Map, Value};
 
 use super::jwks::{JwksReload, JwksStore};
 use super::jwt::{self, Expected};
-use super::watch::{self, FileWatch};
 use super::{
     Failure, Identity, IdentityConfig, IdentityError, PrincipalSource, SanKind, SessionScope,
     SessionSource, header_id, usable_id,
 };
 use crate::metrics::IdentityMetrics;
 use crate::peer::Peer;
+use crate::watch::{self, FileWatch};
 
 /// Which listener a request came to (a metric label, and whether the
 /// connection can carry a verified client certificate).
@@ -135,7 +135,7 @@ impl Resolver {
         };
         let metrics = self.metrics.clone();
         let path = keys.path().to_path_buf();
-        let watch = watch::watch(&path, "aegis-jwks-watch", move || {
+        let watch = watch::watch([path.as_path()], "aegis-jwks-watch", move || {
             report(&keys.reload(), &keys, &metrics);
         })
         .map_err(|why| format!("mcp.identity.jwt.jwks_file: {why}"))?;

@@ -1,12 +1,16 @@
-//! Noticing that a file changed, the way `aegis_policy::ManifestStore::watch`
-//! does for the manifest: the **directory** is watched, not the file (an
-//! editor's write-then-rename and a Kubernetes ConfigMap's `..data` symlink
-//! swap both replace the inode a file watch would hold), and a burst of
-//! events becomes one call after it settles.
+//! Noticing that files changed, the way `aegis_policy::ManifestStore::watch`
+//! does for the manifest: each file's **directory** is watched, not the file
+//! (an editor's write-then-rename and a Kubernetes ConfigMap or Secret's
+//! `..data` symlink swap both replace the inode a file watch would hold),
+//! and a burst of events becomes one call after it settles. Used for the
+//! JWK Set (`crate::identity`) and the admin token files
+//! (`crate::admin::tokens`).
 //!
 //! Threads: notify's own, and one debounce thread that calls `on_change`;
 //! both end when the [`FileWatch`] is dropped.
 
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -15,9 +19,9 @@ use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 
 /// Quiet time after the last event before `on_change` runs.
-const DEBOUNCE: Duration = Duration::from_millis(100);
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Longest a burst of events may postpone `on_change`.
-const MAX_DEBOUNCE: Duration = Duration::from_secs(1);
+pub const MAX_DEBOUNCE: Duration = Duration::from_secs(1);
 
 /// Stops the watch when dropped.
 #[derive(Debug)]
@@ -25,20 +29,26 @@ pub struct FileWatch {
     _watcher: RecommendedWatcher,
 }
 
-/// Calls `on_change` (on a thread of its own) after `path` may have changed.
-pub fn watch(
-    path: &Path,
+/// Calls `on_change` (on a thread of its own) after any of `paths` may have
+/// changed. Errors are plain words naming the directory.
+pub fn watch<'a>(
+    paths: impl IntoIterator<Item = &'a Path>,
     thread_name: &str,
     on_change: impl Fn() + Send + 'static,
 ) -> Result<FileWatch, String> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .map(ToOwned::to_owned)
-        .ok_or_else(|| "the path names no file".to_owned())?;
+    let mut dirs = BTreeSet::new();
+    let mut names: BTreeSet<OsString> = BTreeSet::new();
+    for path in paths {
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = path
+            .file_name()
+            .ok_or_else(|| format!("{} names no file", path.display()))?;
+        dirs.insert(dir);
+        names.insert(name.to_owned());
+    }
     let (tx, rx) = mpsc::channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match event {
@@ -48,8 +58,7 @@ pub fn watch(
                 changes_content(&event.kind)
                     && event.paths.iter().any(|p| {
                         p.file_name().is_some_and(|name| {
-                            name == file_name.as_os_str()
-                                || name.as_encoded_bytes().starts_with(b"..")
+                            names.contains(name) || name.as_encoded_bytes().starts_with(b"..")
                         })
                     })
             }
@@ -59,10 +68,12 @@ pub fn watch(
             let _ = tx.send(());
         }
     })
-    .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
-    watcher
-        .watch(&dir, RecursiveMode::NonRecursive)
-        .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+    .map_err(|e| format!("cannot start a file watch: {e}"))?;
+    for dir in &dirs {
+        watcher
+            .watch(dir, RecursiveMode::NonRecursive)
+            .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+    }
     std::thread::Builder::new()
         .name(thread_name.to_owned())
         .spawn(move || debounce(&rx, &on_change))
