@@ -222,7 +222,12 @@ impl<'de> DeserializeSeed<'de> for Strict {
     }
 }
 
-struct StrictValue(Value);
+/// A JSON value that refuses duplicate member names at any depth:
+/// deserialise it instead of a [`Value`] wherever bytes are decided on that
+/// another parser reads again (serde_json keeps the last of two equal names,
+/// others the first; RFC 8259 §4). [`parse`] is it, on a whole text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrictValue(pub Value);
 
 impl<'de> Deserialize<'de> for StrictValue {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -165,7 +165,10 @@ fn duplicate_member_names_never_reach_the_tool_server() {
             r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_everything","name":"echo"}}]"#,
         ] {
             let message = refused(&client, body).await;
-            assert!(message.contains("twice"), "{body}: {message}");
+            assert!(
+                message.contains("duplicate member name"),
+                "{body}: {message}"
+            );
         }
         assert_eq!(seen.bodies(), 0, "the tool server received a refused body");
         assert!(seen.ran().is_empty());

@@ -43,7 +43,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::json::Strict;
+use aegis_ledger::canon::StrictValue as Strict;
 
 /// JSON-RPC error codes used by the proxy.
 pub mod codes {
@@ -268,7 +268,11 @@ impl<'de> Visitor<'de> for MessageVisitor {
         let mut id = None;
         while let Some(name) = map.next_key::<String>()? {
             if members.contains_key(&name) {
-                return Err(de::Error::custom("a member name appears twice"));
+                // Worded as the nested values' refusal is (the ledger's
+                // `StrictValue`), so a client sees one message.
+                return Err(de::Error::custom(format_args!(
+                    "duplicate member name {name:?}"
+                )));
             }
             let value = if name == "id" {
                 let raw: &'de RawValue = map.next_value()?;
@@ -535,7 +539,7 @@ mod tests {
         assert!(
             refused(r#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"x"}"#)
                 .message
-                .contains("twice")
+                .contains("duplicate member name \"method\"")
         );
         // Not JSON stays a parse error.
         for body in [&b"{\"a\":"[..], b"[1,", b"{\"a\":1} x", b"\xff"] {
