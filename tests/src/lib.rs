@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod mcp;
+pub mod node;
 pub mod pki;
 pub mod python;
 
