@@ -15,7 +15,21 @@
 //! - **Origin**: a request without one passes (non-browser clients send
 //!   none; the MCP specification allows it); one with an `Origin` passes
 //!   only if it is in `mcp.allowed_origins` (none by default), compared in
-//!   its serialised form (`scheme://host[:port]`, lower-case, no path).
+//!   its serialised form (`scheme://host[:port]`, lower-case, no path), or
+//!   if it is the listener's own origin: `http://` or `https://` followed
+//!   by exactly the `Host` the request carries, when that `Host` was checked
+//!   above, passed, and names a port (`Origin: http://127.0.0.1:8081` with
+//!   `Host: 127.0.0.1:8081`). A page with that origin was served from the
+//!   listener's own address and port (which serves no pages), not by a
+//!   foreign site or another local server: a rebound page's `Host` is the
+//!   attacker's name and was refused already, and a page of another local
+//!   server has another port. Where `Host` is not checked there is no such
+//!   exception — a rebound page's requests are same-origin, so its `Origin`
+//!   always matches its `Host` — and a `Host` without a port (the scheme's
+//!   default, which an `Origin` of the other scheme does not share) never
+//!   makes one. This is what a browser sends for a same-origin POST, and
+//!   what the official MCP conformance suite's `dns-rebinding-protection`
+//!   scenario requires to be accepted.
 //!
 //! Either refusal is `403` with a JSON-RPC error, counted in
 //! `aegis_mcp_front_door_refusals_total{reason}`; nothing is forwarded.
@@ -87,6 +101,8 @@ impl FrontDoor {
 
     /// Whether a request with this URI and these headers may come in.
     pub fn check(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Refusal> {
+        // The `Host` that passed the list, when one is checked.
+        let mut checked_host = None;
         if let Some(allowed) = &self.hosts {
             let presented = authority(uri, headers).ok_or(Refusal::Host)?;
             let entry = parse_host(&presented).ok_or(Refusal::Host)?;
@@ -96,6 +112,7 @@ impl FrontDoor {
             if !ok {
                 return Err(Refusal::Host);
             }
+            checked_host = Some(entry);
         }
         let mut origins = headers.get_all(header::ORIGIN).iter();
         if let Some(origin) = origins.next() {
@@ -104,12 +121,31 @@ impl FrontDoor {
             }
             let origin = origin.to_str().map_err(|_| Refusal::Origin)?;
             let origin = origin.trim().to_ascii_lowercase();
-            if !self.origins.contains(&origin) {
+            let own = checked_host
+                .as_ref()
+                .is_some_and(|host| is_own_origin(&origin, host));
+            if !own && !self.origins.contains(&origin) {
                 return Err(Refusal::Origin);
             }
         }
         Ok(())
     }
+}
+
+/// Whether `origin` (lower-case) is the listener's own: `http://` or
+/// `https://` and then exactly `host`, a checked `Host` that names a port.
+fn is_own_origin(origin: &str, host: &HostEntry) -> bool {
+    if host.port.is_none() {
+        return false;
+    }
+    let Some(authority) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    // `parse_host` refuses a path, a userinfo or a bad port.
+    parse_host(authority).is_some_and(|entry| entry == *host)
 }
 
 /// The request's authority: HTTP/2's `:authority`, else a single `Host`.
@@ -288,6 +324,65 @@ mod tests {
             ("origin", "http://evil.example"),
         ]);
         assert_eq!(door.check(&uri(), &two), Err(Refusal::Origin));
+    }
+
+    #[test]
+    fn the_listeners_own_origin_passes_where_host_is_checked() {
+        let door = FrontDoor::new(Some("127.0.0.1:8081".parse().unwrap()), &[], &[]);
+        let with = |host: &str, origin: &str| {
+            door.check(&uri(), &headers(&[("host", host), ("origin", origin)]))
+        };
+        for (host, origin) in [
+            ("127.0.0.1:8081", "http://127.0.0.1:8081"),
+            ("localhost:8081", "http://localhost:8081"),
+            ("LOCALHOST:8081", "HTTP://localhost:8081"),
+            ("[::1]:8081", "http://[::1]:8081"),
+            ("localhost:8081", "https://localhost:8081"),
+        ] {
+            assert_eq!(with(host, origin), Ok(()), "{host} {origin}");
+        }
+        for (host, origin) in [
+            // Another local server's page, another port or another name.
+            ("localhost:8081", "http://localhost:3000"),
+            ("localhost:8081", "http://127.0.0.1:8081"),
+            // No port: the scheme's default, not shared across schemes.
+            ("localhost", "http://localhost"),
+            ("localhost", "https://localhost"),
+            // Not an origin, or not only one.
+            ("localhost:8081", "http://localhost:8081/"),
+            ("localhost:8081", "http://u@localhost:8081"),
+            ("localhost:8081", "ws://localhost:8081"),
+            ("localhost:8081", "localhost:8081"),
+            ("localhost:8081", "null"),
+            // A rebound page: its Host is refused first.
+            ("attacker.example:8081", "http://attacker.example:8081"),
+        ] {
+            assert!(with(host, origin).is_err(), "{host} {origin}");
+        }
+        // HTTP/2's :authority is the Host compared.
+        let h2 = Uri::from_static("http://localhost:8081/mcp");
+        let origin = headers(&[("origin", "http://localhost:8081")]);
+        assert_eq!(door.check(&h2, &origin), Ok(()));
+
+        // Where Host is not checked, a rebound page's own origin is no
+        // exception: it is exactly what such a page sends.
+        let open = FrontDoor::new(Some("0.0.0.0:8081".parse().unwrap()), &[], &[]);
+        let rebound = headers(&[
+            ("host", "attacker.example:8081"),
+            ("origin", "http://attacker.example:8081"),
+        ]);
+        assert_eq!(open.check(&uri(), &rebound), Err(Refusal::Origin));
+        // With configured hosts it applies to them.
+        let named = FrontDoor::new(
+            Some("0.0.0.0:8081".parse().unwrap()),
+            &["tools.agents.svc".to_owned()],
+            &[],
+        );
+        let own = headers(&[
+            ("host", "tools.agents.svc:8081"),
+            ("origin", "http://tools.agents.svc:8081"),
+        ]);
+        assert_eq!(named.check(&uri(), &own), Ok(()));
     }
 
     #[test]
