@@ -347,8 +347,6 @@ pub async fn server_scenario(url: &str, scenario: &str) -> ScenarioRun {
         .args(["server", "--url", url, "--scenario", scenario, "--output-dir"])
         .arg(out_dir.path())
         .current_dir(out_dir.path())
-        .env("NO_COLOR", "1")
-        .env("FORCE_COLOR", "0")
         .env_remove("NODE_OPTIONS")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -362,8 +360,8 @@ pub async fn server_scenario(url: &str, scenario: &str) -> ScenarioRun {
         // Dropping the future dropped the child: it is killed.
         Err(_) => panic!("conformance {scenario} against {url} ran over {SCENARIO_TIMEOUT:?}"),
     };
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let stdout = strip_colours(&String::from_utf8_lossy(&output.stdout));
+    let stderr = strip_colours(&String::from_utf8_lossy(&output.stderr));
     let checks = find_checks(out_dir.path()).unwrap_or_else(|e| {
         panic!(
             "conformance {scenario} against {url} ({}) left no checks ({e}); stdout:\n{stdout}\nstderr:\n{stderr}",
@@ -378,6 +376,26 @@ pub async fn server_scenario(url: &str, scenario: &str) -> ScenarioRun {
         stderr,
         checks,
     }
+}
+
+/// `text` without ANSI colour sequences (`ESC [ ... m`): the CLI colours its
+/// check lines whatever `NO_COLOR` says.
+fn strip_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The one `checks.json` the CLI wrote under `dir` (it makes a
