@@ -344,7 +344,14 @@ pub async fn server_scenario(url: &str, scenario: &str) -> ScenarioRun {
     let mut command = Command::new(node());
     command
         .arg(&cli)
-        .args(["server", "--url", url, "--scenario", scenario, "--output-dir"])
+        .args([
+            "server",
+            "--url",
+            url,
+            "--scenario",
+            scenario,
+            "--output-dir",
+        ])
         .arg(out_dir.path())
         .current_dir(out_dir.path())
         .env_remove("NODE_OPTIONS")
@@ -409,7 +416,11 @@ fn find_checks(dir: &Path) -> Result<Vec<Value>, String> {
         }
     }
     let [path] = found.as_slice() else {
-        return Err(format!("{} checks.json files in {}", found.len(), dir.display()));
+        return Err(format!(
+            "{} checks.json files in {}",
+            found.len(),
+            dir.display()
+        ));
     };
     let text = read(path)?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
