@@ -12,7 +12,12 @@
 //! - **Wall time** runs from the session's first envelope.
 //! - **Taint**: `TOOL_RESULT` (unless [`SessionRules::result_taints`] exempts
 //!   its tool) and `MEMORY_READ` taint the session; `TERMINATION` clears
-//!   taint, the tool history and any loop violation.
+//!   taint, the tool history and any loop violation. A `TOOL_RESULT` whose
+//!   payload `source` is `resources/read` or `prompts/get` (content the agent
+//!   read, not a tool's result) taints unless its payload says `"trusted":
+//!   true`; one with `"untrusted_content": true` (a tool result embedding an
+//!   untrusted resource) taints whatever its tool. The sidecar decides both
+//!   from the manifest when it records them.
 //! - **Sanitizer keys** are registered by a `POLICY_DECISION` envelope whose
 //!   payload is `{"action": "register_sanitizer", "sanitizer_key": "<key>"}`.
 //! - **Loops**: each proposal enters a bounded history of (tool, digest of the
@@ -172,6 +177,9 @@ pub enum Effect {
     /// A tool result (of the payload's `tool_name`, when given): taints,
     /// unless the rules exempt that tool.
     ToolResult(Option<Box<str>>),
+    /// Content read into the session (a resource, a prompt, a result
+    /// embedding an untrusted resource): taints when `taints`.
+    Content { taints: bool },
     /// End of the session's task: clears taint, history and loop violation.
     Termination,
     /// A sanitizer key registered for the session.
@@ -195,12 +203,20 @@ impl Observation {
                 args_digest: ToolCall::digest_args(payload.get("args").unwrap_or(&Value::Null)),
             },
             ToolCallDenied | ApprovalRequested => Effect::Refusal,
-            ToolResult => Effect::ToolResult(
-                payload
-                    .get("tool_name")
-                    .and_then(Value::as_str)
-                    .map(Into::into),
-            ),
+            ToolResult => match payload.get("source").and_then(Value::as_str) {
+                Some("resources/read" | "prompts/get") => Effect::Content {
+                    taints: payload.get("trusted") != Some(&Value::Bool(true)),
+                },
+                _ if payload.get("untrusted_content") == Some(&Value::Bool(true)) => {
+                    Effect::Content { taints: true }
+                }
+                _ => Effect::ToolResult(
+                    payload
+                        .get("tool_name")
+                        .and_then(Value::as_str)
+                        .map(Into::into),
+                ),
+            },
             Termination => Effect::Termination,
             PolicyDecision => match (
                 payload.get("action").and_then(Value::as_str),
@@ -273,6 +289,7 @@ impl SessionState {
                     self.tainted = true;
                 }
             }
+            Effect::Content { taints } => self.tainted |= taints,
             Effect::Termination => {
                 self.tainted = false;
                 self.history.clear();

@@ -15,6 +15,8 @@
 //! - [`paths`]: lexical normalisation of path arguments and the
 //!   filesystem-roots check (`FS_DENY`).
 //! - [`rate`]: per-tool token buckets (`RATE_LIMITED`).
+//! - [`trust`]: which resources and prompts do not taint
+//!   (`policy.trusted_content`).
 //! - [`conformance`]: the Aegis conformance packs and the Aegis decide request.
 //! - [`store`]: the live manifest behind `ArcSwap`, reloaded from its file
 //!   (directory watch, SIGHUP, API) — the one module that does I/O.
@@ -30,6 +32,7 @@ pub mod paths;
 pub mod rate;
 mod reason;
 pub mod store;
+pub mod trust;
 
 pub use decide::{CompiledManifest, Constraints, Decision, Proposal, SessionFacts, decide};
 pub use manifest::{FsAccess, FsPathRule, Manifest, ManifestError};

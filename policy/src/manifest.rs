@@ -12,6 +12,7 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::domain::DomainPattern;
+use crate::trust::TrustedContent;
 
 mod check;
 mod policy_section;
@@ -178,6 +179,9 @@ pub struct PolicySection {
     /// Path arguments per tool, replacing the default (`args.path` of
     /// `read_file`, `fs.read*`, `write_file`, `fs.write*`) for that tool.
     pub fs_paths: BTreeMap<String, FsPathRule>,
+    /// Upstreams, resource URI patterns and prompt names whose content does
+    /// not taint the session.
+    pub trusted_content: TrustedContent,
 }
 
 /// Loop thresholds; validated so `2 <= identical_calls <= identical_window`

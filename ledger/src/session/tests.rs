@@ -255,3 +255,35 @@ fn rules_can_exempt_a_tools_results_from_taint() {
     let state = run(&[(MemoryRead, json!({"tool_name": "search"}))], &rules);
     assert!(state.is_tainted(), "memory reads always taint");
 }
+
+#[test]
+fn content_reads_taint_unless_recorded_as_trusted() {
+    use EventType::*;
+    let rules = SearchDoesNotTaint;
+    let taints = |payload: serde_json::Value| run(&[(ToolResult, payload)], &rules).is_tainted();
+    assert!(taints(
+        json!({"source": "resources/read", "uri": "file:///x"})
+    ));
+    assert!(taints(json!({"source": "prompts/get", "trusted": false})));
+    assert!(taints(
+        json!({"source": "resources/read", "trusted": "true"})
+    ));
+    assert!(!taints(
+        json!({"source": "resources/read", "trusted": true})
+    ));
+    assert!(!taints(json!({"source": "prompts/get", "trusted": true})));
+    // A read is not a step: it spends no budget.
+    let state = run(&[(ToolResult, json!({"source": "resources/read"}))], &rules);
+    assert_eq!(state.steps_consumed(), 0);
+    // An exempt tool's result that embeds an untrusted resource taints.
+    assert!(taints(
+        json!({"tool_name": "search", "untrusted_content": true})
+    ));
+    assert!(!taints(
+        json!({"tool_name": "search", "untrusted_content": false})
+    ));
+    // A `trusted` flag on an ordinary tool result changes nothing.
+    assert!(taints(json!({"tool_name": "fetch", "trusted": true})));
+    // An unknown source is a tool result.
+    assert!(taints(json!({"source": "sampling", "trusted": true})));
+}

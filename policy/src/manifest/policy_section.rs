@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::check::{DeclaredTools, Validator, got, key_path, quote};
-use super::raw::{self, Field, RawFsPath, RawLoops, RawPolicy, RawRateLimit};
+use super::raw::{self, Field, RawFsPath, RawLoops, RawPolicy, RawRateLimit, RawTrustedContent};
 use super::{FsAccess, FsPathRule, LoopSettings, MAX_SEQUENCE_LIMIT, PolicySection, RateLimit};
+use crate::trust::{TrustedContent, UriPattern};
 
 impl Validator {
     pub(super) fn policy(
@@ -43,6 +44,10 @@ impl Validator {
             Some(rules) => self.fs_paths(rules, declared, fs_enforced),
             None => BTreeMap::new(),
         };
+        let trusted_content = match self.section("policy.trusted_content", raw.trusted_content) {
+            Some(raw) => self.trusted_content(raw),
+            None => TrustedContent::default(),
+        };
         self.unknown("policy", raw.unknown, raw::POLICY_FIELDS);
         PolicySection {
             high_risk_sinks,
@@ -50,6 +55,27 @@ impl Validator {
             loops,
             rate_limits,
             fs_paths,
+            trusted_content,
+        }
+    }
+
+    fn trusted_content(&mut self, raw: RawTrustedContent) -> TrustedContent {
+        let base = "policy.trusted_content";
+        let upstreams = self.string_list(&format!("{base}.upstreams"), raw.upstreams);
+        let prompts = self.string_list(&format!("{base}.prompts"), raw.prompts);
+        let mut resources = Vec::new();
+        let path = format!("{base}.resources");
+        self.each_string(&path, raw.resources, |v, i, text| {
+            match UriPattern::new(&text) {
+                Ok(pattern) => resources.push(pattern),
+                Err(e) => v.problem(format!("{path}[{i}]"), format!("{}: {e}", quote(&text))),
+            }
+        });
+        self.unknown(base, raw.unknown, raw::TRUSTED_CONTENT_FIELDS);
+        TrustedContent {
+            upstreams,
+            resources,
+            prompts,
         }
     }
 

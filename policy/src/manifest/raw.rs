@@ -156,6 +156,7 @@ pub(crate) struct RawPolicy {
     pub loops: Option<Field<RawLoops>>,
     pub rate_limits: Option<Field<BTreeMap<String, Field<RawRateLimit>>>>,
     pub fs_paths: Option<Field<BTreeMap<String, Field<RawFsPath>>>>,
+    pub trusted_content: Option<Field<RawTrustedContent>>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -166,7 +167,19 @@ pub(crate) const POLICY_FIELDS: &[&str] = &[
     "loops",
     "rate_limits",
     "fs_paths",
+    "trusted_content",
 ];
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct RawTrustedContent {
+    pub upstreams: Option<List<String>>,
+    pub resources: Option<List<String>>,
+    pub prompts: Option<List<String>>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+pub(crate) const TRUSTED_CONTENT_FIELDS: &[&str] = &["upstreams", "resources", "prompts"];
 
 #[derive(Debug, Default, serde::Deserialize)]
 pub(crate) struct RawLoops {

@@ -220,8 +220,17 @@ policy:
   non_tainting_tools: [search_docs]
   loops: {identical_calls: 2, identical_window: 2, min_sequence: 2, max_sequence: 10}
   rate_limits: {net.fetch: {per_second: 2, burst: 5}}
+  trusted_content:
+    upstreams: [handbook]
+    resources: ["file:///workspace/docs/*"]
+    prompts: [summarize]
 "#;
     let m = Manifest::from_yaml(yaml).unwrap();
+    let trusted = &m.policy.trusted_content;
+    assert_eq!(trusted.upstreams, ["handbook"]);
+    assert_eq!(trusted.prompts, ["summarize"]);
+    assert!(trusted.resource("files", "file:///workspace/docs/a.md"));
+    assert!(!trusted.resource("files", "file:///workspace/secrets"));
     let p = &m.permissions;
     assert_eq!(p.fs.write_roots, ["/workspace/out"]);
     assert_eq!(p.secrets, ["GITHUB_TOKEN"]);
@@ -266,7 +275,8 @@ fn every_problem_is_reported_with_its_path() {
             "non_tainting_tools": ["search_docs"],
             "loops": {"identical_calls": 1, "min_sequence": 4, "max_sequence": 3},
             "rate_limits": {"exec": {"per_second": 0, "burst": 0}, "net.fetch": {"per_second": 1, "burst": 1}},
-            "sinks": []
+            "sinks": [],
+            "trusted_content": {"resources": ["*", "file:///a/../*", 3], "prompts": "x", "uris": []}
         },
         "extra": true
     });
@@ -302,8 +312,13 @@ fn every_problem_is_reported_with_its_path() {
         r#"policy.rate_limits["exec"].per_second: must be a positive number, got 0"#.to_owned(),
         r#"policy.rate_limits["exec"].burst: must be a positive integer up to 4294967295, got 0"#.to_owned(),
         r#"policy.rate_limits["net.fetch"]: "net.fetch" is not declared in permissions.tools"#.to_owned(),
+        r#"policy.trusted_content.prompts: expected a list of strings, got "x""#.to_owned(),
+        r#"policy.trusted_content.resources[0]: "*": must start with a URI scheme (e.g. docs://handbook/*)"#.to_owned(),
+        r#"policy.trusted_content.resources[1]: "file:///a/../*": must not contain a `.` or `..` path segment, `%` or `\` (a URI with those never matches)"#.to_owned(),
+        "policy.trusted_content.resources[2]: expected a string, got 3".to_owned(),
+        "policy.trusted_content.uris: unknown field (expected one of: upstreams, resources, prompts)".to_owned(),
         "policy.sinks: unknown field (expected one of: high_risk_sinks, non_tainting_tools, loops, \
-         rate_limits, fs_paths)"
+         rate_limits, fs_paths, trusted_content)"
             .to_owned(),
         "extra: unknown field (expected one of: schema, name, version, publisher, permissions, \
          sandbox, integrity, policy)"
