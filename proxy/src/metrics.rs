@@ -166,6 +166,11 @@ pub struct McpMetrics {
     pub ledger_failures: IntCounterVec,
     /// Requests the front door refused, by reason (`host`, `origin`).
     pub front_door_refusals: IntCounterVec,
+    /// Answers seen on resumed GET streams, by outcome (`settled`,
+    /// `replayed`, `dropped`, `too_large`) — see `mcp::resume`.
+    pub resumed_answers: IntCounterVec,
+    /// Requests whose POST stream ended early, waiting for a resumed stream.
+    pub awaiting_resumption: IntGauge,
     /// Requests being handled (POSTs; GET streams are not counted).
     pub in_flight: IntGauge,
     /// Sessions active in memory (not yet idle-evicted); set when scraped.
@@ -433,6 +438,17 @@ impl Metrics {
                 ),
                 &["reason"],
             )?,
+            resumed_answers: IntCounterVec::new(
+                Opts::new(
+                    "aegis_mcp_resumed_answers_total",
+                    "JSON-RPC answers on GET streams, by outcome: settled (a waiting request's answer, recorded before relaying), replayed (an answer already settled, sent again), dropped (answering nothing waiting: not relayed), too_large (over mcp.limits.max_response_bytes).",
+                ),
+                &["outcome"],
+            )?,
+            awaiting_resumption: IntGauge::new(
+                "aegis_mcp_awaiting_resumption",
+                "Requests whose POST event stream ended before their answer, waiting for the client to resume the stream (GET + Last-Event-ID).",
+            )?,
             in_flight: IntGauge::new(
                 "aegis_mcp_in_flight_requests",
                 "MCP POST requests being handled.",
@@ -479,6 +495,11 @@ impl Metrics {
             mcp.front_door_refusals
                 .with_label_values(&[refusal.as_str()]);
         }
+        registry.register(Box::new(mcp.resumed_answers.clone()))?;
+        for outcome in crate::mcp::resume::OUTCOMES {
+            mcp.resumed_answers.with_label_values(&[outcome]);
+        }
+        registry.register(Box::new(mcp.awaiting_resumption.clone()))?;
         registry.register(Box::new(mcp.in_flight.clone()))?;
         registry.register(Box::new(mcp.active_sessions.clone()))?;
         let tls_handshake_failures = IntCounterVec::new(

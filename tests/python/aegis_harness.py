@@ -27,6 +27,11 @@ def server_args(description):
     p.add_argument("--json-response", action="store_true", help="answer application/json instead of SSE")
     p.add_argument("--stateless", action="store_true", help="no Mcp-Session-Id: a fresh transport per request")
     p.add_argument(
+        "--event-store",
+        action="store_true",
+        help="keep events in memory so a client can resume a stream (GET + Last-Event-ID)",
+    )
+    p.add_argument(
         "--parent-watch",
         action="store_true",
         help="exit when stdin reaches end of file (the test harness holds it open)",

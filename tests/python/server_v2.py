@@ -5,13 +5,22 @@ Serves both eras on one endpoint, as the SDK does: requests whose
 take the initialize/session path (`--stateless`: no Mcp-Session-Id), and
 requests at 2026-07-28 take the per-request path whatever the flags.
 
+`--event-store` keeps every event in memory so a client can resume a stream
+with GET and `Last-Event-ID`, and the `answer_after_reconnect` tool ends its
+POST's stream before answering (`ctx.close_sse_stream()`), so the answer only
+arrives on the resumed stream — the official conformance fixture's
+`test_reconnection`.
+
 Prints `LISTENING <port>` on stdout once it accepts connections. Besides the
 MCP endpoint (`--path`, default /mcp) it serves `GET /stats` (executed tool
 calls per tool name, JSON) and `GET /requests` (every HTTP request received
 on the MCP endpoint: method, path, headers, body, status).
 """
 
+import itertools
+
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.streamable_http import EventMessage, EventStore
 
 import aegis_harness as h
 
@@ -68,6 +77,40 @@ async def count_to(n: int, ctx: Context) -> str:
     return f"counted to {n}"
 
 
+async def answer_after_reconnect(text: str, ctx: Context) -> str:
+    """Ends this request's event stream, then answers on the resumed one."""
+    stats.hit("answer_after_reconnect")
+    await ctx.close_sse_stream()
+    return f"after reconnecting: {text}"
+
+
+if args.event_store:  # only then: other tests list the tools above exactly
+    mcp.tool()(answer_after_reconnect)
+
+
+class MemoryEventStore(EventStore):
+    """Every event of every stream, in order (a test server's lifetime)."""
+
+    def __init__(self):
+        self._ids = itertools.count(1)
+        self._events = []  # (event_id, stream_id, message | None)
+
+    async def store_event(self, stream_id, message):
+        event_id = str(next(self._ids))
+        self._events.append((event_id, stream_id, message))
+        return event_id
+
+    async def replay_events_after(self, last_event_id, send_callback):
+        at = next((i for i, e in enumerate(self._events) if e[0] == last_event_id), None)
+        if at is None:
+            return None
+        stream_id = self._events[at][1]
+        for event_id, stream, message in self._events[at + 1 :]:
+            if stream == stream_id and message is not None:
+                await send_callback(EventMessage(message, event_id))
+        return stream_id
+
+
 h.stats_routes(mcp, stats, recorder_ref)
 
 if __name__ == "__main__":
@@ -77,6 +120,8 @@ if __name__ == "__main__":
             json_response=args.json_response,
             stateless_http=args.stateless,
             host=args.host,
+            event_store=MemoryEventStore() if args.event_store else None,
+            retry_interval=100 if args.event_store else None,
         )
     )
     recorder_ref[0] = app

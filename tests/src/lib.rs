@@ -9,6 +9,7 @@ pub mod mcp;
 pub mod node;
 pub mod pki;
 pub mod python;
+pub mod scripted;
 
 use std::future::Future;
 use std::net::SocketAddr;

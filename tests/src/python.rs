@@ -482,6 +482,10 @@ pub struct ServerOpts {
     pub json_response: bool,
     /// `--stateless`: no `Mcp-Session-Id`, a fresh transport per request.
     pub stateless: bool,
+    /// `--event-store` (2.x server only): events kept for resumption, and
+    /// the `answer_after_reconnect(text)` tool, which ends its POST's stream
+    /// before answering, so the answer arrives on the resumed GET stream.
+    pub event_store: bool,
 }
 
 impl ServerOpts {
@@ -498,6 +502,11 @@ impl ServerOpts {
 
     pub fn stateless(mut self) -> ServerOpts {
         self.stateless = true;
+        self
+    }
+
+    pub fn event_store(mut self) -> ServerOpts {
+        self.event_store = true;
         self
     }
 }
@@ -541,6 +550,9 @@ impl PyServer {
         }
         if opts.stateless {
             args.push("--stateless");
+        }
+        if opts.event_store {
+            args.push("--event-store");
         }
         let mut process = PyProcess::spawn(sdk, &sdk.server_script(), args, &[]).await;
         let port: u16 = process

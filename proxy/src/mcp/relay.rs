@@ -34,7 +34,9 @@ use super::answers;
 use super::answers::Outgoing;
 use super::enforce::Verdict;
 use super::identity::Identity;
+use super::inputs::{self, Read};
 use super::jsonrpc::{Id, codes};
+use super::resume;
 use super::server::{McpState, error_response, json_response};
 use super::sse::{Mark, SseEvent, SseParser};
 use super::tools_list;
@@ -46,7 +48,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Events buffered between the relay task and the agent's connection.
-const RELAY_QUEUE: usize = 32;
+pub(super) const RELAY_QUEUE: usize = 32;
 
 pub fn full(bytes: Bytes) -> ProxyBody {
     Full::new(bytes)
@@ -151,6 +153,11 @@ pub struct Exchange {
     pub calls: Vec<Pending>,
     /// Forwarded `tools/list` requests (their answers are filtered).
     pub tools_list: Vec<Id>,
+    /// Forwarded `resources/read` and `prompts/get` requests (their answers
+    /// are recorded and taint, see [`inputs`]).
+    pub reads: Vec<Read>,
+    /// Ids of the answers seen so far (on an SSE stream).
+    pub answered: Vec<Id>,
     /// Answers made by the sidecar (denials, malformed calls).
     pub local: Vec<Outgoing>,
     /// Ids of every forwarded request.
@@ -159,7 +166,7 @@ pub struct Exchange {
 }
 
 /// How a forwarded call ended.
-enum Ending {
+pub(super) enum Ending {
     /// The upstream's answer: the message, its size in bytes and SHA-256.
     Answered {
         message: Value,
@@ -195,6 +202,8 @@ impl Exchange {
             batch: false,
             calls: Vec::new(),
             tools_list: Vec::new(),
+            reads: Vec::new(),
+            answered: Vec::new(),
             local: Vec::new(),
             forwarded_requests: Vec::new(),
             expects_answer: false,
@@ -224,9 +233,41 @@ impl Exchange {
         Some(self.calls.swap_remove(at))
     }
 
+    fn find_read(&mut self, id: &Id) -> Option<Read> {
+        let at = self.reads.iter().position(|r| &r.id == id)?;
+        Some(self.reads.swap_remove(at))
+    }
+
+    /// What this exchange's endings are recorded against.
+    pub(super) fn recorder(&self) -> Recorder<'_> {
+        Recorder {
+            state: &self.state,
+            upstream: &self.upstream,
+            identity: &self.identity,
+            started: self.started,
+        }
+    }
+
+    async fn settle(&self, call: &Pending, ending: Ending) -> Option<Outgoing> {
+        self.recorder().call(call, ending).await
+    }
+}
+
+/// Who and where a forwarded request was for: what its ending is recorded
+/// against (the POST's exchange, or after its stream ended early, the
+/// resumed stream that brought the answer).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Recorder<'a> {
+    pub state: &'a Arc<McpState>,
+    pub upstream: &'a Upstream,
+    pub identity: &'a Identity,
+    pub started: Instant,
+}
+
+impl Recorder<'_> {
     /// Records how `call` ended and returns what the agent gets instead of
     /// the upstream's answer, if anything.
-    async fn settle(&self, call: &Pending, ending: Ending) -> Option<Outgoing> {
+    pub(super) async fn call(&self, call: &Pending, ending: Ending) -> Option<Outgoing> {
         let upstream = self.upstream.name.as_str();
         let elapsed_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut base = json!({
@@ -265,6 +306,9 @@ impl Exchange {
                     size,
                 };
                 results.record(&call.tool_name, answer, capture, &mut base);
+                let live = self.state.manifests.current();
+                let trust = live.as_deref().map(|l| &l.manifest.policy.trusted_content);
+                inputs::describe_tool_result(upstream, recorded, trust, &mut base);
                 if over {
                     base["withheld"] = json!(true);
                     let text = format!(
@@ -374,7 +418,7 @@ impl Exchange {
         replacement
     }
 
-    fn meta(&self, call: &Pending, what: &str) -> Value {
+    pub(super) fn meta(&self, call: &Pending, what: &str) -> Value {
         json!({
             "outcome": call.outcome,
             "reason": call.reason,
@@ -384,6 +428,63 @@ impl Exchange {
         })
     }
 
+    /// Records a read's answer (`TOOL_RESULT` with `source`, trusted or
+    /// not by the live manifest) before the agent gets it. The answer is
+    /// never changed.
+    pub(super) async fn read(&self, read: &Read, message: &Value, size: usize, sha256: [u8; 32]) {
+        let upstream = self.upstream.name.as_str();
+        let elapsed_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let rpc_error = message.get("error");
+        let answer = message.get("result").or(rpc_error).unwrap_or(&Value::Null);
+        let mut payload = json!({
+            "call_id": read.id.to_value(),
+            "upstream": upstream,
+            "is_error": rpc_error.is_some(),
+            "size_bytes": size,
+            "sha256": hex(&sha256),
+            "duration_ms": elapsed_ms,
+        });
+        let live = self.state.manifests.current();
+        let trust = live.as_deref().map(|l| &l.manifest.policy.trusted_content);
+        read.describe(upstream, answer, trust, &mut payload);
+        let trusted = payload["trusted"] == json!(true);
+        let (results, capture) = (
+            &self.state.config.results,
+            self.state.config.result_capture_bytes,
+        );
+        results.record(
+            read.source.method(),
+            Answer::Whole {
+                value: answer,
+                size,
+            },
+            capture,
+            &mut payload,
+        );
+        let seq = match self
+            .state
+            .gate
+            .record(self.identity, EventType::ToolResult, payload)
+            .await
+        {
+            Ok(appended) => Some(appended.seq),
+            Err(e) => {
+                tracing::error!(error = %e, source = read.source.method(), "a read's answer could not be recorded");
+                None
+            }
+        };
+        tracing::info!(
+            upstream,
+            source = read.source.method(),
+            session = %self.identity.session_id,
+            trusted,
+            seq,
+            "content read"
+        );
+    }
+}
+
+impl Exchange {
     /// Settles every call still waiting with `ending` (a closed kind).
     async fn settle_rest(&mut self, ending: impl Fn() -> Ending) -> Vec<Outgoing> {
         let calls = std::mem::take(&mut self.calls);
@@ -523,8 +624,10 @@ pub async fn forward(exchange: Exchange, parts: Parts, body: Bytes) -> Response<
 /// Relays the upstream's answer to a POST.
 async fn answer(mut exchange: Exchange, response: Response<Incoming>) -> Response<ProxyBody> {
     let status = response.status();
-    let inspect =
-        !exchange.calls.is_empty() || !exchange.tools_list.is_empty() || !exchange.local.is_empty();
+    let inspect = !exchange.calls.is_empty()
+        || !exchange.tools_list.is_empty()
+        || !exchange.reads.is_empty()
+        || !exchange.local.is_empty();
     if !inspect {
         // Streams to the end holding the request's slot.
         return passthrough(response, Some(exchange.permit));
@@ -617,13 +720,17 @@ impl<B: hyper::body::Body + Unpin> hyper::body::Body for Holding<B> {
     }
 }
 
-/// GET (a held-open SSE stream) and DELETE (end the session) pass through.
+/// GET (a held-open SSE stream, or a resumed one) and DELETE (end the
+/// session). A GET's event stream is relayed event by event, its answers
+/// settling what waits for them ([`resume`]); anything else passes.
 pub async fn pass(
     state: &Arc<McpState>,
     upstream: &Arc<Upstream>,
+    identity: &Identity,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let (parts, _body) = req.into_parts();
+    let get = parts.method == http::Method::GET;
     let mut builder = Request::builder()
         .method(parts.method.clone())
         .uri(upstream.target(parts.uri.query()));
@@ -667,6 +774,20 @@ pub async fn pass(
             );
         }
     };
+    let sse = upstream::media_type(response.headers()).as_deref() == Some("text/event-stream");
+    if get && response.status().is_success() && sse {
+        if upstream::is_encoded(response.headers()) {
+            tracing::warn!(upstream = %upstream.name, "a GET event stream is compressed; refused");
+            return error_response(
+                StatusCode::BAD_GATEWAY,
+                None,
+                codes::INTERNAL_ERROR,
+                for_agent("malformed"),
+                Some(json!({"upstream": upstream.name, "kind": "malformed"})),
+            );
+        }
+        return resume::relay_stream(state.clone(), upstream, identity, response);
+    }
     // A held-open stream ends when the sidecar shuts down.
     let (mut parts, body) = response.into_parts();
     parts.headers = upstream::response_headers(parts.headers, false);
@@ -795,6 +916,14 @@ async fn relay_json(mut exchange: Exchange, response: Response<Incoming>) -> Res
                 }
                 changed = true;
             }
+        } else if let Some(read) = exchange.find_read(&id) {
+            let (size, sha256) = if single {
+                (bytes.len(), whole_sha)
+            } else {
+                let own = serde_json::to_vec(message).unwrap_or_default();
+                (own.len(), Sha256::digest(&own).into())
+            };
+            exchange.recorder().read(&read, message, size, sha256).await;
         } else if exchange.tools_list.contains(&id) {
             changed |= filter_tools(&exchange, message);
         }
@@ -838,7 +967,15 @@ async fn relay_json(mut exchange: Exchange, response: Response<Incoming>) -> Res
 /// Filters a `tools/list` answer; `true` when it changed (a tool removed,
 /// a public cache scope made private).
 fn filter_tools(exchange: &Exchange, message: &mut Value) -> bool {
-    let Some(live) = exchange.state.manifests.current() else {
+    filter_tools_with(&exchange.state.manifests, message)
+}
+
+/// [`filter_tools`] with the live manifest of `manifests`.
+pub(super) fn filter_tools_with(
+    manifests: &aegis_policy::ManifestStore,
+    message: &mut Value,
+) -> bool {
+    let Some(live) = manifests.current() else {
         // No manifest: every call is refused; offer nothing.
         return tools_list::filter(message, |_| false).changed();
     };
@@ -877,7 +1014,7 @@ async fn sse_task(mut exchange: Exchange, mut body: Incoming, tx: mpsc::Sender<B
     // Answers the sidecar made (denials in a batch) go first.
     for answer in std::mem::take(&mut exchange.local) {
         if tx.send(answers::sse_event(&answer)).await.is_err() {
-            return agent_gone(exchange).await;
+            return agent_gone(exchange, false).await;
         }
     }
     let limit = exchange.state.config.max_response_bytes;
@@ -930,7 +1067,7 @@ async fn sse_task(mut exchange: Exchange, mut body: Incoming, tx: mpsc::Sender<B
                 }
                 Current::Pass => {
                     if tx.send(piece).await.is_err() {
-                        return agent_gone(exchange).await;
+                        return agent_gone(exchange, parser.last_event_id().is_some()).await;
                     }
                     None
                 }
@@ -951,14 +1088,21 @@ async fn sse_task(mut exchange: Exchange, mut body: Incoming, tx: mpsc::Sender<B
             if let Some(out) = out
                 && tx.send(out).await.is_err()
             {
-                return agent_gone(exchange).await;
+                return agent_gone(exchange, parser.last_event_id().is_some()).await;
             }
         }
         let rest = chunk.slice(start..);
         match current {
             Current::Buffer => {
                 raw.extend_from_slice(&rest);
-                let waiting = exchange.calls.iter().map(|c| c.max_output_bytes).max();
+                // Reads wait too: their answer must be read whole to be
+                // recorded, so one over the limit is not passed on.
+                let waiting = exchange
+                    .calls
+                    .iter()
+                    .map(|c| c.max_output_bytes)
+                    .chain(exchange.reads.first().map(|_| limit as u64))
+                    .max();
                 match waiting {
                     Some(max) if parser.pending_data_len() as u64 > max.min(limit as u64) => {
                         raw.clear();
@@ -967,7 +1111,7 @@ async fn sse_task(mut exchange: Exchange, mut body: Incoming, tx: mpsc::Sender<B
                     None if raw.len() > limit => {
                         let held = raw.split().freeze();
                         if tx.send(held).await.is_err() {
-                            return agent_gone(exchange).await;
+                            return agent_gone(exchange, parser.last_event_id().is_some()).await;
                         }
                         current = Current::Pass;
                     }
@@ -976,15 +1120,22 @@ async fn sse_task(mut exchange: Exchange, mut body: Incoming, tx: mpsc::Sender<B
             }
             Current::Pass => {
                 if !rest.is_empty() && tx.send(rest).await.is_err() {
-                    return agent_gone(exchange).await;
+                    return agent_gone(exchange, parser.last_event_id().is_some()).await;
                 }
             }
             Current::Skip => {}
         }
     }
-    if !raw.is_empty() {
-        // An unterminated last event: passed on as it came.
-        let _ = tx.send(raw.freeze()).await;
+    // An unterminated last event is not an event (WHATWG): not relayed, so
+    // no client can take an answer from it that was never settled.
+    drop(raw);
+    // Ended before its answers: a stream that can be resumed (it carried an
+    // event id) ends untouched, and what waits is kept for the resumed one.
+    if parser.last_event_id().is_some() {
+        match resume::adopt(exchange) {
+            Ok(()) => return,
+            Err(back) => exchange = back,
+        }
     }
     let out = exchange
         .settle_rest(|| Ending::Failed {
@@ -1003,10 +1154,27 @@ async fn on_event(exchange: &mut Exchange, block: Bytes, event: &SseEvent) -> Op
     let Ok(mut message) = serde_json::from_slice::<Value>(&event.data) else {
         return Some(block);
     };
+    if let Some(items) = message.as_array() {
+        // A batch in one event: its answers cannot be settled one by one,
+        // so one holding an answer is not relayed (the calls it answered
+        // end without an answer).
+        let answers = items
+            .iter()
+            .any(|m| m.get("result").is_some() || m.get("error").is_some());
+        return (!answers).then_some(block);
+    }
     let is_response = message.get("result").is_some() || message.get("error").is_some();
     let Some(id) = message.get("id").and_then(id_of).filter(|_| is_response) else {
         return Some(block);
     };
+    exchange.answered.push(id.clone());
+    if let Some(read) = exchange.find_read(&id) {
+        exchange
+            .recorder()
+            .read(&read, &message, event.data_len, event.data_sha256)
+            .await;
+        return Some(block);
+    }
     if let Some(call) = exchange.find_call(&id) {
         let ending = Ending::Answered {
             message: message.clone(),
@@ -1025,28 +1193,79 @@ async fn on_event(exchange: &mut Exchange, block: Bytes, event: &SseEvent) -> Op
     Some(block)
 }
 
-/// An event too large to hold: if it answered a waiting call (the only one
-/// waiting, or the one its id names), the call's answer is withheld.
+/// An event too large to hold: if it answered a waiting call or read (the
+/// only one waiting, or the one whose id its first bytes name), that answer
+/// is replaced: a call's by a withheld-result tool error (recorded), a
+/// read's by a JSON-RPC error (nothing of it reached the agent).
 async fn on_oversized(exchange: &mut Exchange, event: &SseEvent) -> Option<Bytes> {
-    let call = if exchange.calls.len() == 1 {
-        exchange.calls.pop()
-    } else {
-        let prefix = String::from_utf8_lossy(&event.data);
-        let at = exchange
-            .calls
-            .iter()
-            .position(|c| prefix.contains(&format!("\"id\":{}", c.id.raw().get())));
-        at.map(|i| exchange.calls.swap_remove(i))
-    }?;
-    let ending = Ending::TooLarge {
+    let only = exchange.calls.len() + exchange.reads.len() == 1;
+    let names = |id: &Id| only || mentions_id(&event.data, id);
+    if let Some(at) = exchange.calls.iter().position(|c| names(&c.id)) {
+        let call = exchange.calls.swap_remove(at);
+        return exchange
+            .settle(&call, too_large(event))
+            .await
+            .map(|answer| answers::sse_event(&answer));
+    }
+    let at = exchange.reads.iter().position(|r| names(&r.id))?;
+    let read = exchange.reads.swap_remove(at);
+    Some(answers::sse_event(&too_large_error(
+        &exchange.upstream.name,
+        &read.id,
+    )))
+}
+
+pub(super) fn too_large(event: &SseEvent) -> Ending {
+    Ending::TooLarge {
         size: event.data_len,
         sha256: event.data_sha256,
         head: Bytes::copy_from_slice(&event.data[..event.data.len().min(64 * 1024)]),
-    };
-    exchange
-        .settle(&call, ending)
-        .await
-        .map(|answer| answers::sse_event(&answer))
+    }
+}
+
+/// What a request gets in place of an answer too large to inspect.
+pub(super) fn too_large_error(upstream: &str, id: &Id) -> Outgoing {
+    answers::error(
+        Some(id),
+        codes::INTERNAL_ERROR,
+        &format!("the upstream MCP server failed: {}", for_agent("too_large")),
+        Some(json!({"upstream": upstream, "kind": "too_large"})),
+    )
+}
+
+/// Whether `data` (the first bytes of a JSON-RPC message) has an `"id"`
+/// member whose value is `id`'s exact text: `"id"`, optional whitespace, `:`,
+/// optional whitespace, the id, then a delimiter (so `1` is not `12`).
+pub(super) fn mentions_id(data: &[u8], id: &Id) -> bool {
+    let raw = id.raw().get().as_bytes();
+    let is_ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let mut from = 0;
+    while let Some(at) = find(&data[from..], b"\"id\"") {
+        let mut i = from + at + 4;
+        from = i;
+        while data.get(i).is_some_and(is_ws) {
+            i += 1;
+        }
+        if data.get(i) != Some(&b':') {
+            continue;
+        }
+        i += 1;
+        while data.get(i).is_some_and(is_ws) {
+            i += 1;
+        }
+        if data[i..].starts_with(raw)
+            && data
+                .get(i + raw.len())
+                .is_none_or(|b| is_ws(b) || matches!(b, b',' | b'}'))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 async fn send_all(tx: &mpsc::Sender<Bytes>, answers: Vec<Outgoing>) {
@@ -1057,8 +1276,18 @@ async fn send_all(tx: &mpsc::Sender<Bytes>, answers: Vec<Outgoing>) {
     }
 }
 
-/// The agent hung up mid-stream: calls still waiting are recorded as such.
-async fn agent_gone(mut exchange: Exchange) {
+/// The agent hung up mid-stream: what still waits is kept for a resumed
+/// stream when this one can be resumed, else its calls are recorded as
+/// ended so.
+async fn agent_gone(exchange: Exchange, resumable: bool) {
+    let mut exchange = if resumable {
+        match resume::adopt(exchange) {
+            Ok(()) => return,
+            Err(back) => back,
+        }
+    } else {
+        exchange
+    };
     exchange
         .settle_rest(|| Ending::Failed {
             kind: "agent_gone",
@@ -1068,8 +1297,8 @@ async fn agent_gone(mut exchange: Exchange) {
 }
 
 /// The relay task's events, as a response body.
-struct ChannelBody {
-    rx: mpsc::Receiver<Bytes>,
+pub(super) struct ChannelBody {
+    pub rx: mpsc::Receiver<Bytes>,
 }
 
 impl hyper::body::Body for ChannelBody {

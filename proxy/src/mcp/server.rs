@@ -27,8 +27,10 @@ use super::answers::{self, DecisionRecord};
 use super::enforce::{CallRequest, Gate, SANITIZER_META_KEY};
 use super::front_door::{FrontDoor, Refusal};
 use super::identity::{self, Identity, IdentityError};
+use super::inputs::Read;
 use super::jsonrpc::{self, Body, Id, Kind, Message, codes};
 use super::relay::{self, Exchange, InFlight, Pending, ProxyBody, full};
+use super::resume::Resumable;
 use super::upstream::{self, Upstream};
 use crate::config::McpConfig;
 use crate::identity::Resolver;
@@ -65,6 +67,8 @@ pub struct McpState {
     pub shutdown: watch::Receiver<bool>,
     /// `Host` and `Origin` rules, checked before anything else.
     pub front_door: FrontDoor,
+    /// Requests whose POST stream ended early, waiting for a resumed one.
+    pub resumable: Resumable,
 }
 
 impl McpState {
@@ -106,6 +110,7 @@ impl McpState {
             upstreams,
             default_upstream,
             shutdown,
+            resumable: Resumable::default(),
         })
     }
 }
@@ -213,7 +218,7 @@ async fn handle(state: &Arc<McpState>, req: Request<Incoming>) -> Response<Proxy
                 Some(json!({"max_in_flight": state.config.max_in_flight})),
             ),
         },
-        Method::GET | Method::DELETE => relay::pass(state, &upstream, req).await,
+        Method::GET | Method::DELETE => relay::pass(state, &upstream, &identity, req).await,
         _ => {
             let mut response = error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -469,6 +474,10 @@ async fn admit(state: &McpState, exchange: &mut Exchange, message: &Message) -> 
         && let Kind::Request { id, .. } = &message.kind
     {
         exchange.tools_list.push(id.clone());
+    }
+    if let Some(read) = Read::of(message) {
+        exchange.reads.push(read);
+        return true;
     }
     let Some(call) = message.tool_call() else {
         return true;

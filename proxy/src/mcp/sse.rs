@@ -122,6 +122,13 @@ impl SseParser {
         self.feed_inner(chunk, out, Some(marks));
     }
 
+    /// The last event id the stream set (`id:` fields persist across
+    /// events); `None` before any, or after an empty `id:` reset it. A
+    /// stream with one can be resumed (GET with `Last-Event-ID`).
+    pub fn last_event_id(&self) -> Option<&str> {
+        self.last_id.as_deref().filter(|id| !id.is_empty())
+    }
+
     /// Data bytes of the event being read so far (not yet dispatched).
     pub fn pending_data_len(&self) -> usize {
         self.data_len
