@@ -385,7 +385,7 @@ impl Recorder<'_> {
             match self
                 .state
                 .gate
-                .record(&self.identity, event_type, base)
+                .record(self.identity, event_type, base)
                 .await
             {
                 Ok(appended) => Some(appended.seq),
@@ -1133,8 +1133,8 @@ async fn sse_task(mut exchange: Exchange, mut body: Incoming, tx: mpsc::Sender<B
     // event id) ends untouched, and what waits is kept for the resumed one.
     if parser.last_event_id().is_some() {
         match resume::adopt(exchange) {
-            Ok(()) => return,
-            Err(back) => exchange = back,
+            None => return,
+            Some(back) => exchange = back,
         }
     }
     let out = exchange
@@ -1282,8 +1282,8 @@ async fn send_all(tx: &mpsc::Sender<Bytes>, answers: Vec<Outgoing>) {
 async fn agent_gone(exchange: Exchange, resumable: bool) {
     let mut exchange = if resumable {
         match resume::adopt(exchange) {
-            Ok(()) => return,
-            Err(back) => back,
+            None => return,
+            Some(back) => back,
         }
     } else {
         exchange

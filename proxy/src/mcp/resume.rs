@@ -264,9 +264,9 @@ impl Inner {
     }
 }
 
-/// Keeps what `exchange` still waits for, for a resumed stream; `Err` with
-/// the exchange back when nothing waits or the table is full.
-pub(super) fn adopt(mut exchange: Exchange) -> Result<(), Exchange> {
+/// Keeps what `exchange` still waits for, for a resumed stream; the
+/// exchange back (`Some`) when nothing waits or the table is full.
+pub(super) fn adopt(mut exchange: Exchange) -> Option<Exchange> {
     let answered = std::mem::take(&mut exchange.answered);
     let calls = std::mem::take(&mut exchange.calls);
     let reads = std::mem::take(&mut exchange.reads);
@@ -303,7 +303,7 @@ pub(super) fn adopt(mut exchange: Exchange) -> Result<(), Exchange> {
         exchange.calls = calls;
         exchange.reads = reads;
         exchange.answered = answered;
-        return Err(exchange);
+        return Some(exchange);
     }
     let serial = inner.next_serial;
     inner.next_serial += 1;
@@ -348,7 +348,7 @@ pub(super) fn adopt(mut exchange: Exchange) -> Result<(), Exchange> {
         "the event stream ended before its answers; waiting for the client to resume it"
     );
     tokio::spawn(expire(state, serial));
-    Ok(())
+    None
 }
 
 fn gauge(state: &McpState, count: usize) {
