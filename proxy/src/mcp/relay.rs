@@ -356,17 +356,10 @@ impl Recorder<'_> {
                 base["message"] = json!(format!(
                     "no answer within {ms} ms (timeout_ms); the call was cut"
                 ));
-                let text = format!(
-                    "Timed out by policy: the tool did not answer within {ms} ms (timeout_ms); the call was cut."
-                );
                 (
                     EventType::ErrorRaised,
                     "timeout",
-                    Some(answers::tool_error(
-                        &call.id,
-                        text,
-                        self.meta(call, "timeout"),
-                    )),
+                    Some(self.timed_out(call)),
                 )
             }
             Ending::Failed { kind, detail } => {
@@ -416,6 +409,15 @@ impl Recorder<'_> {
             "tool call"
         );
         replacement
+    }
+
+    /// What the agent gets for a call cut at its `timeout_ms`.
+    pub(super) fn timed_out(&self, call: &Pending) -> Outgoing {
+        let ms = call.timeout.as_millis();
+        let text = format!(
+            "Timed out by policy: the tool did not answer within {ms} ms (timeout_ms); the call was cut."
+        );
+        answers::tool_error(&call.id, text, self.meta(call, "timeout"))
     }
 
     pub(super) fn meta(&self, call: &Pending, what: &str) -> Value {

@@ -380,12 +380,13 @@ async fn expire(state: Arc<McpState>, serial: u64) {
         for (key, waiting) in state.resumable.take_expired(serial, Deadline::now()) {
             if let Awaited::Call(call) = &waiting.awaited {
                 let recorder = waiting.origin.recorder(&state);
-                if let Some(answer) = recorder.call(call, Ending::TimedOut).await {
-                    let event = answers::sse_event(&answer);
-                    state
-                        .resumable
-                        .remember(key, call.id.clone(), Replay::Instead(event));
-                }
+                // Remembered first: a late answer arriving while the
+                // timeout is being recorded already gets the tool error.
+                let event = answers::sse_event(&recorder.timed_out(call));
+                state
+                    .resumable
+                    .remember(key, call.id.clone(), Replay::Instead(event));
+                recorder.call(call, Ending::TimedOut).await;
             }
         }
         gauge(&state, state.resumable.waiting());
