@@ -1332,3 +1332,27 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn id(text: &str) -> Id {
+        Id::from_value(&serde_json::from_str::<Value>(text).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn an_oversized_events_id_is_found_by_its_exact_text() {
+        let data = br#"{"jsonrpc":"2.0", "id" : 12 ,"result":{"content":[{"text":"xxxx"#;
+        assert!(mentions_id(data, &id("12")));
+        assert!(!mentions_id(data, &id("1")), "1 is not 12");
+        assert!(!mentions_id(data, &id("\"12\"")));
+        assert!(mentions_id(br#"{"id":"a-b","result":1}"#, &id("\"a-b\"")));
+        assert!(mentions_id(br#"{"result":1,"id":7}"#, &id("7")));
+        // A member named like it, or a value quoting it, is not the id.
+        assert!(!mentions_id(br#"{"idx":7,"x":"\"id\":7"#, &id("8")));
+        assert!(!mentions_id(br#"{"id""#, &id("7")));
+        assert!(!mentions_id(b"", &id("7")));
+    }
+}
