@@ -9,7 +9,10 @@
 //! agent, exactly as received, as soon as the event is complete (`id:`,
 //! `retry:`, comments and empty priming events included). Only the event
 //! carrying a call's result can be replaced, and only a `tools/list`
-//! result is rewritten (filtered).
+//! result is rewritten (filtered). `resources/read` and `prompts/get`
+//! answers are recorded before they are relayed ([`super::inputs`]). A
+//! stream that ends before its answers, having carried an event id, ends
+//! untouched and hands what still waits to [`super::resume`].
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -3,8 +3,9 @@
 //! ([`super::identity`]; refused: 401 or 403, nothing forwarded or
 //! recorded). POSTs are read whole (bounded), every `tools/call` in them is
 //! decided and recorded before anything is sent upstream, and the answer is
-//! relayed back ([`super::relay`]). GET streams and DELETE pass through
-//! untouched.
+//! relayed back ([`super::relay`]). A GET's event stream is inspected for
+//! answers to requests whose POST stream ended early ([`super::resume`]);
+//! DELETE passes through untouched.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
