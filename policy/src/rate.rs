@@ -101,6 +101,18 @@ impl RateLimiter {
         }
     }
 
+    /// Gives back the token a [`RateLimiter::check`] of `tool` took, for a
+    /// decision that was not carried out (its record did not commit, or
+    /// another rule refused the call after the check): only a call that runs
+    /// spends a token. Never above `burst`.
+    pub fn refund(&self, tool: &str) {
+        let Some(bucket) = self.buckets.get(tool) else {
+            return;
+        };
+        let mut state = bucket.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.tokens = (state.tokens + 1.0).min(bucket.burst);
+    }
+
     /// Whether `tool` has a rate limit.
     pub fn is_limited(&self, tool: &str) -> bool {
         self.buckets.contains_key(tool)

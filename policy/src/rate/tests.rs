@@ -182,3 +182,24 @@ fn limiter_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<RateLimiter>();
 }
+
+#[test]
+fn a_refund_gives_back_one_token_never_above_the_burst() {
+    let l = limiter(&[("read", 0.0, 2)]);
+    let t0 = Instant::now();
+    assert!(l.check("read", t0));
+    assert!(l.check("read", t0));
+    assert!(!l.check("read", t0));
+    l.refund("read");
+    assert!(l.check("read", t0), "the refunded token");
+    assert!(!l.check("read", t0));
+    // A full bucket stays at its burst.
+    let full = limiter(&[("read", 0.0, 1)]);
+    full.refund("read");
+    full.refund("read");
+    assert!(full.check("read", t0));
+    assert!(!full.check("read", t0));
+    // An unlimited tool: nothing to refund.
+    full.refund("other");
+    assert!(full.check("other", t0));
+}

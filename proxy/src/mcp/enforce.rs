@@ -243,6 +243,9 @@ impl Gate {
         for _ in 0..MAX_ATTEMPTS {
             let entry = self.session(call.identity).await?;
             let started = Instant::now();
+            // A token the decision takes goes back unless the decision
+            // commits and lets the call run (see `Token`).
+            let mut token = None;
             let decision = match veto {
                 Some(v) if v.before_policy => None,
                 _ => Some(decide_on(
@@ -251,6 +254,7 @@ impl Gate {
                     entry.as_ref(),
                     manifest.as_deref(),
                     self,
+                    &mut token,
                 )),
             };
             let veto = veto.filter(|_| decision.is_none_or(|d| d.outcome == Outcome::Allow));
@@ -323,6 +327,14 @@ impl Gate {
                 Some(result) => result?,
                 None => return Err(AppendError::Closed.into()),
             };
+            // Committed: the token is spent if the call runs (allowed, or
+            // held for approval — it runs once approved), given back if a
+            // veto refused it.
+            if let Some(token) = token.take()
+                && veto.is_none()
+            {
+                token.spend();
+            }
             return Ok(Verdict {
                 decision,
                 proposal_seq: proposal.seq,
@@ -376,6 +388,7 @@ fn decide_on(
     entry: Option<&SessionEntry>,
     manifest: Option<&LoadedManifest>,
     gate: &Gate,
+    token: &mut Option<Token>,
 ) -> Decision {
     let Some(manifest) = manifest else {
         return Decision {
@@ -401,7 +414,9 @@ fn decide_on(
             rate,
             ..SessionFacts::default()
         };
-        return decide(&proposal, &facts, &manifest.compiled);
+        let decision = decide(&proposal, &facts, &manifest.compiled);
+        *token = Token::taken(limiter, call.tool_name, &decision);
+        return decision;
     };
     let state = &entry.state;
     let snapshot = state.snapshot(now_unix_ms());
@@ -425,7 +440,50 @@ fn decide_on(
         history: &history,
         rate,
     };
-    decide(&proposal, &facts, &manifest.compiled)
+    let decision = decide(&proposal, &facts, &manifest.compiled);
+    *token = Token::taken(limiter, call.tool_name, &decision);
+    decision
+}
+
+/// A rate-limit token a decision took: given back when dropped unless
+/// [`Token::spend`] says the decision committed and the call runs. So a
+/// decision made again (another writer moved the session's head), one whose
+/// record failed, and one a veto overrode cost nothing: only a call that
+/// would otherwise run takes a token.
+struct Token {
+    limiter: Arc<aegis_policy::rate::RateLimiter>,
+    tool: String,
+    spent: bool,
+}
+
+impl Token {
+    /// The token `decision` took, if it took one: the tool is limited and
+    /// the decision got past the rate rule (it allows, or holds for
+    /// approval, the only rule after it).
+    fn taken(
+        limiter: Option<Arc<aegis_policy::rate::RateLimiter>>,
+        tool: &str,
+        decision: &Decision,
+    ) -> Option<Token> {
+        let limiter = limiter.filter(|l| l.is_limited(tool))?;
+        matches!(decision.outcome, Outcome::Allow | Outcome::RequireApproval).then(|| Token {
+            limiter,
+            tool: tool.to_owned(),
+            spent: false,
+        })
+    }
+
+    fn spend(mut self) {
+        self.spent = true;
+    }
+}
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        if !self.spent {
+            self.limiter.refund(&self.tool);
+        }
+    }
 }
 
 /// Every envelope the sidecar writes is built here: its session key, and
