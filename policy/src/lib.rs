@@ -19,7 +19,10 @@
 //!   (`policy.trusted_content`).
 //! - [`conformance`]: the Aegis conformance packs and the Aegis decide request.
 //! - [`store`]: the live manifest behind `ArcSwap`, reloaded from its file
-//!   (directory watch, SIGHUP, API) — the one module that does I/O.
+//!   (directory watch, SIGHUP, API) — with [`watch`], the only modules that
+//!   do I/O.
+//! - [`watch`]: the file watch (also the proxy's, for its key and token
+//!   files).
 //! - [`Outcome`], [`Reason`]: the decision vocabulary, whose strings are a
 //!   public, append-only contract (ledger rows, metric labels, API answers).
 
@@ -33,6 +36,7 @@ pub mod rate;
 mod reason;
 pub mod store;
 pub mod trust;
+pub mod watch;
 
 pub use decide::{CompiledManifest, Constraints, Decision, Proposal, SessionFacts, decide};
 pub use manifest::{FsAccess, FsPathRule, Manifest, ManifestError};

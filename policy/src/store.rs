@@ -8,8 +8,8 @@
 //! new generation.
 //!
 //! Reloads come from three places, all calling [`ManifestStore::reload`]:
-//! the directory watch ([`ManifestStore::watch`], on notify's own thread plus
-//! one debounce thread), SIGHUP and `POST /v1/manifest/reload` (the proxy runs
+//! the directory watch ([`ManifestStore::watch`], [`crate::watch`]: a reader
+//! thread plus one debounce thread), SIGHUP and `POST /v1/manifest/reload` (the proxy runs
 //! those on blocking threads). Reloads are serialised by one mutex, so
 //! generations only grow; readers never wait for it.
 //!
@@ -19,13 +19,10 @@
 //! would be holding.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
-use notify::event::{AccessKind, AccessMode};
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use sha2::{Digest as _, Sha256};
 
 use crate::decide::CompiledManifest;
@@ -36,11 +33,11 @@ mod tests;
 
 /// Quiet time after the last file event before reloading: an editor's
 /// write-then-rename, or a ConfigMap swap, arrives as one burst of events.
-pub const DEBOUNCE: Duration = Duration::from_millis(100);
+pub use crate::watch::DEBOUNCE;
 
 /// Longest a burst of events may postpone a reload (a file rewritten
 /// continuously is still picked up).
-pub const MAX_DEBOUNCE: Duration = Duration::from_secs(1);
+pub use crate::watch::MAX_DEBOUNCE;
 
 /// A manifest read from disk, validated and compiled.
 #[derive(Debug)]
@@ -66,8 +63,11 @@ pub enum ManifestLoadError {
     /// Every problem, one `field.path: message` per line.
     #[error("invalid manifest {}:\n{error}", path.display())]
     Invalid { path: PathBuf, error: ManifestError },
-    #[error("cannot watch the manifest directory {}: {source}", dir.display())]
-    Watch { dir: PathBuf, source: notify::Error },
+    #[error("cannot watch the manifest ({}): {source}", dir.display())]
+    Watch {
+        dir: PathBuf,
+        source: crate::watch::WatchError,
+    },
 }
 
 /// What one reload attempt did.
@@ -276,59 +276,18 @@ impl ManifestStore {
         on_reload: impl Fn(&ReloadOutcome) + Send + Sync + 'static,
     ) -> Result<WatchGuard, ManifestLoadError> {
         let Some(path) = self.inner.path.clone() else {
-            return Ok(WatchGuard { _watcher: None });
+            return Ok(WatchGuard { _watch: None });
         };
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let Some(file_name) = path.file_name().map(ToOwned::to_owned) else {
-            return Err(ManifestLoadError::Read {
-                path,
-                source: std::io::Error::other("the manifest path names no file"),
-            });
-        };
-        let (tx, rx) = mpsc::channel::<()>();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                let relevant = match event {
-                    // An overflow or backend error: re-read to be safe.
-                    Err(_) => true,
-                    Ok(event) => {
-                        changes_content(&event.kind)
-                            && event.paths.iter().any(|p| {
-                                p.file_name().is_some_and(|name| {
-                                    name == file_name.as_os_str()
-                                        || name.as_encoded_bytes().starts_with(b"..")
-                                })
-                            })
-                    }
-                };
-                if relevant {
-                    // The debouncer has stopped only if the guard is gone.
-                    let _ = tx.send(());
-                }
-            })
-            .map_err(|source| ManifestLoadError::Watch {
-                dir: dir.clone(),
-                source,
-            })?;
-        watcher
-            .watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(|source| ManifestLoadError::Watch {
-                dir: dir.clone(),
-                source,
-            })?;
         let store = self.clone();
-        std::thread::Builder::new()
-            .name("aegis-manifest-watch".into())
-            .spawn(move || debounce(&rx, &store, &on_reload))
-            .map_err(|source| ManifestLoadError::Watch {
-                dir,
-                source: notify::Error::io(source),
-            })?;
+        let watch = crate::watch::watch([path.as_path()], "aegis-manifest-watch", move || {
+            on_reload(&store.reload());
+        })
+        .map_err(|source| ManifestLoadError::Watch {
+            dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            source,
+        })?;
         Ok(WatchGuard {
-            _watcher: Some(watcher),
+            _watch: Some(watch),
         })
     }
 }
@@ -337,33 +296,7 @@ impl ManifestStore {
 /// its own once its channel closes).
 #[derive(Debug)]
 pub struct WatchGuard {
-    _watcher: Option<RecommendedWatcher>,
-}
-
-/// Waits for a burst of events, lets it settle, reloads; until the watcher
-/// (the sender) is dropped.
-fn debounce(rx: &mpsc::Receiver<()>, store: &ManifestStore, on_reload: &dyn Fn(&ReloadOutcome)) {
-    while rx.recv().is_ok() {
-        let burst = Instant::now();
-        loop {
-            match rx.recv_timeout(DEBOUNCE) {
-                Ok(()) if burst.elapsed() < MAX_DEBOUNCE => continue,
-                Ok(()) | Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-        }
-        on_reload(&store.reload());
-    }
-}
-
-/// Whether an event may have changed what the manifest path reads. Opening
-/// or reading the file (which a reload itself does) does not.
-fn changes_content(kind: &EventKind) -> bool {
-    match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        _ => true,
-    }
+    _watch: Option<crate::watch::FileWatch>,
 }
 
 /// Reads, validates and compiles `path` as generation `generation`.

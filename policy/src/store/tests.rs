@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
 
 use super::*;
 
