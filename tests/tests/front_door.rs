@@ -111,3 +111,34 @@ fn configured_origins_and_hosts_are_let_in() {
         assert_eq!(stack.upstream.stats().tool_calls("echo"), 2);
     });
 }
+
+#[test]
+fn the_listeners_own_origin_passes_and_another_local_ports_does_not() {
+    run(async {
+        let stack = Stack::start(MANIFEST, AnswerMode::Json, |_| {}).await;
+        let port = stack.sidecar.running.mcp_addr().unwrap().port();
+        let mut client = stack.client.clone();
+        client.initialize().await;
+        let echo = call(2, "echo", json!({"text": "same origin"})).to_string();
+        // What a browser sends for a same-origin POST (and the conformance
+        // suite's dns-rebinding-protection scenario requires to pass).
+        let own = format!("http://127.0.0.1:{port}");
+        let reply = client
+            .send(Method::POST, echo.clone(), &[("origin", &own)])
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        // A page served by another local server: refused, never forwarded.
+        let other_port = port.wrapping_add(1).max(1);
+        for origin in [
+            format!("http://127.0.0.1:{other_port}"),
+            format!("http://localhost:{port}"),
+            format!("ws://127.0.0.1:{port}"),
+        ] {
+            let refused = client
+                .send(Method::POST, echo.clone(), &[("origin", &origin)])
+                .await;
+            assert_eq!(refused.status, StatusCode::FORBIDDEN, "{origin}");
+        }
+        assert_eq!(stack.upstream.stats().tool_calls("echo"), 1);
+    });
+}
