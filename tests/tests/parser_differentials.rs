@@ -298,6 +298,29 @@ fn a_long_number_id_is_echoed_byte_for_byte() {
             Bytes::from(format!("[{allowed_text}]"))
         );
         assert_eq!(seen.ran(), ["echo", "echo"]);
+        // The ledger keeps the exact text beside the parsed number when the
+        // two differ, in every envelope of those calls.
+        let events = sidecar.http.session_events("default", "default").await;
+        let long: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["payload"]["call_id_text"] == BIG_ID)
+            .collect();
+        // Denied twice (proposal + denial), allowed once (+ result).
+        assert_eq!(long.len(), 2 + 2 + 3, "{events:#?}");
+        let kinds: Vec<&str> = long
+            .iter()
+            .map(|e| e["event_type"].as_str().unwrap())
+            .collect();
+        assert!(kinds.contains(&"TOOL_RESULT"), "{kinds:?}");
+        let short: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["payload"]["call_id"] == 1.5)
+            .collect();
+        assert_eq!(short.len(), 3, "{events:#?}");
+        assert!(
+            short.iter().all(|e| e["payload"]["call_id_text"] == "1.50"),
+            "{short:#?}"
+        );
         drop(sidecar);
     });
 }

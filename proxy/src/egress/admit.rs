@@ -96,6 +96,7 @@ pub async fn admit(
         identity,
         upstream: EGRESS_UPSTREAM,
         call_id: &call_id_value,
+        call_id_text: None,
         tool_name: target.kind.tool_name(),
         args: &args,
         sanitizer_key: None,

@@ -128,8 +128,10 @@ impl Drop for Turn {
 pub struct CallRequest<'a> {
     pub identity: &'a Identity,
     pub upstream: &'a str,
-    /// The JSON-RPC id, as sent.
+    /// The JSON-RPC id, parsed.
     pub call_id: &'a Value,
+    /// The id's exact text when the parsed value rounds it (a long number).
+    pub call_id_text: Option<&'a str>,
     pub tool_name: &'a str,
     /// `params.arguments` (`null` when absent).
     pub args: &'a Value,
@@ -536,6 +538,9 @@ pub fn proposal_payload(call: &CallRequest<'_>) -> Value {
     if let Some(key) = call.sanitizer_key {
         payload["sanitizer_key"] = json!(key);
     }
+    if let Some(text) = call.call_id_text {
+        payload["call_id_text"] = json!(text);
+    }
     payload
 }
 
@@ -564,6 +569,9 @@ pub fn decision_payload(
             "max_output_bytes": c.max_output_bytes,
             "timeout_ms": c.timeout_ms,
         });
+    }
+    if let Some(text) = call.call_id_text {
+        payload["call_id_text"] = json!(text);
     }
     if let Some(id) = approval_id {
         payload["approval_id"] = json!(id);
@@ -635,6 +643,7 @@ mod tests {
             identity: &id,
             upstream: "tools",
             call_id: &call_id,
+            call_id_text: None,
             tool_name: "read_file",
             args: &args,
             sanitizer_key: Some("k1"),

@@ -109,9 +109,23 @@ impl Id {
     }
 
     /// The id as a parsed value (for the ledger). A number beyond what a
-    /// double holds exactly reads rounded here; answers use [`Id::raw`].
+    /// double holds exactly reads rounded here; answers use [`Id::raw`], and
+    /// the ledger keeps the exact text too ([`Id::inexact_text`]).
     pub fn to_value(&self) -> Value {
         serde_json::from_str(self.raw.get()).unwrap_or(Value::Null)
+    }
+
+    /// The id's exact text when [`Id::to_value`] does not write it back the
+    /// same (`123456789012345678901234567890`, `1e0`); `None` for strings and
+    /// numbers that round-trip. Recorded as `call_id_text`, so two long ids
+    /// that round together stay apart in the ledger.
+    pub fn inexact_text(&self) -> Option<&str> {
+        let text = self.raw.get();
+        if !matches!(self.key, Key::Number(_)) {
+            return None;
+        }
+        let written = serde_json::to_string(&self.to_value()).ok()?;
+        (written != text).then_some(text)
     }
 }
 
@@ -394,6 +408,28 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn inexact_ids_keep_their_text() {
+        let id =
+            |text: &str| Id::from_value(&serde_json::from_str::<Value>(text).unwrap()).unwrap();
+        let raw = |text: &str| {
+            Id::from_raw(&serde_json::from_str::<Box<RawValue>>(text).unwrap()).unwrap()
+        };
+        let long = "123456789012345678901234567890";
+        assert_eq!(raw(long).inexact_text(), Some(long));
+        assert_eq!(raw("1e0").inexact_text(), Some("1e0"));
+        for exact in [
+            "7",
+            "-3",
+            "1.5",
+            "\"a\"",
+            "\"123456789012345678901234567890\"",
+        ] {
+            assert_eq!(raw(exact).inexact_text(), None, "{exact}");
+        }
+        assert_eq!(id("7").inexact_text(), None);
+    }
 
     fn one(body: &str) -> Message {
         match parse(body.as_bytes()).unwrap() {

@@ -280,6 +280,9 @@ impl Recorder<'_> {
             "upstream": upstream,
             "duration_ms": elapsed_ms,
         });
+        if let Some(text) = call.id.inexact_text() {
+            base["call_id_text"] = json!(text);
+        }
         // What the record keeps of the answer (`mcp.results`); the agent's
         // answer is never changed by it.
         let (results, capture) = (
@@ -449,6 +452,9 @@ impl Recorder<'_> {
             "sha256": hex(&sha256),
             "duration_ms": elapsed_ms,
         });
+        if let Some(text) = read.id.inexact_text() {
+            payload["call_id_text"] = json!(text);
+        }
         let live = self.state.manifests.current();
         let trust = live.as_deref().map(|l| &l.manifest.policy.trusted_content);
         read.describe(upstream, answer, trust, &mut payload);

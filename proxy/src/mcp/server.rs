@@ -505,6 +505,7 @@ async fn admit(state: &McpState, exchange: &mut Exchange, message: &Message) -> 
         identity: &exchange.identity,
         upstream: &exchange.upstream.name,
         call_id: &call_id,
+        call_id_text: call.id.inexact_text(),
         tool_name: call.name,
         args: call.arguments,
         sanitizer_key,
