@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod install;
 pub mod mcp;
 pub mod node;
 pub mod pki;

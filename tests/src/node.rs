@@ -18,7 +18,6 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -157,7 +156,7 @@ fn ensure_installed() -> Result<PathBuf, String> {
     let log_path = root.join(format!("{name}.install.log"));
     fs::write(&log_path, "").map_err(|e| format!("writing {}: {e}", log_path.display()))?;
     let started = Instant::now();
-    run_logged(
+    crate::install::run_logged(
         std::process::Command::new(npm())
             .args([
                 "ci",
@@ -172,7 +171,8 @@ fn ensure_installed() -> Result<PathBuf, String> {
             .env_remove("NODE_OPTIONS"),
         &log_path,
         INSTALL_TIMEOUT,
-    )?;
+    )
+    .map_err(|e| format!("{e} (Node.js and npm are needed)"))?;
     fs::write(&stamp_path, want).map_err(|e| format!("writing {}: {e}", stamp_path.display()))?;
     eprintln!(
         "installed {CONFORMANCE_PACKAGE}@{CONFORMANCE_VERSION} into {} in {:.1?}",
@@ -223,65 +223,6 @@ fn stamp(package_json: &str, lock_json: &str) -> Result<String, String> {
         "aegis-e2e node stamp 1\nnode {}--- package.json\n{package_json}\n--- package-lock.json\n{lock_json}",
         String::from_utf8_lossy(&out.stdout),
     ))
-}
-
-/// Runs a command to completion within `limit`, its output appended to `log`.
-fn run_logged(
-    command: &mut std::process::Command,
-    log: &Path,
-    limit: Duration,
-) -> Result<(), String> {
-    let what = format!("{command:?}");
-    let out = File::options()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(|e| format!("opening {}: {e}", log.display()))?;
-    let err = out
-        .try_clone()
-        .map_err(|e| format!("opening {}: {e}", log.display()))?;
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("{what} (Node.js and npm are needed): {e}"))?;
-    let deadline = Instant::now() + limit;
-    // std has no wait with a timeout: poll the exit status.
-    let status = loop {
-        match child.try_wait().map_err(|e| format!("{what}: {e}"))? {
-            Some(status) => break status,
-            None if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "{what} took longer than {limit:?}; its output:\n{}",
-                    tail(log)
-                ));
-            }
-            None => std::thread::sleep(Duration::from_millis(50)),
-        }
-    };
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} failed ({status}); its output:\n{}",
-            tail(log)
-        ))
-    }
-}
-
-fn tail(path: &Path) -> String {
-    let mut text = String::new();
-    if let Ok(mut f) = File::open(path) {
-        let _ = f.read_to_string(&mut text);
-    }
-    let start = text.len().saturating_sub(4000);
-    let start = (start..text.len())
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(text.len());
-    text[start..].to_owned()
 }
 
 // ------------------------------------------------------------------ scenarios

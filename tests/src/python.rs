@@ -20,7 +20,6 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::{self, File};
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -186,7 +185,7 @@ fn ensure_venv(sdk: Sdk) -> Result<PathBuf, String> {
     let log_path = root.join(format!("{name}.install.log"));
     fs::write(&log_path, "").map_err(|e| format!("writing {}: {e}", log_path.display()))?;
     let started = Instant::now();
-    run_logged(
+    crate::install::run_logged(
         std::process::Command::new(base_python()).args([
             OsStr::new("-m"),
             OsStr::new("venv"),
@@ -195,7 +194,7 @@ fn ensure_venv(sdk: Sdk) -> Result<PathBuf, String> {
         &log_path,
         Duration::from_secs(120),
     )?;
-    run_logged(
+    crate::install::run_logged(
         std::process::Command::new(&python)
             .args([
                 "-m",
@@ -250,65 +249,6 @@ fn stamp(sdk: Sdk) -> Result<String, String> {
         "aegis-e2e venv stamp 1\n{}--- {req_name}\n{requirements}",
         String::from_utf8_lossy(&out.stdout),
     ))
-}
-
-/// Runs a command to completion within `limit`, its output appended to `log`.
-fn run_logged(
-    command: &mut std::process::Command,
-    log: &Path,
-    limit: Duration,
-) -> Result<(), String> {
-    let what = format!("{command:?}");
-    let out = File::options()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(|e| format!("opening {}: {e}", log.display()))?;
-    let err = out
-        .try_clone()
-        .map_err(|e| format!("opening {}: {e}", log.display()))?;
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("{what}: {e}"))?;
-    let deadline = Instant::now() + limit;
-    // std has no wait with a timeout: poll the exit status.
-    let status = loop {
-        match child.try_wait().map_err(|e| format!("{what}: {e}"))? {
-            Some(status) => break status,
-            None if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "{what} took longer than {limit:?}; its output:\n{}",
-                    tail(log)
-                ));
-            }
-            None => std::thread::sleep(Duration::from_millis(50)),
-        }
-    };
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} failed ({status}); its output:\n{}",
-            tail(log)
-        ))
-    }
-}
-
-fn tail(path: &Path) -> String {
-    let mut text = String::new();
-    if let Ok(mut f) = File::open(path) {
-        let _ = f.read_to_string(&mut text);
-    }
-    let start = text.len().saturating_sub(4000);
-    let start = (start..text.len())
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(text.len());
-    text[start..].to_owned()
 }
 
 // ------------------------------------------------------------------ processes
