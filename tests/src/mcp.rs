@@ -76,16 +76,7 @@ impl Stack {
     ) -> Stack {
         let upstream = start_upstream(answer).await;
         let url = upstream.url();
-        let sidecar = Sidecar::start_with(|config| {
-            let path = config.ledger.path.parent().unwrap().join("manifest.yaml");
-            std::fs::write(&path, manifest).unwrap();
-            config.manifest = Some(path);
-            config.mcp.listen = Some("127.0.0.1:0".parse().unwrap());
-            config.mcp.upstreams = vec![upstream_config("tools", &url)];
-            config.mcp.default_upstream = Some("tools".into());
-            tune(config);
-        })
-        .await;
+        let sidecar = sidecar_in_front_of("tools", &url, manifest, tune).await;
         let addr = sidecar.running.mcp_addr().unwrap();
         let client = McpClient::new(addr, "/mcp/tools");
         Stack {
@@ -94,6 +85,27 @@ impl Stack {
             client,
         }
     }
+}
+
+/// A sidecar in front of the MCP server at `url`, named `name` (also the
+/// default upstream), with `manifest` as its live manifest; `tune` adjusts
+/// the rest of its configuration.
+pub async fn sidecar_in_front_of(
+    name: &str,
+    url: &str,
+    manifest: &str,
+    tune: impl FnOnce(&mut Config),
+) -> Sidecar {
+    Sidecar::start_with(|config| {
+        let path = config.ledger.path.parent().unwrap().join("manifest.yaml");
+        std::fs::write(&path, manifest).unwrap();
+        config.manifest = Some(path);
+        config.mcp.listen = Some("127.0.0.1:0".parse().unwrap());
+        config.mcp.upstreams = vec![upstream_config(name, url)];
+        config.mcp.default_upstream = Some(name.into());
+        tune(config);
+    })
+    .await
 }
 
 /// The demo tool server on a free port, with a sandbox of its own.

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use aegis_e2e::mcp::{McpClient, result_text, upstream_config};
+use aegis_e2e::mcp::{McpClient, result_text};
 use aegis_e2e::scripted::{INJECTION, Scripted};
 use aegis_e2e::{Sidecar, run};
 use serde_json::{Value, json};
@@ -31,16 +31,12 @@ policy:
 
 async fn start() -> (Sidecar, Scripted, McpClient) {
     let upstream = Scripted::start().await;
-    let sidecar = Sidecar::start_with(|config| {
-        let path = config.ledger.path.parent().unwrap().join("manifest.yaml");
-        std::fs::write(&path, MANIFEST).unwrap();
-        config.manifest = Some(path);
-        config.mcp.listen = Some("127.0.0.1:0".parse().unwrap());
-        config.mcp.upstreams = vec![upstream_config("tools", &upstream.url)];
-        config.mcp.default_upstream = Some("tools".into());
-        // One session per test step (`x-aegis-session-id`).
-        aegis_e2e::mcp::client_sessions(config);
-    })
+    let sidecar = aegis_e2e::mcp::sidecar_in_front_of(
+        "tools",
+        &upstream.url,
+        MANIFEST,
+        aegis_e2e::mcp::client_sessions,
+    )
     .await;
     let client = McpClient::new(sidecar.running.mcp_addr().unwrap(), "/mcp/tools");
     (sidecar, upstream, client)

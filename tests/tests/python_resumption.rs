@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 use aegis_e2e::python::{self, ClientOpts, Mode, PyServer, Sdk, ServerOpts, run_client, step};
-use aegis_e2e::{Sidecar, mcp::upstream_config};
+
 use serde_json::json;
 
 /// `answer_after_reconnect` taints (it is not exempt); `write_note` is a
@@ -66,15 +66,8 @@ fn direct_the_client_resumes_the_stream_and_gets_the_answer() {
 fn through_the_sidecar_the_resumed_answer_is_recorded_and_taints() {
     run_py(async {
         let server = PyServer::start(Sdk::V2, ServerOpts::sse().event_store()).await;
-        let sidecar = Sidecar::start_with(|config| {
-            let path = config.ledger.path.parent().unwrap().join("manifest.yaml");
-            std::fs::write(&path, MANIFEST).unwrap();
-            config.manifest = Some(path);
-            config.mcp.listen = Some("127.0.0.1:0".parse().unwrap());
-            config.mcp.upstreams = vec![upstream_config("py", &server.url)];
-            config.mcp.default_upstream = Some("py".into());
-        })
-        .await;
+        let sidecar =
+            aegis_e2e::mcp::sidecar_in_front_of("py", &server.url, MANIFEST, |_| {}).await;
         let url = format!("http://{}/mcp/py", sidecar.running.mcp_addr().unwrap());
         let out = run_client(Sdk::V2, &url, &ClientOpts::mode(Mode::Handshake), &script()).await;
         assert!(out.get("error").is_none(), "{out:#}");

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use aegis_e2e::mcp::{McpAnswer, McpClient, call, result_text, upstream_config};
+use aegis_e2e::mcp::{McpAnswer, McpClient, call, result_text};
 use aegis_e2e::scripted::{self, SESSION, Scripted, event, text_answer};
 use aegis_e2e::{Sidecar, run, wait_for};
 use http::Method;
@@ -32,15 +32,8 @@ policy:
 
 async fn start(manifest: &str) -> (Sidecar, Scripted, McpClient) {
     let upstream = Scripted::start().await;
-    let sidecar = Sidecar::start_with(|config| {
-        let path = config.ledger.path.parent().unwrap().join("manifest.yaml");
-        std::fs::write(&path, manifest).unwrap();
-        config.manifest = Some(path);
-        config.mcp.listen = Some("127.0.0.1:0".parse().unwrap());
-        config.mcp.upstreams = vec![upstream_config("tools", &upstream.url)];
-        config.mcp.default_upstream = Some("tools".into());
-    })
-    .await;
+    let sidecar =
+        aegis_e2e::mcp::sidecar_in_front_of("tools", &upstream.url, manifest, |_| {}).await;
     let client = McpClient::new(sidecar.running.mcp_addr().unwrap(), "/mcp/tools")
         .with_header("mcp-session-id", SESSION);
     (sidecar, upstream, client)
