@@ -45,7 +45,17 @@ fn direct_and_sidecar_calls_succeed_and_are_counted() {
             assert_eq!(report.failures, Default::default(), "{route:?} {answering}");
             assert_eq!(report.ok, 200, "{route:?} {answering}");
             assert_eq!(report.connections, 4);
-            let stages = Stages::from_delta(&stack.sidecar_samples().since(&before));
+            // Results are committed after the agent has its answer
+            // (`ledger.result_commit: after_answer`): wait until every one is.
+            let expected = if route == Route::Sidecar { 600.0 } else { 0.0 };
+            let started = std::time::Instant::now();
+            let stages = loop {
+                let stages = Stages::from_delta(&stack.sidecar_samples().since(&before));
+                if stages.envelopes >= expected || started.elapsed() > HANG_GUARD {
+                    break stages;
+                }
+                std::thread::yield_now();
+            };
             match route {
                 // Proposal, decision and result: three envelopes per call.
                 Route::Sidecar => {

@@ -20,6 +20,14 @@
 //!   from the manifest when it records them.
 //! - **Sanitizer keys** are registered by a `POLICY_DECISION` envelope whose
 //!   payload is `{"action": "register_sanitizer", "sanitizer_key": "<key>"}`.
+//! - **Open calls**: a call the sidecar let run (`TOOL_CALL_ALLOWED`, or a
+//!   refusal recorded with `"enforced": false` in shadow mode) is open until
+//!   an envelope names its `proposal_seq` as settled: its `TOOL_RESULT`,
+//!   `TOOL_CALL_EXECUTED` or `ERROR_RAISED`. An `ERROR_RAISED` with `"error":
+//!   "result_not_recorded"` (the sidecar restarted, or failed to record a
+//!   result, after the call ran) taints: what the tool returned reached the
+//!   agent unrecorded, so it is treated like any untrusted result. At most
+//!   [`MAX_OPEN_CALLS`] are tracked per session (the oldest forgotten).
 //! - **Loops**: each proposal enters a bounded history of (tool, digest of the
 //!   canonical arguments); a [`SessionRules`] (the policy crate's) examines it
 //!   and a violation it reports holds until `TERMINATION`.
@@ -36,6 +44,13 @@ use crate::event::EventType;
 
 /// Payload `action` of the envelope that registers a sanitizer key.
 pub const REGISTER_SANITIZER_ACTION: &str = "register_sanitizer";
+
+/// The `error` of an `ERROR_RAISED` that says a call ran but its result was
+/// never recorded; it taints the session.
+pub const RESULT_NOT_RECORDED: &str = "result_not_recorded";
+
+/// Open calls tracked per session (see the module docs).
+pub const MAX_OPEN_CALLS: usize = 256;
 
 /// Proposals kept for loop detection when no detector asks for more.
 pub const DEFAULT_HISTORY_WINDOW: usize = 20;
@@ -152,6 +167,15 @@ impl SessionRules for DefaultSessionRules {
     }
 }
 
+/// A call that ran (or runs) and has no recorded end yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenCall {
+    pub proposal_seq: u64,
+    pub tool_name: Box<str>,
+    /// When it was decided.
+    pub decided_unix_ms: i64,
+}
+
 /// What one envelope does to its session, extracted from it once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observation {
@@ -174,12 +198,23 @@ pub enum Effect {
     },
     /// A proposal that will not run (denied, or waiting for approval).
     Refusal,
+    /// A call let run: open until settled.
+    Allowed(OpenCall),
+    /// A refusal recorded but not applied (shadow mode): it counts as a
+    /// refusal, and the call runs, so it is open until settled.
+    ShadowRefusal(OpenCall),
     /// A tool result (of the payload's `tool_name`, when given): taints,
     /// unless the rules exempt that tool.
-    ToolResult(Option<Box<str>>),
+    ToolResult {
+        tool: Option<Box<str>>,
+        settles: Option<u64>,
+    },
     /// Content read into the session (a resource, a prompt, a result
     /// embedding an untrusted resource): taints when `taints`.
-    Content { taints: bool },
+    Content { taints: bool, settles: Option<u64> },
+    /// A call's end without a result (`ERROR_RAISED`, `TOOL_CALL_EXECUTED`):
+    /// taints when the result ran unrecorded.
+    Settled { proposal_seq: u64, taints: bool },
     /// End of the session's task: clears taint, history and loop violation.
     Termination,
     /// A sanitizer key registered for the session.
@@ -191,6 +226,18 @@ pub enum Effect {
 impl Observation {
     pub fn new(seq: u64, ts_unix_ms: i64, event_type: EventType, payload: &Value) -> Observation {
         use EventType::*;
+        let settles = payload.get("proposal_seq").and_then(Value::as_u64);
+        let open = || {
+            settles.map(|proposal_seq| OpenCall {
+                proposal_seq,
+                tool_name: payload
+                    .get("tool_name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .into(),
+                decided_unix_ms: ts_unix_ms,
+            })
+        };
         let effect = match event_type {
             ModelCallStarted | MemoryWrite | HandoffRequested => Effect::Step,
             MemoryRead => Effect::TaintingStep,
@@ -202,20 +249,40 @@ impl Observation {
                     .into(),
                 args_digest: ToolCall::digest_args(payload.get("args").unwrap_or(&Value::Null)),
             },
-            ToolCallDenied | ApprovalRequested => Effect::Refusal,
+            ToolCallAllowed => open().map_or(Effect::None, Effect::Allowed),
+            ToolCallDenied | ApprovalRequested => {
+                match open().filter(|_| payload.get("enforced") == Some(&Value::Bool(false))) {
+                    Some(call) => Effect::ShadowRefusal(call),
+                    None => Effect::Refusal,
+                }
+            }
             ToolResult => match payload.get("source").and_then(Value::as_str) {
                 Some("resources/read" | "prompts/get") => Effect::Content {
                     taints: payload.get("trusted") != Some(&Value::Bool(true)),
+                    settles: None,
                 },
                 _ if payload.get("untrusted_content") == Some(&Value::Bool(true)) => {
-                    Effect::Content { taints: true }
+                    Effect::Content {
+                        taints: true,
+                        settles,
+                    }
                 }
-                _ => Effect::ToolResult(
-                    payload
+                _ => Effect::ToolResult {
+                    tool: payload
                         .get("tool_name")
                         .and_then(Value::as_str)
                         .map(Into::into),
-                ),
+                    settles,
+                },
+            },
+            ErrorRaised | ToolCallExecuted => match settles {
+                Some(proposal_seq) => Effect::Settled {
+                    proposal_seq,
+                    taints: event_type == ErrorRaised
+                        && payload.get("error").and_then(Value::as_str)
+                            == Some(RESULT_NOT_RECORDED),
+                },
+                None => Effect::None,
             },
             Termination => Effect::Termination,
             PolicyDecision => match (
@@ -227,8 +294,9 @@ impl Observation {
                 }
                 _ => Effect::None,
             },
-            ModelCallFinished | ToolCallAllowed | ToolCallExecuted | ApprovalDecided
-            | HandoffCompleted | CheckpointCreated | ErrorRaised => Effect::None,
+            ModelCallFinished | ApprovalDecided | HandoffCompleted | CheckpointCreated => {
+                Effect::None
+            }
         };
         Observation {
             seq,
@@ -249,6 +317,8 @@ pub struct SessionState {
     sanitized_keys: Vec<String>,
     history: ToolHistory,
     loop_violation: Option<LoopViolation>,
+    /// Calls that ran with no recorded end yet, oldest first.
+    open: VecDeque<OpenCall>,
 }
 
 impl SessionState {
@@ -284,12 +354,28 @@ impl SessionState {
                 }
             }
             Effect::Refusal => self.refusals += 1,
-            Effect::ToolResult(tool) => {
+            Effect::Allowed(call) => self.open(call),
+            Effect::ShadowRefusal(call) => {
+                self.refusals += 1;
+                self.open(call);
+            }
+            Effect::ToolResult { tool, settles } => {
                 if detector.result_taints(tool.as_deref()) {
                     self.tainted = true;
                 }
+                self.settle(*settles);
             }
-            Effect::Content { taints } => self.tainted |= taints,
+            Effect::Content { taints, settles } => {
+                self.tainted |= taints;
+                self.settle(*settles);
+            }
+            Effect::Settled {
+                proposal_seq,
+                taints,
+            } => {
+                self.tainted |= taints;
+                self.settle(Some(*proposal_seq));
+            }
             Effect::Termination => {
                 self.tainted = false;
                 self.history.clear();
@@ -302,6 +388,26 @@ impl SessionState {
             }
             Effect::None => {}
         }
+    }
+
+    fn open(&mut self, call: &OpenCall) {
+        if self.open.len() >= MAX_OPEN_CALLS {
+            self.open.pop_front();
+        }
+        self.open.push_back(call.clone());
+    }
+
+    fn settle(&mut self, proposal_seq: Option<u64>) {
+        if let Some(seq) = proposal_seq
+            && let Some(at) = self.open.iter().position(|c| c.proposal_seq == seq)
+        {
+            self.open.remove(at);
+        }
+    }
+
+    /// Calls that ran and have no recorded end yet, oldest first.
+    pub fn open_calls(&self) -> impl ExactSizeIterator<Item = &OpenCall> {
+        self.open.iter()
     }
 
     pub fn steps_consumed(&self) -> u64 {

@@ -19,11 +19,11 @@ use crate::admin::manifest::report;
 use crate::admin::{self, AdminState, Authenticator, TokenSet, TokenWatch};
 use crate::config::{AdminConfig, Config};
 use crate::egress::{self, EgressState};
+use crate::gate::Gate;
 use crate::identity::{FileWatch, Resolver};
 use crate::limits::SessionLimiters;
 use crate::loops::ManifestSessionRules;
-use crate::mcp::enforce::Gate;
-use crate::mcp::server::{self as mcp_server, McpState};
+use crate::mcp::{self as mcp_server, McpState};
 use crate::metrics::Metrics;
 
 /// A running sidecar.
@@ -165,6 +165,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         reader: ledger.reader(),
         limiters,
         sequencers: Default::default(),
+        result_commit: Default::default(),
+        started_unix_ms: aegis_ledger::now_unix_ms(),
     };
     let mut mcp_addr = None;
     let mut mcp = None;

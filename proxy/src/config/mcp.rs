@@ -17,7 +17,7 @@ use super::{
     DEFAULT_MCP_MAX_IN_FLIGHT, DEFAULT_MCP_MAX_RESPONSE_BYTES, DEFAULT_MCP_RESULT_CAPTURE_BYTES,
     DEFAULT_MCP_SESSION_IDLE_MS, DEFAULT_SHUTDOWN_GRACE_MS,
 };
-use crate::mcp::identity::IdentityConfig;
+use crate::identity::IdentityConfig;
 use crate::results::ResultsConfig;
 
 /// The MCP reverse proxy. Without upstreams its listener is off

@@ -19,8 +19,8 @@ use super::EgressState;
 use super::answer::EgressError;
 use super::guard::{self, Refusal};
 use super::target::Target;
-use crate::mcp::enforce::{CallRequest, EGRESS_UPSTREAM, Verdict, Veto};
-use crate::mcp::identity::Identity;
+use crate::gate::{CallRequest, EGRESS_UPSTREAM, Verdict, Veto};
+use crate::identity::Identity;
 
 /// An allowed attempt, recorded, with where to connect.
 #[derive(Debug)]

@@ -11,8 +11,8 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 
 use super::EgressBody;
+use crate::gate::GateError;
 use crate::identity::IdentityError;
-use crate::mcp::enforce::GateError;
 
 /// Names the reason code of a 403, for clients that read headers.
 pub const REASON_HEADER: &str = "x-aegis-reason";

@@ -59,8 +59,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 use crate::config::ForwardConfig;
+use crate::gate::Gate;
 use crate::identity::Resolver;
-use crate::mcp::enforce::Gate;
 use crate::metrics::Metrics;
 
 /// A slow client must send its request head within this long.

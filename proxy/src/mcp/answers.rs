@@ -159,6 +159,28 @@ pub fn sse_event(message: &RawValue) -> bytes::Bytes {
     out.into()
 }
 
+/// `body` (JSON text) as the whole answer, with `status` (200 for an
+/// answer; a failure's own status from `error.rs`).
+pub fn json_response(
+    status: http::StatusCode,
+    body: bytes::Bytes,
+) -> http::Response<super::body::ProxyBody> {
+    let mut response = http::Response::new(super::body::full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// `202 Accepted`, no body: only notifications or responses were sent.
+pub fn accepted() -> http::Response<super::body::ProxyBody> {
+    let mut response = http::Response::new(super::body::empty());
+    *response.status_mut() = http::StatusCode::ACCEPTED;
+    response
+}
+
 /// A JSON-RPC error response; `id` is `null` when the request's id is unknown
 /// (a body that did not parse).
 pub fn error(id: Option<&Id>, code: i64, message: &str, data: Option<Value>) -> Outgoing {

@@ -13,10 +13,12 @@
 //! Memory is bounded: each event's data is kept up to `data_limit` bytes,
 //! while its full length and SHA-256 are always computed over all of it.
 
+pub mod frames;
+
 use sha2::{Digest as _, Sha256};
 
 /// One dispatched event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SseEvent {
     /// `event:` field, `"message"` when absent.
     pub event: String,

@@ -24,6 +24,16 @@ impl Filtered {
     }
 }
 
+/// Filters a `tools/list` answer by the live manifest of `manifests` (no
+/// manifest: every call is refused, so nothing is offered); `true` when it
+/// changed.
+pub fn filter_live(manifests: &aegis_policy::ManifestStore, message: &mut Value) -> bool {
+    let Some(live) = manifests.current() else {
+        return filter(message, |_| false).changed();
+    };
+    filter(message, |name| live.compiled.declares(name)).changed()
+}
+
 /// Removes from a `tools/list` JSON-RPC response every tool whose `name`
 /// `declared` rejects, and makes a public `cacheScope` private. Anything
 /// that is not a successful `tools/list` result (an error, no `tools` array)

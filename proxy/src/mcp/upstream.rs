@@ -17,8 +17,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::identity::IdentityConfig;
 use crate::config::{UpstreamConfig, UpstreamTls};
+use crate::identity::IdentityConfig;
 
 /// Longest wait for a TCP connection to an upstream.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -198,7 +198,7 @@ fn upstream_name(name: &str) -> Result<String, String> {
              and '-', starting with a letter or digit (it is served at /mcp/NAME)"
         ));
     }
-    if name == crate::mcp::enforce::EGRESS_UPSTREAM {
+    if name == crate::gate::EGRESS_UPSTREAM {
         return Err(format!(
             "invalid name {name:?}: reserved for the egress forward proxy's records"
         ));

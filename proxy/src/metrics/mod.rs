@@ -5,6 +5,8 @@
 //! (event types, error kinds, routes, status codes, reload results) — never
 //! ids, paths or free text.
 
+mod mcp;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,13 +14,14 @@ use crate::identity::Failure;
 use crate::identity::jwks::JwksReload;
 use aegis_ledger::{AppendError, CheckpointBy, EventType, LedgerObserver};
 use aegis_policy::{Outcome, Reason, ReloadOutcome};
+pub use mcp::McpMetrics;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
 };
 
 /// Request latency buckets, 100 µs to 30 s.
-const LATENCY_BUCKETS: [f64; 14] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 14] = [
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
 ];
 
@@ -147,36 +150,6 @@ impl AuthMetrics {
 }
 
 /// The MCP reverse proxy; `upstream` labels are configured names (a closed set).
-#[derive(Debug, Clone)]
-pub struct McpMetrics {
-    /// By upstream, HTTP method and status code.
-    pub requests: IntCounterVec,
-    /// Whole request, by upstream: until the answer's headers (streams
-    /// continue after).
-    pub request_duration: HistogramVec,
-    /// Until the upstream's answer headers arrived, by upstream.
-    pub upstream_duration: HistogramVec,
-    /// Tool calls by upstream, outcome, reason and whether enforced.
-    pub tool_calls: IntCounterVec,
-    /// How forwarded calls ended, by upstream and result (ok, tool_error,
-    /// withheld, timeout, upstream_error, malformed, no_answer, agent_gone).
-    pub tool_results: IntCounterVec,
-    /// Calls the ledger could not record, by what happened (fail_closed: not
-    /// forwarded; fail_open: forwarded unrecorded).
-    pub ledger_failures: IntCounterVec,
-    /// Requests the front door refused, by reason (`host`, `origin`).
-    pub front_door_refusals: IntCounterVec,
-    /// Answers seen on resumed GET streams, by outcome (`settled`,
-    /// `replayed`, `dropped`, `too_large`) — see `mcp::resume`.
-    pub resumed_answers: IntCounterVec,
-    /// Requests whose POST stream ended early, waiting for a resumed stream.
-    pub awaiting_resumption: IntGauge,
-    /// Requests being handled (POSTs; GET streams are not counted).
-    pub in_flight: IntGauge,
-    /// Sessions active in memory (not yet idle-evicted); set when scraped.
-    pub active_sessions: IntGauge,
-}
-
 /// The live manifest and its reloads; recorded by the watcher thread, the
 /// SIGHUP handler and the reload endpoint.
 #[derive(Debug, Clone)]
@@ -386,78 +359,7 @@ impl Metrics {
             manifest_reloads.with_label_values(&[result]);
         }
         manifest_last_reload_success.set(1);
-        let mcp = McpMetrics {
-            requests: IntCounterVec::new(
-                Opts::new(
-                    "aegis_mcp_requests_total",
-                    "MCP requests, by upstream, HTTP method and status code.",
-                ),
-                &["upstream", "method", "code"],
-            )?,
-            request_duration: HistogramVec::new(
-                HistogramOpts::new(
-                    "aegis_mcp_request_duration_seconds",
-                    "MCP request latency until the answer starts, by upstream.",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-                &["upstream"],
-            )?,
-            upstream_duration: HistogramVec::new(
-                HistogramOpts::new(
-                    "aegis_mcp_upstream_duration_seconds",
-                    "Time until the upstream's answer headers, by upstream.",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-                &["upstream"],
-            )?,
-            tool_calls: IntCounterVec::new(
-                Opts::new(
-                    "aegis_mcp_tool_calls_total",
-                    "tools/call decisions, by upstream, outcome, reason and enforced (false in shadow mode).",
-                ),
-                &["upstream", "outcome", "reason", "enforced"],
-            )?,
-            tool_results: IntCounterVec::new(
-                Opts::new(
-                    "aegis_mcp_tool_results_total",
-                    "How forwarded tools/call ended, by upstream and result.",
-                ),
-                &["upstream", "result"],
-            )?,
-            ledger_failures: IntCounterVec::new(
-                Opts::new(
-                    "aegis_mcp_ledger_failures_total",
-                    "tools/call the ledger could not record, by mode (fail_closed: refused; fail_open: forwarded unrecorded).",
-                ),
-                &["mode"],
-            )?,
-            front_door_refusals: IntCounterVec::new(
-                Opts::new(
-                    "aegis_mcp_front_door_refusals_total",
-                    "MCP requests refused before routing for their Host or Origin header (DNS rebinding), by reason.",
-                ),
-                &["reason"],
-            )?,
-            resumed_answers: IntCounterVec::new(
-                Opts::new(
-                    "aegis_mcp_resumed_answers_total",
-                    "JSON-RPC answers on GET streams, by outcome: settled (a waiting request's answer, recorded before relaying), replayed (an answer already settled, sent again), dropped (answering nothing waiting: not relayed), too_large (over mcp.limits.max_response_bytes).",
-                ),
-                &["outcome"],
-            )?,
-            awaiting_resumption: IntGauge::new(
-                "aegis_mcp_awaiting_resumption",
-                "Requests whose POST event stream ended before their answer, waiting for the client to resume the stream (GET + Last-Event-ID).",
-            )?,
-            in_flight: IntGauge::new(
-                "aegis_mcp_in_flight_requests",
-                "MCP POST requests being handled.",
-            )?,
-            active_sessions: IntGauge::new(
-                "aegis_mcp_active_sessions",
-                "Sessions held in memory (used within mcp.session_idle_ms).",
-            )?,
-        };
+        let mcp = McpMetrics::new(&registry)?;
         let egress = EgressMetrics::new(&registry)?;
         let identity = IdentityMetrics::new(&registry)?;
         let auth = AuthMetrics::new(&registry)?;
@@ -484,24 +386,6 @@ impl Metrics {
         registry.register(Box::new(manifest_generation.clone()))?;
         registry.register(Box::new(manifest_reloads.clone()))?;
         registry.register(Box::new(manifest_last_reload_success.clone()))?;
-        registry.register(Box::new(mcp.requests.clone()))?;
-        registry.register(Box::new(mcp.request_duration.clone()))?;
-        registry.register(Box::new(mcp.upstream_duration.clone()))?;
-        registry.register(Box::new(mcp.tool_calls.clone()))?;
-        registry.register(Box::new(mcp.tool_results.clone()))?;
-        registry.register(Box::new(mcp.ledger_failures.clone()))?;
-        registry.register(Box::new(mcp.front_door_refusals.clone()))?;
-        for refusal in crate::mcp::front_door::Refusal::ALL {
-            mcp.front_door_refusals
-                .with_label_values(&[refusal.as_str()]);
-        }
-        registry.register(Box::new(mcp.resumed_answers.clone()))?;
-        for outcome in crate::mcp::resume::OUTCOMES {
-            mcp.resumed_answers.with_label_values(&[outcome]);
-        }
-        registry.register(Box::new(mcp.awaiting_resumption.clone()))?;
-        registry.register(Box::new(mcp.in_flight.clone()))?;
-        registry.register(Box::new(mcp.active_sessions.clone()))?;
         let tls_handshake_failures = IntCounterVec::new(
             Opts::new(
                 "aegis_tls_handshake_failures_total",

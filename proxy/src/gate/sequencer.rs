@@ -1,0 +1,371 @@
+//! Per-session order: one call of a session decided at a time, and never
+//! before the session's previous results are durable.
+//!
+//! Each session with a call in flight has a [`Slot`]: a FIFO async mutex
+//! (the *turn*, held by a call from reading the session's state until its
+//! decision is committed) and a count of the session's results still on
+//! their way to the ledger (recorded after the agent got its answer,
+//! `ledger.result_commit: after_answer`). A call takes its turn, then waits
+//! for that count to reach zero, so its decision sees every result the agent
+//! has seen: taint still applies to the next call. A result whose commit
+//! failed leaves the session marked *unrecorded* until the next decision
+//! records the loss (`ERROR_RAISED`, `result_not_recorded`), which taints.
+//!
+//! Who touches it: every `tools/call` and egress attempt, for a map lookup
+//! under a short `std` mutex section (never held across `.await`). A slot
+//! lives while a call holds or waits for its turn, a result is pending, or
+//! a loss is unrecorded, so the map is bounded by the calls in flight.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::Notify;
+
+use crate::identity::Identity;
+
+type SessionKey = (String, String);
+
+/// What one session's calls and results share.
+#[derive(Debug, Default)]
+struct Slot {
+    turn: Arc<tokio::sync::Mutex<()>>,
+    /// Results sent to the ledger and not yet committed (or failed).
+    pending: AtomicUsize,
+    /// Results whose commit failed since the last decision (see module docs).
+    lost: Mutex<Vec<Lost>>,
+    /// Wakes calls waiting for `pending` to reach zero.
+    settled: Notify,
+}
+
+/// A result that never reached the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lost {
+    pub proposal_seq: u64,
+    pub tool_name: String,
+}
+
+/// The sessions with calls or results in flight.
+#[derive(Debug, Default, Clone)]
+pub struct Sequencers {
+    sessions: Arc<Mutex<HashMap<SessionKey, Arc<Slot>>>>,
+    /// Calls waiting for their session's results (a gauge's source).
+    waiting: Arc<AtomicUsize>,
+}
+
+/// A session's turn; the next call of the session goes when it is dropped.
+#[derive(Debug)]
+pub struct Turn {
+    sequencers: Sequencers,
+    key: SessionKey,
+    slot: Arc<Slot>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+/// A result on its way to the ledger: the session's next decision waits
+/// until it is [`Pending::committed`] or dropped (dropped uncommitted, it is
+/// [`Lost`]).
+#[derive(Debug)]
+pub struct Pending {
+    sequencers: Sequencers,
+    key: SessionKey,
+    slot: Arc<Slot>,
+    lost: Option<Lost>,
+}
+
+impl Sequencers {
+    fn map(&self) -> MutexGuard<'_, HashMap<SessionKey, Arc<Slot>>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn slot(&self, identity: &Identity) -> (SessionKey, Arc<Slot>) {
+        let key = (identity.tenant_id.clone(), identity.session_id.clone());
+        let slot = self.map().entry(key.clone()).or_default().clone();
+        (key, slot)
+    }
+
+    /// Takes the session's turn, then waits until none of its results is
+    /// still on its way to the ledger.
+    pub async fn turn(&self, identity: &Identity) -> Turn {
+        let (key, slot) = self.slot(identity);
+        let guard = slot.turn.clone().lock_owned().await;
+        let turn = Turn {
+            sequencers: self.clone(),
+            key,
+            slot,
+            guard: Some(guard),
+        };
+        turn.results_durable().await;
+        turn
+    }
+
+    /// Registers a result about to be sent to the ledger for `identity`'s
+    /// session, before the agent may see the answer it records.
+    pub fn pending(&self, identity: &Identity, proposal_seq: u64, tool_name: &str) -> Pending {
+        let (key, slot) = self.slot(identity);
+        slot.pending.fetch_add(1, Ordering::SeqCst);
+        Pending {
+            sequencers: self.clone(),
+            key,
+            slot,
+            lost: Some(Lost {
+                proposal_seq,
+                tool_name: tool_name.to_owned(),
+            }),
+        }
+    }
+
+    /// Sessions with a call or a result in flight.
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Calls waiting now for their session's earlier results.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no result of any session is on its way to the ledger
+    /// (shutdown: before the ledger closes).
+    pub async fn results_idle(&self) {
+        loop {
+            let slot = self
+                .map()
+                .values()
+                .find(|s| s.pending.load(Ordering::SeqCst) > 0)
+                .cloned();
+            let Some(slot) = slot else { return };
+            wait_settled(&slot).await;
+        }
+    }
+
+    /// Drops `key`'s slot when nobody uses it any more.
+    fn forget(&self, key: &SessionKey, slot: &Arc<Slot>) {
+        let mut map = self.map();
+        // The map's and the caller's references only.
+        let unused = Arc::strong_count(slot) == 2
+            && slot.pending.load(Ordering::SeqCst) == 0
+            && slot
+                .lost
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty();
+        if unused && map.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            map.remove(key);
+        }
+    }
+}
+
+/// Waits until `slot` has no pending result.
+async fn wait_settled(slot: &Slot) {
+    loop {
+        let notified = slot.settled.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if slot.pending.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        notified.await;
+    }
+}
+
+impl Turn {
+    async fn results_durable(&self) {
+        if self.slot.pending.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        self.sequencers.waiting.fetch_add(1, Ordering::SeqCst);
+        wait_settled(&self.slot).await;
+        self.sequencers.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The session's results lost since the last decision; the caller
+    /// records them before deciding (and puts them back if it cannot).
+    pub fn take_lost(&self) -> Vec<Lost> {
+        std::mem::take(
+            &mut *self
+                .slot
+                .lost
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// Puts back losses the caller could not record.
+    pub fn restore_lost(&self, lost: Vec<Lost>) {
+        self.slot
+            .lost
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(lost);
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        self.sequencers.forget(&self.key, &self.slot);
+    }
+}
+
+impl Pending {
+    /// The result is durable.
+    pub fn committed(mut self) {
+        self.lost = None;
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(lost) = self.lost.take() {
+            self.slot
+                .lost
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(lost);
+        }
+        if self.slot.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.slot.settled.notify_waiters();
+        }
+        self.sequencers.forget(&self.key, &self.slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::identity::{PrincipalSource, SessionSource};
+
+    fn identity(session: &str) -> Identity {
+        Identity {
+            tenant_id: "t".into(),
+            user_id: "u".into(),
+            session_id: session.into(),
+            session_source: SessionSource::Header,
+            principal: "p".into(),
+            principal_source: PrincipalSource::Config,
+            mcp_session_id: None,
+        }
+    }
+
+    /// The bound on each wait below: a hang guard only.
+    const HANG_GUARD: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn a_session_is_decided_one_call_at_a_time_and_forgotten_after() {
+        let sequencers = Sequencers::default();
+        let id = identity("s");
+        let first = sequencers.turn(&id).await;
+        assert_eq!(sequencers.len(), 1);
+        // A second call of the same session waits for the first...
+        let waiting = tokio::spawn({
+            let sequencers = sequencers.clone();
+            let id = id.clone();
+            async move {
+                let _turn = sequencers.turn(&id).await;
+            }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        // ...another session does not.
+        let other_turn = tokio::time::timeout(HANG_GUARD, sequencers.turn(&identity("other")))
+            .await
+            .expect("another session is not held up");
+        drop(other_turn);
+        drop(first);
+        tokio::time::timeout(HANG_GUARD, waiting)
+            .await
+            .expect("the waiting call goes next")
+            .expect("no panic");
+        assert!(sequencers.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_decision_waits_for_the_sessions_pending_results() {
+        let sequencers = Sequencers::default();
+        let id = identity("s");
+        let result = sequencers.pending(&id, 1, "fetch");
+        let next = tokio::spawn({
+            let sequencers = sequencers.clone();
+            let id = id.clone();
+            async move { sequencers.turn(&id).await.take_lost() }
+        });
+        // The next call is parked on the result, not on another call's turn.
+        tokio::time::timeout(HANG_GUARD, async {
+            while sequencers.waiting() == 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the next call waits for the result");
+        assert!(!next.is_finished());
+        // Another session's decision is not held up by it.
+        drop(
+            tokio::time::timeout(HANG_GUARD, sequencers.turn(&identity("other")))
+                .await
+                .expect("another session goes"),
+        );
+        result.committed();
+        let lost = tokio::time::timeout(HANG_GUARD, next)
+            .await
+            .expect("the next call goes once the result is durable")
+            .expect("no panic");
+        assert!(lost.is_empty());
+        assert_eq!(sequencers.waiting(), 0);
+        assert!(sequencers.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_result_that_was_not_committed_is_handed_to_the_next_decision() {
+        let sequencers = Sequencers::default();
+        let id = identity("s");
+        drop(sequencers.pending(&id, 7, "fetch"));
+        // Kept while unrecorded, even with nothing in flight.
+        assert_eq!(sequencers.len(), 1);
+        let turn = tokio::time::timeout(HANG_GUARD, sequencers.turn(&id))
+            .await
+            .expect("nothing pending");
+        let lost = turn.take_lost();
+        assert_eq!(
+            lost,
+            vec![Lost {
+                proposal_seq: 7,
+                tool_name: "fetch".into()
+            }]
+        );
+        // Not recorded after all: it stays for the decision after.
+        turn.restore_lost(lost);
+        drop(turn);
+        assert_eq!(sequencers.len(), 1);
+        let turn = sequencers.turn(&id).await;
+        assert_eq!(turn.take_lost().len(), 1);
+        drop(turn);
+        assert!(sequencers.is_empty());
+    }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_every_pending_result() {
+        let sequencers = Sequencers::default();
+        let a = sequencers.pending(&identity("a"), 1, "x");
+        let b = sequencers.pending(&identity("b"), 1, "x");
+        let idle = tokio::spawn({
+            let sequencers = sequencers.clone();
+            async move { sequencers.results_idle().await }
+        });
+        tokio::task::yield_now().await;
+        a.committed();
+        tokio::task::yield_now().await;
+        assert!(!idle.is_finished(), "b is still pending");
+        b.committed();
+        tokio::time::timeout(HANG_GUARD, idle)
+            .await
+            .expect("idle once both are durable")
+            .expect("no panic");
+    }
+}

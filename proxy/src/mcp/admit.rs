@@ -1,0 +1,165 @@
+//! Admitting one message of a POST: a `tools/call` is decided and recorded
+//! by the gate before anything is forwarded; a refused one gets its answer
+//! from the sidecar (a tool-error result naming the decision), and so does
+//! a malformed one or one the ledger could not record. `tools/list`,
+//! `resources/read` and `prompts/get` are noted so their answers are
+//! filtered or recorded. Everything else passes.
+
+use aegis_policy::Outcome;
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::McpState;
+use super::answers::{self, DecisionRecord};
+use super::error::Failure;
+use super::exchange::{Call, Exchange};
+use super::inputs::Read;
+use super::jsonrpc::{Id, Kind, Message};
+use crate::gate::CallRequest;
+
+/// `_meta` key under which a call may carry the sanitizer key of its input.
+pub const SANITIZER_META_KEY: &str = "aegis/sanitizer_key";
+
+/// Decides one message of a POST: `true` to forward it; otherwise its
+/// answer is kept in `exchange` (a denial, a malformed call, a call the
+/// ledger could not record).
+pub async fn admit(state: &McpState, exchange: &mut Exchange, message: &Message) -> bool {
+    if message.method() == Some("tools/list")
+        && let Kind::Request { id, .. } = &message.kind
+    {
+        exchange.tools_list.push(id.clone());
+    }
+    if let Some(read) = Read::of(message) {
+        exchange.reads.push(read);
+        return true;
+    }
+    let Some(call) = message.tool_call() else {
+        return true;
+    };
+    let call = match call {
+        Ok(call) => call,
+        Err(e) => {
+            let answer = Failure::InvalidCall(e.message).answer(request_id(message));
+            exchange.local.push(answer);
+            return false;
+        }
+    };
+    let enforce = state.config.enforce;
+    let sanitizer_key = message
+        .value
+        .get("params")
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get(SANITIZER_META_KEY))
+        .and_then(Value::as_str);
+    let call_id = call.id.to_value();
+    let request = CallRequest {
+        identity: &exchange.identity,
+        upstream: &exchange.upstream.name,
+        call_id: &call_id,
+        call_id_text: call.id.inexact_text(),
+        tool_name: call.name,
+        args: call.arguments,
+        sanitizer_key,
+        enforce,
+    };
+    let manifest = state.manifests.current();
+    let verdict = match state.gate.decide_and_record(request, manifest).await {
+        Ok(verdict) => verdict,
+        Err(e) => {
+            let fail_open = state.fail_open && e.may_fail_open();
+            let mode = if fail_open {
+                "fail_open"
+            } else {
+                "fail_closed"
+            };
+            state
+                .metrics
+                .mcp
+                .ledger_failures
+                .with_label_values(&[mode])
+                .inc();
+            tracing::error!(tool = call.name, error = %e, mode, "tool call could not be recorded");
+            if fail_open {
+                exchange
+                    .calls
+                    .push(Call::unrecorded(call.id.clone(), call.name));
+                return true;
+            }
+            exchange
+                .local
+                .push(Failure::NotRecorded(e).answer(Some(call.id)));
+            return false;
+        }
+    };
+    let decision = verdict.decision;
+    state
+        .metrics
+        .record_decision(decision.outcome, decision.reason, verdict.decide_time);
+    state
+        .metrics
+        .mcp
+        .tool_calls
+        .with_label_values(&[
+            exchange.upstream.name.as_str(),
+            decision.outcome.as_str(),
+            decision.reason.as_str(),
+            if enforce { "true" } else { "false" },
+        ])
+        .inc();
+    if verdict.forwards(enforce) {
+        if decision.outcome != Outcome::Allow {
+            tracing::info!(
+                tool = call.name,
+                outcome = decision.outcome.as_str(),
+                reason = decision.reason.as_str(),
+                seq = verdict.decision_seq,
+                "shadow mode: tool call would be refused; forwarded"
+            );
+        }
+        exchange
+            .calls
+            .push(Call::new(call.id.clone(), call.name, &verdict));
+        return true;
+    }
+    tracing::info!(
+        tool = call.name,
+        outcome = decision.outcome.as_str(),
+        reason = decision.reason.as_str(),
+        seq = verdict.decision_seq,
+        approval_id = verdict.approval_id.as_deref(),
+        latency_us = u64::try_from(exchange.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "tool call refused"
+    );
+    exchange.local.push(answers::not_forwarded(
+        call.id,
+        &decision,
+        DecisionRecord {
+            seq: verdict.decision_seq,
+            manifest_sha256: verdict.manifest_sha256(),
+        },
+        verdict.approval_id.as_deref(),
+    ));
+    false
+}
+
+/// The batch of `forward`'s messages, each as the text it had in `body`.
+pub fn admitted_text(body: &Bytes, forward: &[Message]) -> Bytes {
+    let len = forward.iter().map(|m| m.span.len() + 1).sum::<usize>() + 1;
+    let mut out = Vec::with_capacity(len);
+    out.push(b'[');
+    for (i, message) in forward.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(body.get(message.span.clone()).unwrap_or_default());
+    }
+    out.push(b']');
+    out.into()
+}
+
+pub fn request_id(message: &Message) -> Option<&Id> {
+    match &message.kind {
+        Kind::Request { id, .. } => Some(id),
+        _ => None,
+    }
+}
