@@ -18,6 +18,7 @@ use crate::cpu::CpuUse;
 use crate::load::LoadReport;
 use crate::mcp::{Answering, Route};
 use crate::stages::Stages;
+pub use crate::stages::median;
 
 /// One measured load: a route, an answer shape, a connection count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -236,20 +237,6 @@ fn summarise_one(runs: &[Run], answering: Answering, many: usize) -> Option<Summ
 
 fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 { a / b } else { 0.0 }
-}
-
-/// The median (the mean of the middle two for an even count; 0 when empty).
-pub fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
 }
 
 /// The summaries as a Markdown table (what `bench/README.md` quotes).

@@ -116,7 +116,7 @@ impl Stages {
 impl Stages {
     /// Field by field, the median over `all`.
     pub fn median(all: &[Stages]) -> Stages {
-        let m = |f: fn(&Stages) -> f64| crate::e2e::median(all.iter().map(f).collect());
+        let m = |f: fn(&Stages) -> f64| median(all.iter().map(f).collect());
         Stages {
             commits: m(|s| s.commits),
             envelopes: m(|s| s.envelopes),
@@ -129,6 +129,20 @@ impl Stages {
             decision_us: m(|s| s.decision_us),
             tool_calls: m(|s| s.tool_calls),
         }
+    }
+}
+
+/// The median (the mean of the middle two for an even count; 0 when empty).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
     }
 }
 

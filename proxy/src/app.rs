@@ -70,7 +70,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         remove_ready_file(path);
     }
     let metrics = Metrics::new().context("cannot create the metrics registry")?;
-    metrics.auth.init_failures(admin::protected_routes());
+    let reload_results = admin::tokens::TokenReload::ALL.map(|r| r.as_str());
+    metrics.auth.init(
+        admin::protected_routes(),
+        &admin::AuthError::REASONS,
+        &reload_results,
+    );
     let (tokens, token_watch) = open_tokens(&config.admin, &metrics).await?;
     let auth = Arc::new(Authenticator::new(&config.admin.auth, tokens.clone()));
     let warnings: Arc<[String]> = auth_warnings(&config.admin).into();

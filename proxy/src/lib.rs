@@ -34,6 +34,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod egress;
+pub mod front_door;
 pub mod gate;
 pub mod identity;
 pub(crate) mod json;

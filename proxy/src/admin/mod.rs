@@ -18,6 +18,7 @@ mod health;
 pub(crate) mod manifest;
 mod policy;
 mod request;
+pub mod role;
 mod sessions;
 pub(crate) mod tokens;
 
@@ -222,7 +223,7 @@ async fn handle(
     if let Err(ApiError::Auth(refused)) = &result {
         // The message names roles, tenants and certificate subjects, never a token.
         tracing::debug!(route = route.as_str(), reason = refused.reason(), error = %refused, "admin request refused");
-        state.metrics.auth.failed(route.as_str(), refused);
+        state.metrics.auth.failed(route.as_str(), refused.reason());
     }
     let response = result.unwrap_or_else(ApiError::into_response);
     let code = response.status();

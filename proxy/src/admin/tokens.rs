@@ -23,7 +23,7 @@ use arc_swap::ArcSwap;
 use prometheus::IntCounterVec;
 use sha2::{Digest as _, Sha256};
 
-use super::auth::Role;
+use super::role::Role;
 use crate::config::TokenEntry;
 
 /// Shortest token accepted: 128 bits even for a hex token's worth of entropy.

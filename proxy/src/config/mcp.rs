@@ -39,7 +39,7 @@ pub struct McpConfig {
     pub identity: IdentityConfig,
     /// `Host` values the listener accepts (`host` or `host:port`); empty:
     /// loopback names on a loopback listener, anything otherwise
-    /// (`crate::mcp::front_door`).
+    /// (`crate::front_door`).
     pub allowed_hosts: Vec<String>,
     /// `Origin`s accepted, serialised (`scheme://host[:port]`); requests
     /// without one always pass.

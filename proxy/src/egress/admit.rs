@@ -6,7 +6,6 @@
 //! A name is resolved only when the manifest allows it (or in shadow
 //! mode): asking DNS about a name the agent may not reach would leak it.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use aegis_policy::Reason;
@@ -15,25 +14,13 @@ use aegis_policy::store::LoadedManifest;
 use http::Method;
 use serde_json::{Value, json};
 
+pub use super::Admitted;
 use super::EgressState;
 use super::answer::EgressError;
 use super::guard::{self, Refusal};
 use super::target::Target;
-use crate::gate::{CallRequest, EGRESS_UPSTREAM, Verdict, Veto};
+use crate::gate::{CallRequest, EGRESS_UPSTREAM, Veto};
 use crate::identity::Identity;
-
-/// An allowed attempt, recorded, with where to connect.
-#[derive(Debug)]
-pub struct Admitted {
-    pub target: Target,
-    pub identity: Identity,
-    pub call_id: String,
-    pub verdict: Verdict,
-    /// The checked addresses, in the order to try them.
-    pub addrs: Vec<SocketAddr>,
-    /// When the attempt arrived.
-    pub started: Instant,
-}
 
 /// Decides and records; `Ok` only when the attempt may go ahead.
 pub async fn admit(

@@ -44,9 +44,10 @@ pub mod tunnel;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aegis_policy::{ManifestStore, Reason};
 use bytes::Bytes;
@@ -58,8 +59,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
+use self::target::Target;
 use crate::config::ForwardConfig;
-use crate::gate::Gate;
+use crate::gate::{Gate, Verdict};
+use crate::identity::Identity;
 use crate::identity::Resolver;
 use crate::metrics::Metrics;
 
@@ -239,6 +242,19 @@ async fn handle(state: Arc<EgressState>, req: Request<Incoming>) -> Response<Egr
             answer::respond(&e)
         }
     }
+}
+
+/// An allowed attempt, recorded, with where to connect.
+#[derive(Debug)]
+pub struct Admitted {
+    pub target: Target,
+    pub identity: Identity,
+    pub call_id: String,
+    pub verdict: Verdict,
+    /// The checked addresses, in the order to try them.
+    pub addrs: Vec<SocketAddr>,
+    /// When the attempt arrived.
+    pub started: Instant,
 }
 
 /// Counts tasks that outlive their request (tunnels, result records), so

@@ -12,10 +12,10 @@
 use std::time::Duration;
 
 use aegis_ledger::EventType;
-use serde_json::json;
 
+use super::Admitted;
 use super::EgressState;
-use super::admit::Admitted;
+use crate::gate::record;
 use crate::results;
 
 /// The facts of one attempt's end.
@@ -44,37 +44,34 @@ impl Ending {
     }
 }
 
-/// Records `ending`; a ledger failure is logged (the bytes already moved).
+/// Records `ending` (the bytes already moved).
 pub async fn finish(state: &EgressState, admitted: &Admitted, ending: Ending) {
     let event_type = if state.config.results_taint {
         EventType::ToolResult
     } else {
         EventType::ToolCallExecuted
     };
-    let mut payload = json!({
-        "tool_name": admitted.target.kind.tool_name(),
-        "call_id": admitted.call_id,
-        "proposal_seq": admitted.verdict.proposal_seq,
-        "transport": "egress",
-        "status": ending.status,
-        "bytes_up": ending.bytes_up,
-        "bytes_down": ending.bytes_down,
-        "duration_ms": u64::try_from(ending.duration.as_millis()).unwrap_or(u64::MAX),
-        "kept": results::KEPT_NOTHING,
+    let payload = record::egress_result(record::EgressEnd {
+        tool_name: admitted.target.kind.tool_name(),
+        call_id: &admitted.call_id,
+        proposal_seq: admitted.verdict.proposal_seq,
+        status: ending.status,
+        bytes_up: ending.bytes_up,
+        bytes_down: ending.bytes_down,
+        duration_ms: u64::try_from(ending.duration.as_millis()).unwrap_or(u64::MAX),
+        http_status: ending.http_status,
+        kept: results::KEPT_NOTHING,
     });
-    if let Some(code) = ending.http_status {
-        payload["http_status"] = json!(code);
-    }
-    if let Err(e) = state
+    // A ledger failure is logged by the gate, and the session's next
+    // decision records the loss (which taints).
+    state
         .gate
-        .record(&admitted.identity, event_type, payload)
-        .await
-    {
-        tracing::error!(
-            session = %admitted.identity.session_id,
-            call_id = %admitted.call_id,
-            error = %e,
-            "cannot record the end of an egress attempt"
-        );
-    }
+        .record_result(
+            &admitted.identity,
+            admitted.verdict.proposal_seq,
+            admitted.target.kind.tool_name(),
+            event_type,
+            payload,
+        )
+        .await;
 }

@@ -22,7 +22,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use super::jwt::Alg;
+use super::alg::Alg;
 
 /// Largest JWK Set file read: far above any real issuer's set.
 pub const MAX_JWKS_BYTES: u64 = 1024 * 1024;

@@ -27,6 +27,7 @@
 //! headers. It never logs or keeps a token, and never fetches a key: keys
 //! come only from the configured file.
 
+pub mod alg;
 pub mod jwks;
 pub mod jwt;
 mod resolve;

@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 
 use super::answers::{self, Outgoing};
 use super::body::ProxyBody;
-use super::front_door::Refusal;
 use super::jsonrpc::{Id, ParseError, codes};
+use crate::front_door::Refusal;
 use crate::gate::GateError;
 use crate::identity::IdentityError;
 

@@ -4,7 +4,7 @@
 //!
 //! One POST, top to bottom ([`post`]; the stages are the submodules):
 //!
-//! 1. [`front_door`]: `Host` and `Origin` checked before anything else
+//! 1. [`crate::front_door`]: `Host` and `Origin` checked before anything else
 //!    (DNS rebinding): 403.
 //! 2. [`identity`]: who the request acts for — `(tenant, user, session)`
 //!    from a JWT, a client certificate or the configured principal: 401 or
@@ -35,7 +35,6 @@ pub mod body;
 pub mod error;
 pub mod exchange;
 pub mod forward;
-pub mod front_door;
 pub mod identity;
 pub mod inputs;
 pub mod jsonrpc;
@@ -64,11 +63,11 @@ use tracing::Instrument as _;
 use self::body::ProxyBody;
 use self::error::Failure;
 use self::exchange::{Exchange, InFlight};
-use self::front_door::{FrontDoor, Refusal};
 use self::jsonrpc::Body;
 use self::resume::Resumable;
 use self::upstream::Upstream;
 use crate::config::McpConfig;
+use crate::front_door::{FrontDoor, Refusal};
 use crate::gate::Gate;
 use crate::identity::{Identity, Resolver};
 use crate::listener::{Listener, accept_loop};

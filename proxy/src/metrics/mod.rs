@@ -125,27 +125,32 @@ impl AuthMetrics {
         };
         registry.register(Box::new(metrics.failures.clone()))?;
         registry.register(Box::new(metrics.token_reloads.clone()))?;
-        for result in crate::admin::tokens::TokenReload::ALL {
-            metrics.token_reloads.with_label_values(&[result.as_str()]);
-        }
         Ok(metrics)
     }
 
-    /// Exports every `(route, reason)` at 0, so a rate() sees the first
-    /// refusal; `routes` are the protected routes' names.
-    pub fn init_failures(&self, routes: impl Iterator<Item = &'static str>) {
+    /// Exports every `(route, reason)` and every token reload `result` at
+    /// 0, so a rate() sees the first one; `routes` are the protected
+    /// routes' names (the label sets are the admin server's).
+    pub fn init(
+        &self,
+        routes: impl Iterator<Item = &'static str>,
+        reasons: &[&'static str],
+        reload_results: &[&'static str],
+    ) {
         for route in routes {
-            for reason in crate::admin::AuthError::REASONS {
+            for reason in reasons {
                 self.failures.with_label_values(&[route, reason]);
             }
         }
+        for result in reload_results {
+            self.token_reloads.with_label_values(&[result]);
+        }
     }
 
-    /// Counts one refused request; `route` is the route's metric name.
-    pub fn failed(&self, route: &str, error: &crate::admin::AuthError) {
-        self.failures
-            .with_label_values(&[route, error.reason()])
-            .inc();
+    /// Counts one refused request; `route` is the route's metric name and
+    /// `reason` one of the admin server's refusal reasons.
+    pub fn failed(&self, route: &str, reason: &'static str) {
+        self.failures.with_label_values(&[route, reason]).inc();
     }
 }
 
@@ -518,14 +523,9 @@ mod tests {
     #[test]
     fn auth_failures_are_counted_by_route_and_reason() {
         let m = Metrics::new().unwrap();
-        m.auth
-            .failed("events", &crate::admin::AuthError::Missing(String::new()));
-        m.auth
-            .failed("events", &crate::admin::AuthError::Missing(String::new()));
-        m.auth.failed(
-            "manifest_reload",
-            &crate::admin::AuthError::Forbidden(String::new()),
-        );
+        m.auth.failed("events", "missing");
+        m.auth.failed("events", "missing");
+        m.auth.failed("manifest_reload", "forbidden");
         let text = String::from_utf8(m.render()).unwrap();
         for needle in [
             "aegis_api_auth_failures_total{reason=\"missing\",route=\"events\"} 2",

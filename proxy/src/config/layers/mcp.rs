@@ -18,8 +18,8 @@ use crate::cli::RunFlags;
 use crate::config::env::{self, Env};
 use crate::config::raw::{RawIdentity, RawJwt, RawMcp, RawMcpLimits};
 use crate::config::*;
+use crate::front_door;
 use crate::identity::{ClaimNames, IdentityConfig, JwtConfig, MAX_ID_LEN, MtlsConfig};
-use crate::mcp::front_door;
 
 /// Resolves `mcp:`; `admin_listen` is checked against the MCP listener.
 pub(super) fn resolve(
