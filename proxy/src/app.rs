@@ -46,6 +46,8 @@ pub struct Running {
     evictor: JoinHandle<()>,
     draining: Arc<AtomicBool>,
     shutdown_grace: Duration,
+    /// Results on their way to the ledger; shutdown waits for them.
+    sequencers: crate::gate::Sequencers,
     ledger: Ledger,
     metrics: Metrics,
     manifests: ManifestStore,
@@ -170,9 +172,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         reader: ledger.reader(),
         limiters,
         sequencers: Default::default(),
-        result_commit: Default::default(),
+        result_commit: config.ledger.result_commit,
         started_unix_ms: aegis_ledger::now_unix_ms(),
     };
+    let sequencers = gate.sequencers.clone();
     let mut mcp_addr = None;
     let mut mcp = None;
     if let Some(listener) = mcp_listener {
@@ -269,6 +272,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         evictor,
         draining,
         shutdown_grace: config.mcp.shutdown_grace,
+        sequencers,
         ledger,
         metrics,
         manifests,
@@ -531,6 +535,14 @@ impl Running {
                 ?deadline,
                 "metrics listener did not stop within the deadline"
             );
+        }
+        // Results committed after their answers were relayed land before
+        // the ledger closes.
+        if tokio::time::timeout(deadline, self.sequencers.results_idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(?deadline, "results still being recorded at shutdown");
         }
         let ledger = self.ledger;
         if tokio::task::spawn_blocking(move || ledger.close())

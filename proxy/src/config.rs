@@ -143,9 +143,12 @@ pub const ENV_LEDGER_CHECKPOINT_PAGES: &str = "AEGIS_LEDGER_CHECKPOINT_PAGES";
 pub const DEFAULT_LEDGER_CHECKPOINT_PAGES: u32 = 8192;
 
 pub const ENV_LEDGER_FAIL_OPEN: &str = "AEGIS_LEDGER_FAIL_OPEN";
+pub const ENV_LEDGER_RESULT_COMMIT: &str = "AEGIS_LEDGER_RESULT_COMMIT";
 /// Fail closed: a call the ledger cannot record is refused, since an
 /// unrecorded call is exactly what the sidecar exists to prevent.
 pub const DEFAULT_LEDGER_FAIL_OPEN: bool = false;
+pub const DEFAULT_LEDGER_RESULT_COMMIT: crate::gate::ResultCommit =
+    crate::gate::ResultCommit::AfterAnswer;
 
 // ---- log ----------------------------------------------------------------------
 
@@ -410,6 +413,9 @@ pub struct LedgerSettings {
     /// When the ledger cannot record a call: `false` refuses the call (fail
     /// closed), `true` forwards it unrecorded.
     pub fail_open: bool,
+    /// When a call's result is committed: after the agent has its answer
+    /// (the session's next decision waits for it), or before.
+    pub result_commit: crate::gate::ResultCommit,
 }
 
 impl LedgerSettings {
@@ -433,6 +439,7 @@ impl Default for LedgerSettings {
             max_batch: DEFAULT_LEDGER_MAX_BATCH,
             checkpoint_pages: DEFAULT_LEDGER_CHECKPOINT_PAGES,
             fail_open: DEFAULT_LEDGER_FAIL_OPEN,
+            result_commit: DEFAULT_LEDGER_RESULT_COMMIT,
         }
     }
 }

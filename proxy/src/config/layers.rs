@@ -368,6 +368,21 @@ pub(super) fn resolve(
     );
     let fail_open = c.setting("ledger.fail_open", value, DEFAULT_LEDGER_FAIL_OPEN, boolean);
 
+    let value = over_file(
+        ledger.result_commit,
+        env_string(ENV_LEDGER_RESULT_COMMIT),
+        ENV_LEDGER_RESULT_COMMIT,
+    );
+    let result_commit = c.setting(
+        "ledger.result_commit",
+        value,
+        DEFAULT_LEDGER_RESULT_COMMIT,
+        |text| {
+            crate::gate::ResultCommit::parse(text.trim())
+                .ok_or_else(|| format!("{text:?} is not after_answer or before_answer"))
+        },
+    );
+
     let value = over_file(log.level, env_string(ENV_LOG_LEVEL), ENV_LOG_LEVEL);
     let value = flag_over(flags.log_level.clone(), "--log-level", value);
     let level = c.setting("log.level", value, DEFAULT_LOG_LEVEL.to_owned(), log_level);
@@ -421,6 +436,7 @@ pub(super) fn resolve(
             max_batch,
             checkpoint_pages,
             fail_open,
+            result_commit,
         },
         log: LogConfig { level, format },
         manifest,

@@ -90,6 +90,7 @@ pub struct RawLedger {
     pub max_batch: Option<u64>,
     pub checkpoint_pages: Option<u64>,
     pub fail_open: Option<bool>,
+    pub result_commit: Option<String>,
 }
 
 /// `log:` in the config file.

@@ -87,6 +87,7 @@ fn to_ledger_config_carries_every_setting() {
         max_batch: 3,
         checkpoint_pages: 5,
         fail_open: true,
+        result_commit: crate::gate::ResultCommit::BeforeAnswer,
     };
     let ledger = settings.to_ledger_config();
     assert_eq!(ledger.path, settings.path);

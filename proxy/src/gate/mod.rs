@@ -397,3 +397,6 @@ impl Gate {
             .map_err(|e| GateError::State(e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests;

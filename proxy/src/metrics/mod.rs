@@ -501,6 +501,13 @@ mod tests {
         m.ledger.rejected(&AppendError::Closed);
         m.ledger
             .checkpointed(CheckpointBy::Writer, Duration::from_millis(3));
+        // The admin server's label sets, as `app::start` passes them.
+        let results = crate::admin::tokens::TokenReload::ALL.map(|r| r.as_str());
+        m.auth.init(
+            std::iter::empty(),
+            &crate::admin::AuthError::REASONS,
+            &results,
+        );
         let text = String::from_utf8(m.render()).unwrap();
         for needle in [
             "aegis_ledger_appends_total{event_type=\"TOOL_RESULT\"} 2",
