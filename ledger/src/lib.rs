@@ -51,7 +51,7 @@ pub use session::{
 };
 pub use store::{
     APPLICATION_ID, CheckpointBy, Ledger, LedgerBuilder, LedgerHandle, LedgerObserver,
-    LedgerReader, ListQuery, NoObserver, Page, SCHEMA_VERSION, StoreError,
+    LedgerReader, ListQuery, NoObserver, Page, Queued, SCHEMA_VERSION, StoreError,
 };
 pub use stored::StoredEnvelope;
 pub use table::{SessionEntry, SessionTable};

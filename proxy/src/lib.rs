@@ -15,6 +15,9 @@
 //!   policy commands) and `demo`; [`cli`] defines their arguments.
 //! - [`mcp`]: the MCP reverse proxy that decides and records every
 //!   `tools/call` (protocol notes in `proxy/src/mcp/README.md`).
+//! - [`gate`]: the decision and its ledger records, shared by MCP and
+//!   egress: per-session order, policy, every envelope payload.
+//! - [`front_door`]: `Host`/`Origin` checks against DNS rebinding.
 //! - [`egress`]: the forward proxy for the agent's `HTTP_PROXY`/`HTTPS_PROXY`.
 //! - [`results`]: what the ledger keeps of a tool's result (full, hash,
 //!   redacted), per tool.

@@ -5,7 +5,7 @@
 //! `[REDACTED]` before the cut, so no match can straddle it). The choice is
 //! per tool name, over a default.
 //!
-//! Who calls it: `mcp/relay.rs`, settling a forwarded `tools/call`
+//! Who calls it: `mcp/settle.rs`, settling a forwarded `tools/call`
 //! ([`ResultsConfig::record`]); `egress/record.rs`, which carries bytes it
 //! never holds and so records [`KEPT_NOTHING`] whatever is configured.
 //!

@@ -140,6 +140,17 @@ impl std::fmt::Debug for Command {
     }
 }
 
+/// An append sent to the writer ([`LedgerHandle::enqueue`]).
+#[derive(Debug)]
+pub struct Queued(oneshot::Receiver<Result<Appended, AppendError>>);
+
+impl Queued {
+    /// Waits until the envelope is committed (or refused).
+    pub async fn committed(self) -> Result<Appended, AppendError> {
+        self.0.await.map_err(|_| AppendError::Closed)?
+    }
+}
+
 impl LedgerHandle {
     fn prepare(&self, request: AppendRequest) -> Result<(Prepared, Answer), AppendError> {
         if let Err(e) = request.check() {
@@ -162,6 +173,20 @@ impl LedgerHandle {
             .await
             .map_err(|_| AppendError::Closed)?;
         answer.await.map_err(|_| AppendError::Closed)?
+    }
+
+    /// Sends `request` to the writer (waiting for room in the queue) and
+    /// returns what waits for its commit: the envelope is placed after
+    /// everything sent before it, and before anything sent after it
+    /// (including a [`LedgerHandle::ping`], answered after the commit of
+    /// everything sent before the ping).
+    pub async fn enqueue(&self, request: AppendRequest) -> Result<Queued, AppendError> {
+        let ((entry, reply), answer) = self.prepare(request)?;
+        self.queue
+            .send(Command::Append { entry, reply })
+            .await
+            .map_err(|_| AppendError::Closed)?;
+        Ok(Queued(answer))
     }
 
     /// Appends several envelopes in one transaction, in order, and waits

@@ -66,6 +66,7 @@ pub async fn list<B>(
         limit,
         page_token: params.get("page_token").filter(|s| !s.is_empty()).cloned(),
     };
+    super::settled(state).await;
     let reader = state.reader.clone();
     let page = tokio::task::spawn_blocking(move || reader.list(&query))
         .await

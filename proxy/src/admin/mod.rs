@@ -327,6 +327,16 @@ fn only(method: &Method, want: Method, allow: &'static str) -> Result<(), ApiErr
     }
 }
 
+/// Waits until every append sent to the writer before this read is
+/// committed (a ping is answered after them), so an API read made after an
+/// agent got its answer sees that call's result (results are committed
+/// after the answer, `ledger.result_commit: after_answer`). Bounded: a
+/// stalled writer delays a read by at most this, never blocks it.
+pub(crate) async fn settled(state: &AdminState) {
+    const BOUND: std::time::Duration = std::time::Duration::from_secs(5);
+    let _ = tokio::time::timeout(BOUND, state.ledger.ping()).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

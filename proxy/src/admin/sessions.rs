@@ -38,6 +38,7 @@ pub async fn snapshot<B>(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (tenant, session) = session_of(raw_id, req)?;
     access.tenant(&tenant)?;
+    super::settled(state).await;
     let now = now_unix_ms();
     let entry = match state.ledger.sessions().entry(&tenant, &session) {
         Some(entry) => entry,
@@ -66,6 +67,7 @@ pub async fn verify<B>(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (tenant, session) = session_of(raw_id, req)?;
     access.tenant(&tenant)?;
+    super::settled(state).await;
     let reader = state.reader.clone();
     let (t, s) = (tenant.clone(), session.clone());
     let report = tokio::task::spawn_blocking(move || reader.verify_session(&t, &s))

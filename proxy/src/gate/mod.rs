@@ -298,17 +298,26 @@ impl Gate {
         let request = AppendRequest::at_head(record::event(identity, event_type, payload))
             .by(Origin::Sidecar);
         let pending = self.sequencers.pending(identity, proposal_seq, tool_name);
-        let ledger = self.ledger.clone();
+        // Sent to the writer now, before the agent may see the answer: a
+        // ledger read after the answer (`/v1/events` waits on a ping sent
+        // after it) finds the result.
+        let queued = match self.ledger.enqueue(request).await {
+            Ok(queued) => queued,
+            Err(e) => {
+                // `pending` dropped uncommitted: the next decision of the
+                // session records the loss, which taints.
+                tracing::error!(error = %e, tool = tool_name, "the call's result could not be recorded");
+                return None;
+            }
+        };
         let tool = tool_name.to_owned();
         let commit = async move {
-            match ledger.append(request).await {
+            match queued.committed().await {
                 Ok(appended) => {
                     pending.committed();
                     Some(appended.seq)
                 }
                 Err(e) => {
-                    // `pending` dropped uncommitted: the next decision of the
-                    // session records the loss, which taints.
                     tracing::error!(error = %e, %tool, "the call's result could not be recorded");
                     None
                 }
