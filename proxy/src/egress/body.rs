@@ -1,18 +1,13 @@
-//! Byte counting on both kinds of traffic: [`CountedBody`] around an HTTP
-//! body, [`Counted`] around a tunnel's stream (which also stamps activity,
-//! for the idle timeout).
+//! Byte counting on forwarded HTTP: [`CountedBody`] around a body. (A
+//! tunnel's streams are counted in `tunnel.rs`.)
 
-use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
-use prometheus::IntCounter;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Called once when a body ends: `true` at its end, `false` when dropped
 /// before (the client went away).
@@ -87,63 +82,5 @@ impl<B: Body<Data = Bytes> + Unpin> Body for CountedBody<B> {
 impl<B> Drop for CountedBody<B> {
     fn drop(&mut self) {
         self.end(false);
-    }
-}
-
-/// A tunnel's stream: bytes read are counted (and exported), and every
-/// read or write stamps `last`, milliseconds since `since`.
-#[derive(Debug)]
-pub struct Counted<S> {
-    pub inner: S,
-    pub read: Arc<AtomicU64>,
-    pub exported: IntCounter,
-    pub last: Arc<AtomicU64>,
-    pub since: Instant,
-}
-
-impl<S> Counted<S> {
-    fn stamp(&self) {
-        let ms = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(ms, Ordering::Relaxed);
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            let n = (buf.filled().len() - before) as u64;
-            self.read.fetch_add(n, Ordering::Relaxed);
-            self.exported.inc_by(n);
-            self.stamp();
-        }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
-        if let Poll::Ready(Ok(_)) = polled {
-            self.stamp();
-        }
-        polled
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
