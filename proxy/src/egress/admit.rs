@@ -14,11 +14,10 @@ use aegis_policy::store::LoadedManifest;
 use http::Method;
 use serde_json::{Value, json};
 
-pub use super::Admitted;
-use super::EgressState;
 use super::answer::EgressError;
 use super::guard::{self, Refusal};
 use super::target::Target;
+use super::{Admitted, EgressState};
 use crate::gate::{CallRequest, EGRESS_UPSTREAM, Veto};
 use crate::identity::Identity;
 

@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::admit::Admitted;
+use super::Admitted;
 use super::answer::EgressError;
 use super::body::CountedBody;
 use super::record::{self, Ending};

@@ -26,7 +26,7 @@ use prometheus::IntCounter;
 use tokio::net::TcpStream;
 
 use self::copy::Moved;
-use super::admit::Admitted;
+use super::Admitted;
 use super::answer::{self, EgressError};
 use super::record::{self, Ending};
 use super::{EgressBody, EgressState};
