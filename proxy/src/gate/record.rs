@@ -241,23 +241,11 @@ mod tests {
     use aegis_policy::{Outcome, Reason};
 
     use super::*;
-    use crate::identity::{PrincipalSource, SessionSource};
-
-    fn identity() -> Identity {
-        Identity {
-            tenant_id: "t".into(),
-            user_id: "u".into(),
-            session_id: "s".into(),
-            session_source: SessionSource::Header,
-            principal: "p".into(),
-            principal_source: PrincipalSource::Config,
-            mcp_session_id: None,
-        }
-    }
+    use crate::gate::tests::identity_in;
 
     #[test]
     fn payloads_name_the_call_and_the_policy_that_decided() {
-        let id = identity();
+        let id = identity_in("s");
         let call_id = json!(7);
         let args = json!({"path": "a.txt"});
         let call = CallRequest {
@@ -291,7 +279,7 @@ mod tests {
 
     #[test]
     fn a_veto_is_enforced_even_in_shadow_mode() {
-        let id = identity();
+        let id = identity_in("s");
         let (call_id, args) = (json!("egress-1"), json!({}));
         let call = CallRequest {
             identity: &id,

@@ -240,19 +240,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::identity::{PrincipalSource, SessionSource};
-
-    fn identity(session: &str) -> Identity {
-        Identity {
-            tenant_id: "t".into(),
-            user_id: "u".into(),
-            session_id: session.into(),
-            session_source: SessionSource::Header,
-            principal: "p".into(),
-            principal_source: PrincipalSource::Config,
-            mcp_session_id: None,
-        }
-    }
+    use crate::gate::tests::identity_in as identity;
 
     /// The bound on each wait below: a hang guard only.
     const HANG_GUARD: Duration = Duration::from_secs(60);

@@ -16,16 +16,21 @@ use crate::identity::{PrincipalSource, SessionSource};
 
 const HANG_GUARD: Duration = Duration::from_secs(60);
 
-fn identity() -> Identity {
+/// An agent of tenant `t` in `session` (shared by the gate's unit tests).
+pub(super) fn identity_in(session: &str) -> Identity {
     Identity {
         tenant_id: "t".into(),
         user_id: "u".into(),
-        session_id: "s".into(),
+        session_id: session.into(),
         session_source: SessionSource::Header,
         principal: "p".into(),
         principal_source: PrincipalSource::Config,
         mcp_session_id: None,
     }
+}
+
+fn identity() -> Identity {
+    identity_in("s")
 }
 
 fn manifest() -> Arc<LoadedManifest> {

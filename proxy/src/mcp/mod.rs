@@ -63,7 +63,7 @@ use tracing::Instrument as _;
 use self::body::ProxyBody;
 use self::error::Failure;
 use self::exchange::{Exchange, InFlight};
-use self::jsonrpc::Body;
+use self::jsonrpc::{Body, Id};
 use self::resume::Resumable;
 use self::upstream::Upstream;
 use crate::config::McpConfig;
@@ -246,6 +246,11 @@ fn admitted(state: &McpState, req: &Request<Incoming>) -> Result<Identity, Failu
 
 /// The answer for a refused request, counted.
 fn refuse(state: &McpState, failure: &Failure) -> Response<ProxyBody> {
+    refuse_answering(state, failure, None)
+}
+
+/// [`refuse`], answering the request's own id when it is known.
+fn refuse_answering(state: &McpState, failure: &Failure, id: Option<&Id>) -> Response<ProxyBody> {
     let m = &state.metrics.mcp;
     if let Failure::FrontDoor(refusal) = failure {
         m.front_door_refusals
@@ -255,7 +260,7 @@ fn refuse(state: &McpState, failure: &Failure) -> Response<ProxyBody> {
     m.refused_requests
         .with_label_values(&[failure.label()])
         .inc();
-    failure.response(None)
+    failure.response(id)
 }
 
 async fn route(
@@ -311,14 +316,7 @@ async fn post(
             Body::Single(m) => admit::request_id(m),
             Body::Batch(_) => None,
         };
-        let failure = Failure::HeaderMismatch(message);
-        state
-            .metrics
-            .mcp
-            .refused_requests
-            .with_label_values(&[failure.label()])
-            .inc();
-        return failure.response(id);
+        return refuse_answering(state, &Failure::HeaderMismatch(message), id);
     }
     // Admit: decide and record every call before anything is sent.
     let batch = matches!(body, Body::Batch(_));
