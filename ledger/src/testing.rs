@@ -120,3 +120,30 @@ pub fn tamper(
     }
     Ok(seq)
 }
+
+/// The ledger file's write lock, held by another connection until dropped:
+/// a running sidecar's commits wait behind it (and give up after the
+/// writer's busy timeout), while its reads go on. Lets a test stop the
+/// sidecar between two commits of one call, e.g. after the proposal and
+/// before the result.
+#[derive(Debug)]
+pub struct WriteLock {
+    conn: Connection,
+}
+
+impl WriteLock {
+    /// Takes the lock, waiting up to `wait` for a commit in progress.
+    pub fn take(path: &Path, wait: std::time::Duration) -> rusqlite::Result<WriteLock> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(wait)?;
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(WriteLock { conn })
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        // Nothing was written: the transaction ends without a trace.
+        let _ = self.conn.execute_batch("ROLLBACK");
+    }
+}
