@@ -5,6 +5,7 @@
 //! (event types, error kinds, routes, status codes, reload results) — never
 //! ids, paths or free text.
 
+mod ledger;
 mod mcp;
 
 use std::sync::Arc;
@@ -12,12 +13,12 @@ use std::time::Duration;
 
 use crate::identity::Failure;
 use crate::identity::jwks::JwksReload;
-use aegis_ledger::{AppendError, CheckpointBy, EventType, LedgerObserver};
 use aegis_policy::{Outcome, Reason, ReloadOutcome};
+pub use ledger::LedgerMetrics;
 pub use mcp::McpMetrics;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// Request latency buckets, 100 µs to 30 s.
@@ -234,76 +235,9 @@ impl EgressMetrics {
     }
 }
 
-/// Ledger metrics, recorded by the writer thread through [`LedgerObserver`].
-#[derive(Debug)]
-pub struct LedgerMetrics {
-    /// One counter per event type, resolved once (the writer's hot path).
-    appends: Vec<IntCounter>,
-    append_errors: IntCounterVec,
-    commit_duration: Histogram,
-    commit_batch: Histogram,
-    checkpoint_duration: HistogramVec,
-    /// Set when scraped.
-    pub queue_depth: IntGauge,
-    /// Set when scraped.
-    pub sessions_in_memory: IntGauge,
-}
-
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
-        let appends_total = IntCounterVec::new(
-            Opts::new(
-                "aegis_ledger_appends_total",
-                "Envelopes committed to the ledger, by event type.",
-            ),
-            &["event_type"],
-        )?;
-        let append_errors = IntCounterVec::new(
-            Opts::new(
-                "aegis_ledger_append_errors_total",
-                "Appends refused or failed, by kind (invalid, hash_mismatch, conflict, storage, closed).",
-            ),
-            &["kind"],
-        )?;
-        let commit_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "aegis_ledger_commit_duration_seconds",
-                "Time to place, insert and commit one group of appends.",
-            )
-            .buckets(vec![
-                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
-                0.1, 0.25, 1.0,
-            ]),
-        )?;
-        let commit_batch = Histogram::with_opts(
-            HistogramOpts::new(
-                "aegis_ledger_commit_batch_envelopes",
-                "Envelopes per group commit.",
-            )
-            .buckets(vec![
-                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
-            ]),
-        )?;
-        let checkpoint_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "aegis_ledger_checkpoint_duration_seconds",
-                "WAL checkpoints, by the thread that ran them: background (appends go on) or writer (appends wait).",
-            )
-            .buckets(vec![
-                0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                2.5,
-            ]),
-            &["by"],
-        )?;
-        let queue_depth = IntGauge::new(
-            "aegis_ledger_queue_depth",
-            "Appends waiting for the ledger writer.",
-        )?;
-        let sessions_in_memory = IntGauge::new(
-            "aegis_ledger_sessions_in_memory",
-            "Sessions whose state is held in memory.",
-        )?;
         let api_requests = IntCounterVec::new(
             Opts::new(
                 "aegis_api_requests_total",
@@ -364,6 +298,7 @@ impl Metrics {
             manifest_reloads.with_label_values(&[result]);
         }
         manifest_last_reload_success.set(1);
+        let ledger = Arc::new(LedgerMetrics::new(&registry)?);
         let mcp = McpMetrics::new(&registry)?;
         let egress = EgressMetrics::new(&registry)?;
         let identity = IdentityMetrics::new(&registry)?;
@@ -377,13 +312,6 @@ impl Metrics {
         )?;
         build_info.set(1);
 
-        registry.register(Box::new(appends_total.clone()))?;
-        registry.register(Box::new(append_errors.clone()))?;
-        registry.register(Box::new(commit_duration.clone()))?;
-        registry.register(Box::new(commit_batch.clone()))?;
-        registry.register(Box::new(checkpoint_duration.clone()))?;
-        registry.register(Box::new(queue_depth.clone()))?;
-        registry.register(Box::new(sessions_in_memory.clone()))?;
         registry.register(Box::new(api_requests.clone()))?;
         registry.register(Box::new(api_request_duration.clone()))?;
         registry.register(Box::new(decisions.clone()))?;
@@ -405,21 +333,9 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
 
-        let appends = EventType::ALL
-            .iter()
-            .map(|t| appends_total.with_label_values(&[t.as_str()]))
-            .collect();
         Ok(Metrics {
             registry,
-            ledger: Arc::new(LedgerMetrics {
-                appends,
-                append_errors,
-                commit_duration,
-                commit_batch,
-                checkpoint_duration,
-                queue_depth,
-                sessions_in_memory,
-            }),
+            ledger,
             api_requests,
             api_request_duration,
             tls_handshake_failures,
@@ -452,37 +368,6 @@ impl Metrics {
             tracing::warn!(error = %e, "cannot encode metrics");
         }
         out
-    }
-}
-
-impl LedgerObserver for LedgerMetrics {
-    fn committed(&self, event_types: &[EventType], duration: Duration) {
-        for t in event_types {
-            // `appends` is in `EventType::ALL` order, which is declaration order.
-            if let Some(counter) = self.appends.get(*t as usize) {
-                counter.inc();
-            }
-        }
-        self.commit_duration.observe(duration.as_secs_f64());
-        self.commit_batch.observe(event_types.len() as f64);
-    }
-
-    fn rejected(&self, error: &AppendError) {
-        let kind = match error {
-            AppendError::Invalid(_) => "invalid",
-            AppendError::HashMismatch { .. } => "hash_mismatch",
-            AppendError::Conflict { .. } => "conflict",
-            AppendError::WrongKind { .. } => "wrong_session_kind",
-            AppendError::Storage(_) => "storage",
-            AppendError::Closed => "closed",
-        };
-        self.append_errors.with_label_values(&[kind]).inc();
-    }
-
-    fn checkpointed(&self, by: CheckpointBy, duration: Duration) {
-        self.checkpoint_duration
-            .with_label_values(&[by.as_str()])
-            .observe(duration.as_secs_f64());
     }
 }
 

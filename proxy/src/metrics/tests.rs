@@ -1,7 +1,9 @@
 //! Every metric family renders with its labels.
 
 #![allow(clippy::unwrap_used)]
+
 use super::*;
+use aegis_ledger::{AppendError, CheckpointBy, EventType, LedgerObserver};
 
 #[test]
 fn every_family_renders_with_its_labels() {
