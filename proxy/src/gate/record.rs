@@ -93,7 +93,7 @@ pub fn approval_id(identity: &Identity, proposal_seq: u64) -> String {
     }
     hasher.update(proposal_seq.to_be_bytes());
     let digest = hasher.finalize();
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(&digest[..8]);
     format!("appr-{hex}")
 }
 
