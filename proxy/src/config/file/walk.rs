@@ -210,11 +210,15 @@ fn expected(path: &str, what: &str, node: &Node) -> FileProblem {
 /// An unknown key, with the closest known one when it looks like a typo,
 /// else every key allowed there.
 fn unknown(path: &str, key: &Key, what: &str, known: &[&str]) -> FileProblem {
+    let typed = key.name.as_str();
     let closest = known
         .iter()
-        .map(|name| (distance(&key.name, name), *name))
-        .min()
-        .filter(|(d, _)| *d <= 2.max(key.name.len() / 4));
+        .map(|name| (distance(typed, name), *name))
+        .filter(|(d, name)| {
+            *d <= 2.max(typed.len() / 4)
+                || (typed.len() >= 3 && (name.starts_with(typed) || typed.starts_with(name)))
+        })
+        .min();
     let hint = match closest {
         Some((_, name)) => format!("did you mean `{name}`?"),
         None => format!("expected one of {}", known.join(", ")),
