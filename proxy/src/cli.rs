@@ -84,7 +84,10 @@ pub struct DemoArgs {
 }
 
 /// Flags of `run`. Each overrides the config file and the environment; all are
-/// checked when the configuration is loaded.
+/// checked when the configuration is loaded. Each is named, with the field it
+/// reads, in its setting's declaration (`crate::config::settings`); a test
+/// checks that every flag here is declared and that its help names the
+/// setting's environment variable.
 #[derive(Debug, Clone, Default, Args)]
 pub struct RunFlags {
     /// Config file (YAML) [env: AEGIS_CONFIG]; without one, only the environment,

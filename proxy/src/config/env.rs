@@ -32,17 +32,3 @@ impl Env for HashMap<String, String> {
 pub(super) fn string(env: &dyn Env, key: &str) -> Option<String> {
     env.var(key).filter(|value| !value.trim().is_empty())
 }
-
-/// The variable as a non-negative integer; a value that does not parse is added
-/// to `problems` under the variable's name and treated as unset. Zero parses
-/// here and is rejected by the range check of the setting it feeds.
-pub(super) fn number(env: &dyn Env, key: &str, problems: &mut Vec<String>) -> Option<u64> {
-    let value = string(env, key)?;
-    match value.trim().parse::<u64>() {
-        Ok(number) => Some(number),
-        Err(_) => {
-            problems.push(format!("{key}: expected a positive integer, got {value:?}"));
-            None
-        }
-    }
-}

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Uri};
 
-use super::tls::{ServerTls, UpstreamTls};
-use super::{
+use super::settings::{
     DEFAULT_MCP_ENFORCE, DEFAULT_MCP_MAX_BODY_BYTES, DEFAULT_MCP_MAX_CONNECTIONS,
     DEFAULT_MCP_MAX_IN_FLIGHT, DEFAULT_MCP_MAX_RESPONSE_BYTES, DEFAULT_MCP_RESULT_CAPTURE_BYTES,
     DEFAULT_MCP_SESSION_IDLE_MS, DEFAULT_SHUTDOWN_GRACE_MS,
 };
+use super::tls::{ServerTls, UpstreamTls};
 use crate::identity::IdentityConfig;
 use crate::results::ResultsConfig;
 

@@ -1,55 +1,42 @@
-//! The config file as serde reads it: every field optional (a missing one falls
-//! through to the environment, the flags and the defaults), unknown keys
-//! rejected so a typo is an error rather than a silently ignored setting.
+//! The config file as read: its YAML tree (`file`), the problems of its
+//! shape found by walking it against the declarations, and the structured
+//! settings' entries (`mcp.upstreams`, `admin.auth`) as plain structs.
 //!
-//! Values that need checking (addresses, enums, ranges) stay raw here; they are
-//! validated in `layers.rs`, where every problem is collected at once.
+//! Values that need checking (addresses, enums, ranges) stay raw here; they
+//! are validated in `layers`, where every problem is collected at once.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::de::IgnoredAny;
-use serde::{Deserialize, Deserializer};
+use super::file::{self, FileProblem, Node};
+use super::settings::{self, Setting};
+use super::tls::RawUpstreamTls;
 
 /// The whole config file; an empty file (or one holding only comments) is all
 /// defaults.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RawConfig {
-    pub admin: Option<RawAdmin>,
-    pub forward: Option<RawForward>,
-    pub ledger: Option<RawLedger>,
-    pub log: Option<RawLog>,
-    pub manifest: Option<RawManifest>,
-    pub mcp: Option<RawMcp>,
-    pub ready_file: Option<PathBuf>,
+    root: Node,
+    /// Unknown keys, wrong types, duplicates: reported with the other
+    /// layers' problems by `Config::from_layers`.
+    problems: Vec<FileProblem>,
 }
 
-/// `admin:` in the config file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAdmin {
-    pub listen: Option<String>,
-    pub max_body_bytes: Option<u64>,
-    pub max_connections: Option<u64>,
-    pub request_timeout_ms: Option<u64>,
-    pub list_limit_default: Option<u64>,
-    pub list_limit_max: Option<u64>,
-    pub tls: Option<super::RawServerTls>,
-    pub metrics_listen: Option<String>,
-    pub auth: Option<RawAdminAuth>,
-}
-
-/// `admin.auth:` in the config file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAdminAuth {
-    pub tokens: Option<Vec<RawAdminToken>>,
-    pub mtls: Option<Vec<RawAdminMtls>>,
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            root: Node {
+                value: file::Value::Null,
+                at: file::At::default(),
+                raw: String::new(),
+            },
+            problems: Vec::new(),
+        }
+    }
 }
 
 /// One entry of `admin.auth.tokens`; `file` and `role` are required.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RawAdminToken {
     pub file: Option<PathBuf>,
     pub role: Option<String>,
@@ -57,8 +44,7 @@ pub struct RawAdminToken {
 }
 
 /// One entry of `admin.auth.mtls`: exactly one of the names, and a role.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RawAdminMtls {
     pub uri_san: Option<String>,
     pub dns_san: Option<String>,
@@ -67,83 +53,26 @@ pub struct RawAdminMtls {
     pub tenants: Option<Vec<String>>,
 }
 
-/// `forward:` in the config file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawForward {
-    pub listen: Option<String>,
-    pub allowed_ports: Option<Vec<u64>>,
-    pub idle_timeout_ms: Option<u64>,
-    pub connect_timeout_ms: Option<u64>,
-    pub max_connections: Option<u64>,
-    pub results_taint: Option<bool>,
-    pub dns_overrides: Option<std::collections::BTreeMap<String, String>>,
-}
-
-/// `ledger:` in the config file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLedger {
-    pub path: Option<PathBuf>,
-    pub synchronous: Option<String>,
-    pub queue_capacity: Option<u64>,
-    pub max_batch: Option<u64>,
-    pub checkpoint_pages: Option<u64>,
-    pub fail_open: Option<bool>,
-    pub result_commit: Option<String>,
-}
-
-/// `log:` in the config file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLog {
-    pub level: Option<String>,
-    pub format: Option<String>,
-}
-
-/// `manifest:` in the config file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawManifest {
-    pub path: Option<PathBuf>,
-}
-
-/// `mcp:` in the config file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMcp {
-    pub listen: Option<String>,
-    pub default_upstream: Option<String>,
-    pub enforce: Option<bool>,
-    pub session_idle_ms: Option<u64>,
-    pub shutdown_grace_ms: Option<u64>,
-    pub upstreams: Option<Vec<RawUpstream>>,
-    pub identity: Option<RawIdentity>,
-    pub allowed_hosts: Option<Vec<String>>,
-    pub allowed_origins: Option<Vec<String>>,
-    pub limits: Option<RawMcpLimits>,
-    pub results: Option<RawResults>,
-    pub tls: Option<super::RawServerTls>,
-}
-
-/// One entry of `mcp.upstreams`; `name` and `url` are required.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One entry of `mcp.upstreams`; `name` and `url` are required (the walk
+/// reports them missing; such an entry is skipped).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RawUpstream {
-    pub name: String,
-    pub url: String,
+    /// Whether the entry's shape is right; one with a problem there (an
+    /// unknown field, a wrong type) is reported for that alone.
+    pub sound: bool,
+    pub name: Option<String>,
+    pub url: Option<String>,
     pub timeout_ms: Option<u64>,
     pub headers: Option<Vec<RawHeader>>,
     /// Only for `https://` URLs.
-    pub tls: Option<super::RawUpstreamTls>,
+    pub tls: Option<RawUpstreamTls>,
 }
 
 /// One entry of `mcp.upstreams[].headers`: a name and where its value is read
 /// from, exactly one of an environment variable or a file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RawHeader {
-    pub name: String,
+    pub name: Option<String>,
     pub value_from_env: Option<String>,
     pub value_from_file: Option<PathBuf>,
     /// An inline `value:` is accepted by the parser only to be refused with a
@@ -155,87 +84,154 @@ pub struct RawHeader {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InlineValue;
 
-impl<'de> Deserialize<'de> for InlineValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        IgnoredAny::deserialize(deserializer).map(|_| InlineValue)
-    }
-}
-
-/// `mcp.identity:` in the config file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawIdentity {
-    pub tenant: Option<String>,
-    pub user: Option<String>,
-    pub principal: Option<String>,
-    pub session_scope: Option<String>,
-    pub session_header: Option<String>,
-    pub trust_headers: Option<bool>,
-    pub tenant_header: Option<String>,
-    pub user_header: Option<String>,
-    pub mtls: Option<RawMtls>,
-    pub jwt: Option<RawJwt>,
-    /// Removed (the session is the principal's): accepted by the parser only
-    /// to be refused with a problem naming what replaces it.
-    pub default_session: Option<InlineValue>,
-}
-
-/// `mcp.identity.mtls:` in the config file (`{}` for the defaults).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMtls {
-    pub san: Option<String>,
-}
-
-/// `mcp.identity.jwt:` in the config file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawJwt {
-    pub jwks_file: Option<PathBuf>,
-    pub issuer: Option<String>,
-    pub audience: Option<String>,
-    pub header: Option<String>,
-    pub forward: Option<bool>,
-    pub leeway_s: Option<u64>,
-    pub claims: Option<RawJwtClaims>,
-}
-
-/// `mcp.identity.jwt.claims:` in the config file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawJwtClaims {
-    pub principal: Option<String>,
-    pub tenant: Option<String>,
-    pub user: Option<String>,
-}
-
-/// `mcp.limits:` in the config file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMcpLimits {
-    pub max_body_bytes: Option<u64>,
-    pub max_connections: Option<u64>,
-    pub max_in_flight: Option<u64>,
-    pub result_capture_bytes: Option<u64>,
-    pub max_response_bytes: Option<u64>,
-}
-
-/// `mcp.results:` in the config file: what `TOOL_RESULT` keeps of a result.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawResults {
-    pub keep: Option<String>,
-    /// Tool name → `full` | `hash` | `redact`.
-    pub tools: Option<std::collections::BTreeMap<String, String>>,
-    pub redact_patterns: Option<Vec<String>>,
-}
-
 impl RawConfig {
-    /// Parses YAML text. The error is one line and names the line and column
-    /// (and, for an unknown key, the key and the keys allowed there).
+    /// Parses YAML text. The error is a YAML syntax error, one line naming the
+    /// line and column; every problem of the file's shape (unknown keys,
+    /// wrong types, duplicates) is kept instead, and reported with the other
+    /// layers' by [`crate::config::Config::from_layers`].
     pub fn from_yaml(text: &str) -> Result<RawConfig, String> {
-        serde_saphyr::from_str(text).map_err(|err| err.without_snippet().to_string())
+        let root = file::parse(text)?;
+        let problems = file::walk(&root);
+        Ok(RawConfig { root, problems })
     }
+
+    /// The file's problems, one line each: the setting's path, what is wrong
+    /// and where (`source` being the file's name, when known).
+    pub(super) fn problems(&self, source: Option<&Path>) -> Vec<String> {
+        self.problems
+            .iter()
+            .map(|problem| {
+                let file = source.map_or_else(String::new, |path| {
+                    format!("config file \"{}\", ", path.display())
+                });
+                format!(
+                    "{}: {} ({file}{})",
+                    problem.path, problem.message, problem.at
+                )
+            })
+            .collect()
+    }
+
+    /// The file's value of `setting`; `None` when unset (or null).
+    pub(super) fn value(&self, setting: &Setting) -> Option<&Node> {
+        self.root.at_path(setting.path)
+    }
+
+    /// Whether the section at `path` (`mcp.identity.jwt`) is in the file.
+    pub(super) fn has(&self, path: &str) -> bool {
+        self.root.at_path(path).is_some()
+    }
+
+    /// A list of strings; items of another kind (reported) are left out.
+    pub(super) fn texts(&self, setting: &Setting) -> Option<Vec<String>> {
+        self.value(setting).and_then(texts)
+    }
+
+    pub(super) fn integers(&self, setting: &Setting) -> Option<Vec<u64>> {
+        let items = self.value(setting)?.items()?;
+        Some(items.iter().filter_map(Node::integer).collect())
+    }
+
+    /// A mapping of names to strings, in name order.
+    pub(super) fn text_map(&self, setting: &Setting) -> Option<BTreeMap<String, String>> {
+        let entries = self.value(setting)?.entries()?;
+        let mut map = BTreeMap::new();
+        for (key, value) in entries {
+            if let Some(text) = value.text() {
+                map.entry(key.name.clone()).or_insert(text);
+            }
+        }
+        Some(map)
+    }
+
+    /// Whether nothing at or under `path` (an entry, `mcp.upstreams[2]`) has
+    /// a problem of its shape.
+    fn sound(&self, path: &str) -> bool {
+        !self.problems.iter().any(|problem| {
+            problem
+                .path
+                .strip_prefix(path)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        })
+    }
+
+    pub(super) fn upstreams(&self) -> Vec<RawUpstream> {
+        let path = settings::MCP_UPSTREAMS.path;
+        entries(self.value(&settings::MCP_UPSTREAMS), |i, entry| {
+            RawUpstream {
+                sound: self.sound(&format!("{path}[{i}]")),
+                name: text(entry, "name"),
+                url: text(entry, "url"),
+                timeout_ms: entry.get("timeout_ms").and_then(Node::integer),
+                headers: entry
+                    .get("headers")
+                    .filter(|n| !n.is_null())
+                    .map(|headers| {
+                        entries(Some(headers), |_, header| RawHeader {
+                            name: text(header, "name"),
+                            value_from_env: text(header, "value_from_env"),
+                            value_from_file: text(header, "value_from_file").map(PathBuf::from),
+                            value: header.get("value").map(|_| InlineValue),
+                        })
+                    }),
+                tls: entry
+                    .get("tls")
+                    .filter(|n| !n.is_null())
+                    .map(|tls| RawUpstreamTls {
+                        ca_file: text(tls, "ca_file").map(PathBuf::from),
+                        client_cert_file: text(tls, "client_cert_file").map(PathBuf::from),
+                        client_key_file: text(tls, "client_key_file").map(PathBuf::from),
+                        server_name: text(tls, "server_name"),
+                    }),
+            }
+        })
+    }
+
+    /// The entries of `admin.auth.tokens`, by index; `None` for one whose
+    /// shape has a problem (reported for that alone).
+    pub(super) fn admin_tokens(&self) -> Vec<Option<RawAdminToken>> {
+        let path = settings::ADMIN_AUTH_TOKENS.path;
+        entries(self.value(&settings::ADMIN_AUTH_TOKENS), |i, entry| {
+            self.sound(&format!("{path}[{i}]")).then(|| RawAdminToken {
+                file: text(entry, "file").map(PathBuf::from),
+                role: text(entry, "role"),
+                tenants: entry.get("tenants").and_then(texts),
+            })
+        })
+    }
+
+    /// The entries of `admin.auth.mtls`, as [`RawConfig::admin_tokens`].
+    pub(super) fn admin_mtls(&self) -> Vec<Option<RawAdminMtls>> {
+        let path = settings::ADMIN_AUTH_MTLS.path;
+        entries(self.value(&settings::ADMIN_AUTH_MTLS), |i, entry| {
+            self.sound(&format!("{path}[{i}]")).then(|| RawAdminMtls {
+                uri_san: text(entry, "uri_san"),
+                dns_san: text(entry, "dns_san"),
+                subject: text(entry, "subject"),
+                role: text(entry, "role"),
+                tenants: entry.get("tenants").and_then(texts),
+            })
+        })
+    }
+}
+
+/// The entries of a list of mappings, each read by `read` with its index
+/// (an item that is not a mapping, reported by the walk, reads as empty).
+fn entries<T>(list: Option<&Node>, read: impl Fn(usize, &Node) -> T) -> Vec<T> {
+    let items = list.and_then(Node::items).unwrap_or_default();
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| read(i, item))
+        .collect()
+}
+
+fn text(entry: &Node, field: &str) -> Option<String> {
+    entry.get(field).and_then(Node::text)
+}
+
+fn texts(node: &Node) -> Option<Vec<String>> {
+    Some(node.items()?.iter().filter_map(Node::text).collect())
 }
 
 /// Reads and parses the config file at `path`. The error says what went wrong,

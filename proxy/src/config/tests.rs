@@ -5,8 +5,12 @@ use std::path::{Path, PathBuf};
 use super::*;
 
 mod admin;
+mod file;
 mod forward;
+mod identity;
 mod mcp;
+mod results;
+mod settings;
 mod tls;
 mod upstreams;
 

@@ -15,22 +15,11 @@ use std::sync::Arc;
 
 use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::ServerName;
-use serde::Deserialize;
 
 use crate::tls::{self, KeyProblem};
 
-/// `admin.tls:` and `mcp.tls:` in the config file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawServerTls {
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    pub client_ca_file: Option<PathBuf>,
-}
-
 /// `mcp.upstreams[].tls:` in the config file; only for `https://` URLs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RawUpstreamTls {
     pub ca_file: Option<PathBuf>,
     pub client_cert_file: Option<PathBuf>,

@@ -7,28 +7,26 @@ use std::net::SocketAddr;
 use super::{Checker, Origin};
 use crate::admin::tokens::{TokenDigest, read_token};
 use crate::config::auth::{AuthConfig, CertName, MtlsEntry, Role, TokenEntry, dev_mode_problem};
-use crate::config::raw::{RawAdminAuth, RawAdminMtls, RawAdminToken};
+use crate::config::raw::{RawAdminMtls, RawAdminToken};
 
 /// Resolves `admin.auth`. `listen` (from `listen_origin`) is checked against
 /// dev mode; `client_ca_given` says whether `admin.tls.client_ca_file` is
 /// set in any layer (mTLS entries need it).
 pub(super) fn resolve(
-    raw: Option<RawAdminAuth>,
     listen: SocketAddr,
     listen_origin: Origin,
     client_ca_given: bool,
-    c: &mut Checker,
+    c: &mut Checker<'_>,
 ) -> AuthConfig {
-    let raw = raw.unwrap_or_default();
-    let raw_tokens = raw.tokens.unwrap_or_default();
-    let raw_mtls = raw.mtls.unwrap_or_default();
+    let raw_tokens = c.file.admin_tokens();
+    let raw_mtls = c.file.admin_mtls();
     let any_given = !raw_tokens.is_empty() || !raw_mtls.is_empty();
 
     let mut digests: Vec<(usize, TokenDigest)> = Vec::new();
     let tokens = raw_tokens
         .into_iter()
         .enumerate()
-        .filter_map(|(i, raw)| token(i, raw, &mut digests, c))
+        .filter_map(|(i, raw)| token(i, raw?, &mut digests, c))
         .collect();
     if !raw_mtls.is_empty() && !client_ca_given {
         c.problems.push(
@@ -40,7 +38,7 @@ pub(super) fn resolve(
     let mtls = raw_mtls
         .into_iter()
         .enumerate()
-        .filter_map(|(i, raw)| mtls(i, raw, c))
+        .filter_map(|(i, raw)| mtls(i, raw?, c))
         .collect();
     let auth = AuthConfig { tokens, mtls };
     if !any_given && let Some(problem) = dev_mode_problem(listen, &auth) {
@@ -54,7 +52,7 @@ fn token(
     i: usize,
     raw: RawAdminToken,
     digests: &mut Vec<(usize, TokenDigest)>,
-    c: &mut Checker,
+    c: &mut Checker<'_>,
 ) -> Option<TokenEntry> {
     let path = format!("admin.auth.tokens[{i}]");
     let role = role(&path, raw.role, c);
@@ -94,7 +92,7 @@ fn token(
     })
 }
 
-fn mtls(i: usize, raw: RawAdminMtls, c: &mut Checker) -> Option<MtlsEntry> {
+fn mtls(i: usize, raw: RawAdminMtls, c: &mut Checker<'_>) -> Option<MtlsEntry> {
     let path = format!("admin.auth.mtls[{i}]");
     let role = role(&path, raw.role, c);
     let tenants = tenants(&path, raw.tenants, c);
@@ -129,7 +127,7 @@ fn mtls(i: usize, raw: RawAdminMtls, c: &mut Checker) -> Option<MtlsEntry> {
     })
 }
 
-fn role(path: &str, raw: Option<String>, c: &mut Checker) -> Option<Role> {
+fn role(path: &str, raw: Option<String>, c: &mut Checker<'_>) -> Option<Role> {
     let Some(raw) = raw else {
         c.problems.push(format!(
             "{path}.role: missing; one of reader, ingest, operator"
@@ -142,7 +140,11 @@ fn role(path: &str, raw: Option<String>, c: &mut Checker) -> Option<Role> {
 }
 
 /// `Some(None)`: every tenant; `None`: a problem was recorded.
-fn tenants(path: &str, raw: Option<Vec<String>>, c: &mut Checker) -> Option<Option<Vec<String>>> {
+fn tenants(
+    path: &str,
+    raw: Option<Vec<String>>,
+    c: &mut Checker<'_>,
+) -> Option<Option<Vec<String>>> {
     let Some(tenants) = raw else {
         return Some(None);
     };

@@ -7,27 +7,18 @@ use std::time::Duration;
 
 use aegis_policy::domain::Host;
 
-use super::{Checker, Origin, boolean, flag_over, from_file, over_file, positive, socket_addr};
-use crate::cli::RunFlags;
-use crate::config::env::{self, Env};
-use crate::config::forward::*;
-use crate::config::raw::RawForward;
+use super::{Checker, Layered, Origin, boolean, positive, socket_addr};
+use crate::config::forward::ForwardConfig;
+use crate::config::settings::{
+    self, DEFAULT_FORWARD_ALLOWED_PORTS, DEFAULT_FORWARD_CONNECT_TIMEOUT_MS,
+    DEFAULT_FORWARD_IDLE_TIMEOUT_MS, DEFAULT_FORWARD_MAX_CONNECTIONS,
+    DEFAULT_FORWARD_RESULTS_TAINT,
+};
 
 /// Resolves `forward:`; `taken` are the other listeners' addresses (by
 /// setting path), which the forward listener may not share.
-pub(super) fn resolve(
-    raw: RawForward,
-    env: &dyn Env,
-    flags: &RunFlags,
-    taken: &[(&str, SocketAddr)],
-    c: &mut Checker,
-) -> ForwardConfig {
-    let value = over_file(
-        raw.listen,
-        env::string(env, ENV_FORWARD_LISTEN),
-        ENV_FORWARD_LISTEN,
-    );
-    let value = flag_over(flags.forward_listen.clone(), "--forward-listen", value);
+pub(super) fn resolve(taken: &[(&str, SocketAddr)], c: &mut Checker<'_>) -> ForwardConfig {
+    let value = c.layer(&settings::FORWARD_LISTEN);
     let origin = value.as_ref().map(|value| value.origin);
     let listen = c.setting("forward.listen", value, None, |text| {
         socket_addr(text).map(Some)
@@ -45,64 +36,55 @@ pub(super) fn resolve(
         }
     }
 
-    let value = over_file(
-        raw.allowed_ports.map(PortList::File),
-        env::string(env, ENV_FORWARD_ALLOWED_PORTS).map(PortList::Text),
-        ENV_FORWARD_ALLOWED_PORTS,
-    );
+    // A list in the file, comma-separated text in the environment.
+    let ports_setting = &settings::FORWARD_ALLOWED_PORTS;
+    let value = match c.layer::<String>(ports_setting) {
+        Some(Layered {
+            value,
+            origin: origin @ Origin::Env(_),
+        }) => Some(Layered {
+            value: PortList::Text(value),
+            origin,
+        }),
+        _ => c.file.integers(ports_setting).map(|ports| Layered {
+            value: PortList::File(ports),
+            origin: Origin::File,
+        }),
+    };
     let allowed_ports = c.setting(
-        "forward.allowed_ports",
+        ports_setting.path,
         value,
         DEFAULT_FORWARD_ALLOWED_PORTS.to_vec(),
         ports,
     );
 
-    let value = env::number(env, ENV_FORWARD_IDLE_TIMEOUT_MS, &mut c.problems);
-    let value = over_file(raw.idle_timeout_ms, value, ENV_FORWARD_IDLE_TIMEOUT_MS);
-    let idle_timeout_ms = c.setting(
-        "forward.idle_timeout_ms",
-        value,
+    let idle_timeout_ms = c.get(
+        &settings::FORWARD_IDLE_TIMEOUT_MS,
         DEFAULT_FORWARD_IDLE_TIMEOUT_MS,
         positive::<u64>,
     );
-
-    let value = env::number(env, ENV_FORWARD_CONNECT_TIMEOUT_MS, &mut c.problems);
-    let value = over_file(
-        raw.connect_timeout_ms,
-        value,
-        ENV_FORWARD_CONNECT_TIMEOUT_MS,
-    );
-    let connect_timeout_ms = c.setting(
-        "forward.connect_timeout_ms",
-        value,
+    let connect_timeout_ms = c.get(
+        &settings::FORWARD_CONNECT_TIMEOUT_MS,
         DEFAULT_FORWARD_CONNECT_TIMEOUT_MS,
         positive::<u64>,
     );
-
-    let value = env::number(env, ENV_FORWARD_MAX_CONNECTIONS, &mut c.problems);
-    let value = over_file(raw.max_connections, value, ENV_FORWARD_MAX_CONNECTIONS);
-    let max_connections = c.setting(
-        "forward.max_connections",
-        value,
+    let max_connections = c.get(
+        &settings::FORWARD_MAX_CONNECTIONS,
         DEFAULT_FORWARD_MAX_CONNECTIONS,
         positive,
     );
-
-    let value = over_file(
-        raw.results_taint.map(|taint| taint.to_string()),
-        env::string(env, ENV_FORWARD_RESULTS_TAINT),
-        ENV_FORWARD_RESULTS_TAINT,
-    );
-    let results_taint = c.setting(
-        "forward.results_taint",
-        value,
+    let results_taint = c.get(
+        &settings::FORWARD_RESULTS_TAINT,
         DEFAULT_FORWARD_RESULTS_TAINT,
         boolean,
     );
-
+    let value = c.file.text_map(&settings::FORWARD_DNS_OVERRIDES);
     let dns_overrides = c.setting(
-        "forward.dns_overrides",
-        from_file(raw.dns_overrides),
+        settings::FORWARD_DNS_OVERRIDES.path,
+        value.map(|value| Layered {
+            value,
+            origin: Origin::File,
+        }),
         BTreeMap::new(),
         overrides,
     );

@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Uri};
 
-use super::{Checker, Origin, from_file, positive};
-use crate::cli::RunFlags;
+use super::{Checker, Layered, Origin, positive};
 use crate::config::env::{self, Env};
 use crate::config::raw::{RawHeader, RawUpstream};
 use crate::config::tls;
@@ -36,12 +35,9 @@ struct Entry {
     config: Option<UpstreamConfig>,
 }
 
-pub(super) fn resolve(
-    file: Vec<RawUpstream>,
-    env: &dyn Env,
-    flags: &RunFlags,
-    c: &mut Checker,
-) -> Upstreams {
+pub(super) fn resolve(c: &mut Checker<'_>) -> Upstreams {
+    let (env, flags) = (c.env, c.flags);
+    let file = c.file.upstreams();
     let mut any_given = !file.is_empty();
     let mut merged: Vec<Entry> = Vec::new();
     let mut file_index: Vec<(String, usize)> = Vec::new();
@@ -86,18 +82,30 @@ pub(super) fn resolve(
 
 /// One entry of the file's list; `None` when its name is unusable (the
 /// problem is recorded).
-fn file_entry(index: usize, raw: RawUpstream, env: &dyn Env, c: &mut Checker) -> Option<Entry> {
+fn file_entry(index: usize, raw: RawUpstream, env: &dyn Env, c: &mut Checker<'_>) -> Option<Entry> {
     let path = format!("mcp.upstreams[{index}]");
+    // Reported for its shape (a missing name or URL, an unknown field):
+    // nothing more to say about the entry, but its name is known.
+    let (Some(raw_name), Some(raw_url), true) = (&raw.name, &raw.url, raw.sound) else {
+        let name = raw
+            .name
+            .as_deref()
+            .and_then(|name| upstream_name(name).ok())?;
+        return Some(Entry { name, config: None });
+    };
     let before = c.problems.len();
-    let name = upstream_name(&raw.name)
+    let name = upstream_name(raw_name)
         .map_err(|message| c.problems.push(format!("{path}.name: {message}")))
         .ok();
-    let url = upstream_url(&raw.url)
+    let url = upstream_url(raw_url)
         .map_err(|message| c.problems.push(format!("{path}.url: {message}")))
         .ok();
     let timeout_ms = c.setting(
         &format!("{path}.timeout_ms"),
-        from_file(raw.timeout_ms),
+        raw.timeout_ms.map(|value| Layered {
+            value,
+            origin: Origin::File,
+        }),
         DEFAULT_UPSTREAM_TIMEOUT_MS,
         positive::<u64>,
     );
@@ -126,7 +134,7 @@ fn layer_pairs<'a>(
     pairs: impl IntoIterator<Item = &'a str>,
     origin: Origin,
     merged: &mut Vec<Entry>,
-    c: &mut Checker,
+    c: &mut Checker<'_>,
 ) {
     let mut seen: Vec<String> = Vec::new();
     for pair in pairs {
@@ -269,11 +277,20 @@ fn mask_userinfo(text: &str) -> String {
 }
 
 /// An upstream's extra headers; problems are recorded under `path`.
-fn headers(path: &str, raw: Vec<RawHeader>, env: &dyn Env, c: &mut Checker) -> Vec<ExtraHeader> {
+fn headers(
+    path: &str,
+    raw: Vec<RawHeader>,
+    env: &dyn Env,
+    c: &mut Checker<'_>,
+) -> Vec<ExtraHeader> {
     let mut headers: Vec<ExtraHeader> = Vec::new();
     for (index, raw) in raw.into_iter().enumerate() {
         let path = format!("{path}.headers[{index}]");
-        let name = extra_header_name(&raw.name)
+        // Missing (the walk said so).
+        let Some(raw_name) = &raw.name else {
+            continue;
+        };
+        let name = extra_header_name(raw_name)
             .and_then(|name| {
                 if headers.iter().any(|known| known.name == name) {
                     return Err(format!("{name:?} is listed twice; give each header once"));

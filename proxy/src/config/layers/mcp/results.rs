@@ -5,34 +5,32 @@
 
 use std::collections::BTreeMap;
 
-use super::super::{Checker, from_file, over_file};
-use crate::config::env::{self, Env};
-use crate::config::raw::RawResults;
-use crate::config::{DEFAULT_MCP_RESULTS_KEEP, ENV_MCP_RESULTS_KEEP};
+use super::super::{Checker, Layered, Origin};
+use crate::config::DEFAULT_MCP_RESULTS_KEEP;
+use crate::config::settings;
 use crate::results::{Keep, Redactor, ResultsConfig};
 
-pub(super) fn resolve(raw: RawResults, env: &dyn Env, c: &mut Checker) -> ResultsConfig {
-    let value = over_file(
-        raw.keep,
-        env::string(env, ENV_MCP_RESULTS_KEEP),
-        ENV_MCP_RESULTS_KEEP,
-    );
-    let keep = c.setting(
-        "mcp.results.keep",
-        value,
+pub(super) fn resolve(c: &mut Checker<'_>) -> ResultsConfig {
+    let keep = c.get(
+        &settings::MCP_RESULTS_KEEP,
         DEFAULT_MCP_RESULTS_KEEP,
-        |text| text.parse::<Keep>(),
+        |text: String| text.parse::<Keep>(),
     );
 
     let mut tools = BTreeMap::new();
-    for (name, mode) in raw.tools.unwrap_or_default() {
+    let file_tools = c.file.text_map(&settings::MCP_RESULTS_TOOLS);
+    for (name, mode) in file_tools.unwrap_or_default() {
         if let Err(message) = tool_name(&name) {
             c.problems
                 .push(format!("mcp.results.tools: {name:?} {message}"));
             continue;
         }
         let path = format!("mcp.results.tools.{name}");
-        let mode = c.setting(&path, from_file(Some(mode)), None, |text| {
+        let mode = Layered {
+            value: mode,
+            origin: Origin::File,
+        };
+        let mode = c.setting(&path, Some(mode), None, |text| {
             text.parse::<Keep>().map(Some)
         });
         if let Some(mode) = mode {
@@ -40,7 +38,7 @@ pub(super) fn resolve(raw: RawResults, env: &dyn Env, c: &mut Checker) -> Result
         }
     }
 
-    let redactor = match raw.redact_patterns {
+    let redactor = match c.file.texts(&settings::MCP_RESULTS_REDACT_PATTERNS) {
         None => Redactor::builtin(),
         Some(patterns) if patterns.is_empty() => {
             c.problems.push(
