@@ -290,6 +290,35 @@ fn run_reports_every_configuration_problem_and_exits_2() {
     assert!(out.stderr.contains("listen_backlog"), "{}", out.stderr);
     assert!(out.stderr.contains("aegis.yaml"), "{}", out.stderr);
     assert!(!ready.exists());
+
+    // Every problem in the file at once, each under its setting's path.
+    std::fs::write(
+        &config,
+        "mcp:\n  listn: 127.0.0.1:0\nledger:\n  path: x.db\n  synchronous: fast\n  queue_capacity: -1\n",
+    )
+    .unwrap();
+    let mut cmd = support::command();
+    cmd.args(["run", "--config"])
+        .arg(&config)
+        .arg("--ready-file")
+        .arg(&ready);
+    let out = support::output(cmd);
+    out.expect_code(2, "three problems in the config file");
+    for needle in [
+        "mcp.listn",
+        "listen",
+        "ledger.synchronous",
+        "\"fast\"",
+        "ledger.queue_capacity",
+        "-1",
+    ] {
+        assert!(
+            out.stderr.contains(needle),
+            "{needle:?} in:\n{}",
+            out.stderr
+        );
+    }
+    assert!(!ready.exists());
 }
 
 #[test]
