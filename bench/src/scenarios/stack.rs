@@ -166,7 +166,8 @@ impl Bench {
                 (open.report, Some(details))
             }
         };
-        let cpu = CpuSnapshot::now().since(&cpu_before, started.elapsed().as_secs_f64());
+        let seconds = started.elapsed().as_secs_f64();
+        let cpu = CpuSnapshot::now().since(&cpu_before, seconds);
         let upstream_calls = self.upstream_calls().saturating_sub(calls_before);
         // The refusal's point: nothing reaches the tool server.
         if scenario.route == Route::Deny && upstream_calls > 0 {
@@ -175,8 +176,8 @@ impl Bench {
                 .entry("upstream_called".to_owned())
                 .or_insert(0) += upstream_calls;
         }
-        let stages =
-            samples_before.map(|before| Stages::from_delta(&sidecar.samples().since(&before)));
+        let stages = samples_before
+            .map(|before| Stages::from_delta(&sidecar.samples().since(&before)).over(seconds));
         Run {
             round,
             label,

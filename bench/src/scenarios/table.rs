@@ -167,7 +167,7 @@ pub fn open_table(summaries: &[Summary]) -> String {
 /// commits, the time to the upstream's answer headers, the decision.
 pub fn stages_table(summaries: &[Summary]) -> String {
     let mut out = String::from(
-        "| scenario | answers/s | sidecar CPU µs/call | ledger writer CPU µs/call | commits per call | commit µs | envelopes per commit | commits > 2.5 ms / > 100 ms | upstream µs | decide µs |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "| scenario | answers/s | sidecar CPU µs/call | ledger writer CPU µs/call | commits per call | commit µs | envelopes per commit | commits > 2.5 ms / > 100 ms | upstream µs | decide µs | checkpoints per 10 s, background / writer | writer checkpoint ms, mean / p50 / max ≤ |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for s in summaries {
         let Some(st) = &s.stages else { continue };
@@ -179,7 +179,7 @@ pub fn stages_table(summaries: &[Summary]) -> String {
         let cpu = |name: &str| s.cpu_us.get(name).copied().unwrap_or(0.0);
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.1} | {:.0} / {:.0} | {:.0} | {:.1} |",
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.1} | {:.0} / {:.0} | {:.0} | {:.1} | {:.1} / {:.1} | {:.1} / {:.1} / {:.1} |",
             s.label,
             rate(s.rps),
             cpu(threads),
@@ -191,6 +191,11 @@ pub fn stages_table(summaries: &[Summary]) -> String {
             st.stalled_commits,
             st.upstream_us,
             st.decision_us,
+            st.per_10s(st.checkpoints_background),
+            st.per_10s(st.checkpoints_writer),
+            st.writer_checkpoint_us / 1e3,
+            st.writer_checkpoint_p50_us / 1e3,
+            st.writer_checkpoint_max_us / 1e3,
         );
     }
     out
@@ -232,6 +237,15 @@ pub fn run_line(run: &Run, elapsed: Duration) -> String {
             line,
             "  commit {:.0} µs × {:.0} ({:.0} over 2.5 ms, {:.0} over 100 ms)",
             s.commit_us, s.commits, s.slow_commits, s.stalled_commits
+        );
+        let _ = write!(
+            line,
+            "  checkpoints background {:.0} writer {:.0} (writer ms mean {:.1} p50 {:.1} max ≤ {:.1})",
+            s.checkpoints_background,
+            s.checkpoints_writer,
+            s.writer_checkpoint_us / 1e3,
+            s.writer_checkpoint_p50_us / 1e3,
+            s.writer_checkpoint_max_us / 1e3,
         );
     }
     for (label, n) in &r.failures {

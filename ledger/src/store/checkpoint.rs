@@ -28,6 +28,19 @@
 //! commit that follows its checkpoint the claim ends. So, with no reader on an
 //! old snapshot, the WAL restarts once per cycle, holding at most the limit
 //! plus what was appended while one background checkpoint finished.
+//!
+//! That left the writer a quarter of the limit to copy each cycle (2,048
+//! pages, 8 MiB by default): 15–30 ms with its two fsyncs, once a cycle, and
+//! at one connection a cycle lasts under a second (every commit writes its
+//! pages whole). So the thread now *chases* the tail: each of its passes
+//! publishes how far it backfilled ([`Backfill`]), and while the WAL is
+//! under the limit the writer wakes it again for what was appended during
+//! the pass, as long as each pass gets further. Passes shrink as they go;
+//! once what is left is at most [`CheckpointPolicy::small`] pages (1/64 of
+//! the limit), the writer copies that itself, once, at the next batch
+//! boundary — a short stall instead of a quarter's. When the chase cannot
+//! catch up before the limit (saturation, or a reader on an old snapshot),
+//! the claim above ends the cycle as before, so the bound is unchanged.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -64,6 +77,16 @@ impl WalFrames {
     }
 }
 
+/// How far the thread's last checkpoint got, for the writer to judge what
+/// is left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Backfill {
+    /// Counts the thread's passes: a new value is a new result.
+    pub(super) pass: u32,
+    /// Frames of the WAL copied into the database (from its start).
+    pub(super) frames: u32,
+}
+
 /// How the writer and the thread take turns at checkpointing (see the
 /// module's notes). Shared by both.
 #[derive(Debug, Default)]
@@ -73,6 +96,12 @@ struct Turns {
     /// Set by the writer from when it wants its own checkpoint until the
     /// commit after it; the thread starts no checkpoint meanwhile.
     claimed: AtomicBool,
+    /// The WAL's generation as the writer counts it (one more at each
+    /// restart it sees), read by the thread when a pass starts.
+    cycle: AtomicU32,
+    /// The thread's last pass: the generation it started in, and how far
+    /// it got. A pass from an older generation says nothing of this one.
+    backfill: Mutex<Option<(u32, Backfill)>>,
 }
 
 impl Turns {
@@ -148,6 +177,22 @@ impl Checkpointer {
         self.turns.claimed.store(false, Ordering::Release);
     }
 
+    /// The writer saw the WAL restart: generation `cycle` began.
+    pub(super) fn new_cycle(&self, cycle: u32) {
+        self.turns.cycle.store(cycle, Ordering::Release);
+    }
+
+    /// How far the thread's last pass in generation `cycle` got (`None`:
+    /// none has ended in it).
+    pub(super) fn backfill(&self, cycle: u32) -> Option<Backfill> {
+        let last = *self
+            .turns
+            .backfill
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        last.and_then(|(generation, backfill)| (generation == cycle).then_some(backfill))
+    }
+
     /// Asks for a checkpoint soon; never blocks.
     pub(super) fn request(&self) {
         if let Some(wake) = &self.wake {
@@ -169,9 +214,21 @@ fn pass(conn: &Connection, turns: &Turns, observer: &dyn LedgerObserver) {
         // The writer is finishing this cycle itself.
         return;
     }
+    let cycle = turns.cycle.load(Ordering::Acquire);
     let started = Instant::now();
     match conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
-        Ok(_) => observer.checkpointed(CheckpointBy::Background, started.elapsed()),
+        Ok((_, done)) => {
+            observer.checkpointed(CheckpointBy::Background, started.elapsed());
+            // Published last, still holding the turn: the writer acts on it
+            // from its next batch on.
+            let mut last = turns
+                .backfill
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let pass = last.map_or(0, |(_, b)| b.pass.wrapping_add(1));
+            let frames = u32::try_from(done).unwrap_or(0);
+            *last = Some((cycle, Backfill { pass, frames }));
+        }
         // Another process is checkpointing the same file.
         Err(e) if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) => {
             tracing::debug!(error = %e, "background ledger checkpoint skipped");
@@ -193,13 +250,20 @@ impl Drop for Checkpointer {
 }
 
 /// When the writer checkpoints, and when it asks the thread to: the thread
-/// copies the first three quarters of each `pages` while appends go on, the
-/// writer the rest, so the writer's share is about a quarter of what
-/// SQLite's automatic checkpoint would cost it.
+/// copies the first three quarters of each `pages` while appends go on,
+/// then chases what was appended meanwhile; the writer copies the last few
+/// pages (or, if the chase cannot catch up, whatever is left at `pages`).
 #[derive(Debug)]
 pub(super) struct CheckpointPolicy {
     /// The WAL size at which the writer finishes a checkpoint itself.
     pub(super) pages: u32,
+    /// The most the writer copies itself before the limit: what is left
+    /// after a pass of the thread's.
+    pub(super) small: u32,
+    /// WAL generations seen (restarts), for [`Backfill`]s.
+    cycle: u32,
+    /// The thread's last pass this generation that the writer acted on.
+    seen: Option<Backfill>,
     /// WAL size at the writer's last own checkpoint that did not let the
     /// WAL restart (a reader held an old snapshot): it tries again only
     /// after another quarter of `pages`, not after every batch. A turn it
@@ -217,7 +281,8 @@ pub(super) struct CheckpointPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Step {
     Nothing,
-    /// Wake the background thread.
+    /// Wake the background thread (the first time in a cycle, or to chase
+    /// what was appended during its last pass).
     Background,
     /// Claim the cycle and checkpoint the tail on the writer, now if the
     /// thread is not checkpointing.
@@ -226,26 +291,80 @@ pub(super) enum Step {
 
 impl CheckpointPolicy {
     pub(super) fn new(pages: u32) -> CheckpointPolicy {
+        let pages = pages.max(4);
         CheckpointPolicy {
-            pages: pages.max(4),
+            pages,
+            small: (pages / 64).max(1),
+            cycle: 0,
+            seen: None,
             last_attempt: 0,
             last_request: 0,
         }
     }
 
-    pub(super) fn step(&mut self, frames: u32) -> Step {
-        let quarter = self.pages / 4;
+    /// Notes the WAL's size; true when it restarted (a new generation,
+    /// [`CheckpointPolicy::cycle`]).
+    pub(super) fn observe(&mut self, frames: u32) -> bool {
         if frames < self.last_attempt.max(self.last_request) {
-            // The WAL restarted.
             self.last_attempt = 0;
             self.last_request = 0;
+            self.seen = None;
+            self.cycle = self.cycle.wrapping_add(1);
+            true
+        } else {
+            false
         }
+    }
+
+    /// The WAL's generation.
+    pub(super) fn cycle(&self) -> u32 {
+        self.cycle
+    }
+
+    /// What to do after a batch, the WAL at `frames`, the thread's last
+    /// pass this generation at `backfill`; `committed`: the batch made a
+    /// commit (only then does the writer copy a small tail: with no commit
+    /// after it, nothing would restart the WAL).
+    pub(super) fn step(
+        &mut self,
+        frames: u32,
+        backfill: Option<Backfill>,
+        committed: bool,
+    ) -> Step {
+        self.observe(frames);
+        let quarter = self.pages / 4;
+        let fresh = backfill.filter(|b| self.seen.is_none_or(|seen| seen.pass != b.pass));
         if frames >= self.pages && frames >= self.last_attempt.saturating_add(quarter) {
             self.last_request = self.last_request.max(frames);
             Step::Writer
-        } else if frames >= self.pages - quarter && self.last_request == 0 {
-            self.last_request = frames;
-            Step::Background
+        } else if self.last_request == 0 {
+            if frames >= self.pages - quarter {
+                self.last_request = frames;
+                Step::Background
+            } else {
+                Step::Nothing
+            }
+        } else if let Some(pass) = fresh {
+            let progress = self.seen.is_none_or(|seen| pass.frames > seen.frames);
+            let left = frames.saturating_sub(pass.frames);
+            if left <= self.small && self.last_attempt == 0 {
+                // Not marked seen: if this batch did not commit, or the
+                // writer cannot have its turn yet, the next batch decides
+                // again (`ran` ends it once the writer has copied the tail).
+                if committed {
+                    Step::Writer
+                } else {
+                    Step::Nothing
+                }
+            } else if progress && self.last_attempt == 0 {
+                self.seen = Some(pass);
+                Step::Background
+            } else {
+                // A reader holds the thread back, or the writer already
+                // tried: the limit decides.
+                self.seen = Some(pass);
+                Step::Nothing
+            }
         } else {
             Step::Nothing
         }
@@ -264,45 +383,106 @@ mod tests {
     #[test]
     fn the_thread_works_at_three_quarters_and_the_writer_at_the_limit() {
         let mut policy = CheckpointPolicy::new(8192);
-        assert_eq!(policy.step(0), Step::Nothing);
-        assert_eq!(policy.step(6143), Step::Nothing);
-        assert_eq!(policy.step(6144), Step::Background);
+        assert_eq!(policy.step(0, None, true), Step::Nothing);
+        assert_eq!(policy.step(6143, None, true), Step::Nothing);
+        assert_eq!(policy.step(6144, None, true), Step::Background);
         // Once per cycle, not after every batch.
-        assert_eq!(policy.step(6200), Step::Nothing);
-        assert_eq!(policy.step(8191), Step::Nothing);
-        assert_eq!(policy.step(8192), Step::Writer);
+        assert_eq!(policy.step(6200, None, true), Step::Nothing);
+        assert_eq!(policy.step(8191, None, true), Step::Nothing);
+        assert_eq!(policy.step(8192, None, true), Step::Writer);
         policy.ran(8192);
         // The WAL did not restart (a reader): not again on the next batch…
-        assert_eq!(policy.step(8200), Step::Nothing);
+        assert_eq!(policy.step(8200, None, true), Step::Nothing);
         // …but after another quarter.
-        assert_eq!(policy.step(10240), Step::Writer);
+        assert_eq!(policy.step(10240, None, true), Step::Writer);
         policy.ran(10240);
         // It restarted: a new cycle.
-        assert_eq!(policy.step(3), Step::Nothing);
-        assert_eq!(policy.step(6144), Step::Background);
-        assert_eq!(policy.step(8192), Step::Writer);
+        assert_eq!(policy.step(3, None, true), Step::Nothing);
+        assert_eq!(policy.step(6144, None, true), Step::Background);
+        assert_eq!(policy.step(8192, None, true), Step::Writer);
     }
 
     #[test]
     fn a_turn_the_writer_could_not_have_is_tried_again_after_the_next_batch() {
         let mut policy = CheckpointPolicy::new(8192);
-        assert_eq!(policy.step(6144), Step::Background);
+        assert_eq!(policy.step(6144, None, true), Step::Background);
         // The thread was checkpointing: no `ran`.
-        assert_eq!(policy.step(8192), Step::Writer);
-        assert_eq!(policy.step(8193), Step::Writer);
-        assert_eq!(policy.step(9000), Step::Writer);
+        assert_eq!(policy.step(8192, None, true), Step::Writer);
+        assert_eq!(policy.step(8193, None, true), Step::Writer);
+        assert_eq!(policy.step(9000, None, true), Step::Writer);
         policy.ran(9000);
         // It restarted after the writer's checkpoint.
-        assert_eq!(policy.step(2), Step::Nothing);
-        assert_eq!(policy.step(6144), Step::Background);
+        assert_eq!(policy.step(2, None, true), Step::Nothing);
+        assert_eq!(policy.step(6144, None, true), Step::Background);
     }
 
     #[test]
     fn tiny_limits_still_leave_room() {
         let mut policy = CheckpointPolicy::new(1);
         assert_eq!(policy.pages, 4);
-        assert_eq!(policy.step(2), Step::Nothing);
-        assert_eq!(policy.step(3), Step::Background);
-        assert_eq!(policy.step(4), Step::Writer);
+        assert_eq!(policy.step(2, None, true), Step::Nothing);
+        assert_eq!(policy.step(3, None, true), Step::Background);
+        assert_eq!(policy.step(4, None, true), Step::Writer);
+    }
+
+    fn pass(pass: u32, frames: u32) -> Option<Backfill> {
+        Some(Backfill { pass, frames })
+    }
+
+    #[test]
+    fn the_thread_chases_the_tail_and_the_writer_copies_only_the_last_few_pages() {
+        let mut policy = CheckpointPolicy::new(8192);
+        assert_eq!(policy.small, 128);
+        assert_eq!(policy.step(6144, None, true), Step::Background);
+        // Its first pass is still running.
+        assert_eq!(policy.step(6500, None, true), Step::Nothing);
+        // It copied 6144 frames; 856 came in meanwhile: chase them.
+        assert_eq!(policy.step(7000, pass(0, 6144), true), Step::Background);
+        // Once per pass, not after every batch.
+        assert_eq!(policy.step(7010, pass(0, 6144), true), Step::Nothing);
+        // The second pass left 100 frames: few enough for the writer.
+        assert_eq!(policy.step(7100, pass(1, 7000), true), Step::Writer);
+        policy.ran(7100);
+        // Its checkpoint let the WAL restart: a new cycle, and the old
+        // generation's passes mean nothing now.
+        assert!(policy.observe(5));
+        assert_eq!(policy.cycle(), 1);
+        assert_eq!(policy.step(6144, None, true), Step::Background);
+    }
+
+    #[test]
+    fn a_small_tail_waits_for_a_batch_that_commits() {
+        let mut policy = CheckpointPolicy::new(8192);
+        assert_eq!(policy.step(6144, None, true), Step::Background);
+        assert_eq!(policy.step(6150, pass(0, 6144), false), Step::Nothing);
+        assert_eq!(policy.step(6152, pass(0, 6144), true), Step::Writer);
+        // The thread was still checkpointing (no `ran`): again next batch…
+        assert_eq!(policy.step(6155, pass(0, 6144), true), Step::Writer);
+        // …or, if the tail has grown meanwhile, chase it first.
+        assert_eq!(policy.step(6400, pass(0, 6144), true), Step::Background);
+    }
+
+    #[test]
+    fn a_chase_that_gets_no_further_is_left_to_the_limit() {
+        // A reader on an old snapshot stops every pass at the same frame.
+        let mut policy = CheckpointPolicy::new(8192);
+        assert_eq!(policy.step(6144, None, true), Step::Background);
+        assert_eq!(policy.step(6500, pass(0, 5000), true), Step::Background);
+        assert_eq!(policy.step(7000, pass(1, 5000), true), Step::Nothing);
+        assert_eq!(policy.step(7500, pass(1, 5000), true), Step::Nothing);
+        // The limit still ends the cycle.
+        assert_eq!(policy.step(8192, pass(1, 5000), true), Step::Writer);
+        policy.ran(8192);
+        // And a writer whose own checkpoint did not restart the WAL copies
+        // no small tail again this cycle.
+        assert_eq!(policy.step(8200, pass(2, 8150), true), Step::Nothing);
+    }
+
+    #[test]
+    fn past_the_limit_the_claim_comes_first_even_with_a_pass_in_hand() {
+        let mut policy = CheckpointPolicy::new(8192);
+        assert_eq!(policy.step(6144, None, true), Step::Background);
+        // The chase fell behind: at the limit the writer takes the rest.
+        assert_eq!(policy.step(9000, pass(0, 6144), true), Step::Writer);
     }
 }

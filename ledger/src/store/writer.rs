@@ -175,10 +175,12 @@ impl Writer {
         tracing::debug!("ledger writer stopped");
     }
 
-    /// After a batch: wakes the checkpoint thread once the WAL has grown,
-    /// and past `checkpoint_pages` claims the cycle and copies the tail the
-    /// thread has not reached, so that the next commit restarts the WAL
-    /// (`committed`: this batch made one).
+    /// After a batch: wakes the checkpoint thread once the WAL has grown
+    /// (and again to chase what was appended during its pass), copies the
+    /// few pages it left once they are few, and past `checkpoint_pages`
+    /// claims the cycle and copies whatever tail the thread has not
+    /// reached; either way the next commit restarts the WAL (`committed`:
+    /// this batch made one).
     fn upkeep(&mut self, committed: bool) {
         let Some(checkpoints) = &mut self.checkpoints else {
             return;
@@ -188,7 +190,11 @@ impl Writer {
             checkpoints.claim = Claim::None;
         }
         let frames = checkpoints.frames.get();
-        let step = checkpoints.policy.step(frames);
+        if checkpoints.policy.observe(frames) {
+            checkpoints.thread.new_cycle(checkpoints.policy.cycle());
+        }
+        let backfill = checkpoints.thread.backfill(checkpoints.policy.cycle());
+        let step = checkpoints.policy.step(frames, backfill, committed);
         if step != Step::Writer && checkpoints.claim == Claim::Waiting {
             checkpoints.thread.release();
             checkpoints.claim = Claim::None;
