@@ -57,10 +57,11 @@ pub const DEFAULT_MAX_BATCH: usize = 1024;
 
 /// Default WAL size, in 4 KiB pages, at which the WAL is folded back into
 /// the database and starts over (a 32 MiB WAL). A background thread copies
-/// the first three quarters while appends go on; the writer copies the rest,
-/// and appends queued meanwhile wait for that (see `store::checkpoint`;
-/// measured in bench/README.md, "What was fixed (issue 6)", item 1, and
-/// "The WAL's bound").
+/// the WAL while appends go on, chasing its tail; the writer copies only the
+/// last sliver (at most 1/64 of this), and appends queued meanwhile wait for
+/// that (see `store::checkpoint`; measured in bench/README.md, "What was
+/// fixed (issue 6)", item 1, "The WAL's bound", and the issue 14 checkpoint
+/// section).
 pub const DEFAULT_CHECKPOINT_PAGES: u32 = 8192;
 
 /// Everything needed to open a ledger.

@@ -22,6 +22,7 @@ mod config;
 mod error;
 mod jsonrpc;
 mod mcp;
+mod method;
 mod post;
 mod routes;
 mod server;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::jsonrpc::{self, INVALID_PARAMS, METHOD_NOT_FOUND, Request};
+pub(crate) use crate::method::Method;
 use crate::sse::EventSink;
 use crate::state::Shared;
 use crate::tools::{self, Tool};
@@ -53,66 +54,6 @@ impl Revision {
         match self {
             Revision::Session => None,
             Revision::Stateless => Some("complete"),
-        }
-    }
-}
-
-/// JSON-RPC methods, a closed set for counting (the rest is `Other`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Method {
-    Initialize,
-    ServerDiscover,
-    Ping,
-    ToolsList,
-    ToolsCall,
-    Initialized,
-    Cancelled,
-    Other,
-}
-
-impl Method {
-    /// Every method but `Other`, in `index` order.
-    pub(crate) const KNOWN: [Method; 7] = [
-        Method::Initialize,
-        Method::ServerDiscover,
-        Method::Ping,
-        Method::ToolsList,
-        Method::ToolsCall,
-        Method::Initialized,
-        Method::Cancelled,
-    ];
-
-    pub(crate) fn from_name(name: &str) -> Method {
-        match name {
-            "initialize" => Method::Initialize,
-            "server/discover" => Method::ServerDiscover,
-            "ping" => Method::Ping,
-            "tools/list" => Method::ToolsList,
-            "tools/call" => Method::ToolsCall,
-            "notifications/initialized" => Method::Initialized,
-            "notifications/cancelled" => Method::Cancelled,
-            _ => Method::Other,
-        }
-    }
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Method::Initialize => "initialize",
-            Method::ServerDiscover => "server/discover",
-            Method::Ping => "ping",
-            Method::ToolsList => "tools/list",
-            Method::ToolsCall => "tools/call",
-            Method::Initialized => "notifications/initialized",
-            Method::Cancelled => "notifications/cancelled",
-            Method::Other => "other",
-        }
-    }
-
-    /// Its counter's index; `None` for `Other`.
-    pub(crate) fn index(self) -> Option<usize> {
-        match self {
-            Method::Other => None,
-            known => Some(known as usize),
         }
     }
 }
@@ -184,7 +125,9 @@ async fn call_tool(
     let progress_token = call.meta.and_then(|m| m.progress_token);
     let arguments = call.arguments.map_or("{}", RawValue::get);
     let run = tools::Run {
-        shared,
+        sandbox: &shared.sandbox,
+        http: &shared.http,
+        shutdown: &shared.shutdown,
         events: cx.events,
         progress_token,
     };

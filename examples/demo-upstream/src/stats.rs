@@ -11,7 +11,7 @@ use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
-use crate::mcp::Method;
+use crate::method::Method;
 use crate::tools::Tool;
 
 /// Distinct unknown method names counted by name; beyond it they share

@@ -17,8 +17,12 @@ use serde_json::value::RawValue;
 pub(crate) use fetch::{HttpClient, client as fetch_client};
 pub(crate) use list::ToolsList;
 
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
 use crate::sse::EventSink;
-use crate::state::Shared;
+use sandbox::Sandbox;
 
 /// Every tool's name, in `tools/list` order.
 pub const TOOL_NAMES: [&str; 8] = [
@@ -127,7 +131,13 @@ struct TextContent<'a> {
 /// One tool call: what it may use.
 #[derive(Debug)]
 pub(crate) struct Run<'a> {
-    pub shared: &'a Shared,
+    /// `read_file` and `write_file`'s root, shared with the blocking threads
+    /// that touch files.
+    pub sandbox: &'a Arc<Sandbox>,
+    /// `fetch_url`'s pooled client.
+    pub http: &'a HttpClient,
+    /// Turns true when the server stops: long tools end.
+    pub shutdown: &'a watch::Receiver<bool>,
     /// This POST's SSE stream, when answering in SSE.
     pub events: Option<&'a EventSink>,
     /// `params._meta.progressToken`, as sent.
@@ -143,15 +153,15 @@ impl Run<'_> {
                 Err(refused) => refused,
             },
             Tool::ReadFile => match parse::<ReadFile>(tool, arguments) {
-                Ok(args) => sandbox::read(self.shared, args.path).await,
+                Ok(args) => sandbox::read(self.sandbox, args.path).await,
                 Err(refused) => refused,
             },
             Tool::WriteFile => match parse::<WriteFile>(tool, arguments) {
-                Ok(args) => sandbox::write(self.shared, args.path, args.content).await,
+                Ok(args) => sandbox::write(self.sandbox, args.path, args.content).await,
                 Err(refused) => refused,
             },
             Tool::FetchUrl => match parse::<FetchUrl<'_>>(tool, arguments) {
-                Ok(args) => fetch::get(&self.shared.http, &args.url).await,
+                Ok(args) => fetch::get(self.http, &args.url).await,
                 Err(refused) => refused,
             },
             Tool::Slow => match parse::<Slow>(tool, arguments) {

@@ -11,7 +11,6 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use super::ToolOutput;
-use crate::state::Shared;
 
 /// The largest file `read_file` answers.
 const MAX_READ_BYTES: u64 = 1024 * 1024;
@@ -137,8 +136,8 @@ fn not_found(e: io::Error) -> SandboxError {
 }
 
 /// `read_file`.
-pub(crate) async fn read(shared: &Shared, path: String) -> ToolOutput<'static> {
-    let sandbox = Arc::clone(&shared.sandbox);
+pub(crate) async fn read(sandbox: &Arc<Sandbox>, path: String) -> ToolOutput<'static> {
+    let sandbox = Arc::clone(sandbox);
     let done = tokio::task::spawn_blocking(move || {
         let result = sandbox.read(&path);
         (path, result)
@@ -152,8 +151,12 @@ pub(crate) async fn read(shared: &Shared, path: String) -> ToolOutput<'static> {
 }
 
 /// `write_file`.
-pub(crate) async fn write(shared: &Shared, path: String, content: String) -> ToolOutput<'static> {
-    let sandbox = Arc::clone(&shared.sandbox);
+pub(crate) async fn write(
+    sandbox: &Arc<Sandbox>,
+    path: String,
+    content: String,
+) -> ToolOutput<'static> {
+    let sandbox = Arc::clone(sandbox);
     let done = tokio::task::spawn_blocking(move || {
         let result = sandbox.write(&path, &content);
         (path, result)

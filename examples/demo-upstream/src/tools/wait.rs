@@ -67,7 +67,7 @@ impl Run<'_> {
     /// Resolves when the server shuts down or this POST's SSE client leaves
     /// (a JSON client leaving drops the whole call instead).
     async fn interrupted(&self) -> &'static str {
-        let mut shutdown = self.shared.shutdown.clone();
+        let mut shutdown = self.shutdown.clone();
         let stopping = async move {
             // An error means the server is gone: also a reason to stop.
             let _ = shutdown.wait_for(|stop| *stop).await;
