@@ -1,8 +1,11 @@
 //! SSRF guards: after resolving a destination, refuse addresses inside the
 //! sidecar's own network — loopback, link-local (cloud metadata at
-//! 169.254.169.254), private, unique-local, unspecified, broadcast,
-//! multicast, and IPv4 addresses written as IPv6 (mapped, compatible,
-//! NAT64) — unless the manifest names the host or the IP explicitly (an
+//! 169.254.169.254), private, shared (carrier-grade NAT), unique-local and
+//! site-local, unspecified, broadcast, multicast, the benchmarking
+//! (198.18.0.0/15) and reserved (240.0.0.0/4) blocks, IPv4 addresses written
+//! as IPv6 (mapped, compatible, NAT64 in both prefixes, 6to4) and every
+//! Teredo address (its relay reaches an IPv4 address the guard cannot see
+//! reliably, and no service of an agent's lives there) — unless the manifest names the host or the IP explicitly (an
 //! exact entry, never a wildcard). The caller then connects to exactly the
 //! addresses checked here: no second lookup, so DNS rebinding cannot swap
 //! the address between check and connect.
@@ -37,6 +40,10 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("multicast")
     } else if a == 100 && (64..128).contains(&b) {
         Some("shared address space (100.64.0.0/10)")
+    } else if a == 198 && (b == 18 || b == 19) {
+        Some("benchmarking (198.18.0.0/15)")
+    } else if a >= 240 {
+        Some("reserved (240.0.0.0/4)")
     } else {
         None
     }
@@ -54,6 +61,10 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
         Some("unique local (fc00::/7)")
     } else if segments[0] & 0xffc0 == 0xfe80 {
         Some("link-local")
+    } else if segments[0] & 0xffc0 == 0xfec0 {
+        Some("site-local (fec0::/10)")
+    } else if segments[0] == 0x2001 && segments[1] == 0 {
+        Some("Teredo (2001::/32)")
     } else if let Some(v4) = embedded_v4(ip) {
         forbidden_v4(v4)
     } else {
@@ -62,13 +73,16 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
 }
 
 /// The IPv4 address inside an IPv4-mapped (`::ffff:a.b.c.d`),
-/// IPv4-compatible (`::a.b.c.d`) or NAT64 (`64:ff9b::a.b.c.d`) address.
+/// IPv4-compatible (`::a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`, and the
+/// local-use `64:ff9b:1::/48` with the address in its last 32 bits) or 6to4
+/// (`2002:aabb:ccdd::/48`) address.
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
-    let tail = || Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
     match s {
-        [0, 0, 0, 0, 0, 0xffff, ..] | [0, 0, 0, 0, 0, 0, ..] => Some(tail()),
-        [0x64, 0xff9b, 0, 0, 0, 0, ..] => Some(tail()),
+        [0, 0, 0, 0, 0, 0xffff, ..] | [0, 0, 0, 0, 0, 0, ..] => Some(v4(s[6], s[7])),
+        [0x64, 0xff9b, 0, 0, 0, 0, ..] | [0x64, 0xff9b, 1, ..] => Some(v4(s[6], s[7])),
+        [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
         _ => None,
     }
 }
@@ -162,6 +176,19 @@ mod tests {
             "::ffff:169.254.169.254",
             "::10.0.0.1",
             "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a00:1",
+            // 6to4 of 127.0.0.1, 10.0.0.1 and 169.254.169.254.
+            "2002:7f00:1::",
+            "2002:a00:1:1::1",
+            "2002:a9fe:a9fe::1",
+            // Teredo, whatever it embeds (here 8.8.8.8 obfuscated, and 127.0.0.1).
+            "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+            "2001::80ff:fffe",
+            "fec0::1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "240.0.0.1",
+            "254.1.2.3",
         ] {
             assert!(
                 forbidden(ip.parse().unwrap()).is_some(),
@@ -173,6 +200,11 @@ mod tests {
             "8.8.8.8",
             "2606:4700::1111",
             "::ffff:8.8.8.8",
+            "2002:808:808::1",
+            "198.17.255.255",
+            "198.20.0.1",
+            "2001:db8::1",
+            "2001:4860:4860::8888",
         ] {
             assert_eq!(forbidden(ip.parse().unwrap()), None, "{ip} should pass");
         }
