@@ -98,8 +98,13 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// Largest request body read; larger ones are refused (413).
     pub max_body_bytes: usize,
-    /// Connections served at once; further ones wait to be accepted.
+    /// Connections served at once; at the cap, the oldest connection still
+    /// waiting for its first request is closed to make room, else accepting
+    /// waits.
     pub max_connections: usize,
+    /// Each request head must arrive within this; the first is counted
+    /// from the connection's accept.
+    pub header_timeout: Duration,
     /// Deadline for reading a request and answering it.
     pub request_timeout: Duration,
     /// Page size of list endpoints when the request gives none.
@@ -121,6 +126,7 @@ impl Default for AdminConfig {
             listen: DEFAULT_ADMIN_LISTEN,
             max_body_bytes: DEFAULT_ADMIN_MAX_BODY_BYTES,
             max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,
+            header_timeout: Duration::from_millis(DEFAULT_ADMIN_HEADER_TIMEOUT_MS),
             request_timeout: Duration::from_millis(DEFAULT_ADMIN_REQUEST_TIMEOUT_MS),
             list_limit_default: DEFAULT_ADMIN_LIST_LIMIT_DEFAULT,
             list_limit_max: DEFAULT_ADMIN_LIST_LIMIT_MAX,

@@ -43,12 +43,9 @@ pub use tokens::{TokenSet, TokenWatch};
 
 use crate::config::AdminConfig;
 use crate::limits::SessionLimiters;
-use crate::listener::{Listener, accept_loop};
+use crate::listener::{Listener, ListenerCounters, accept_loop};
 use crate::metrics::Metrics;
 use crate::peer::Peer;
-
-/// Longest wait for a request's headers: a slow client cannot hold a slot.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every admin request may use.
 #[derive(Debug, Clone)]
@@ -166,7 +163,7 @@ async fn serve_on(
     drain: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = crate::listener::http_builder(HEADER_READ_TIMEOUT);
+    let builder = crate::listener::http_builder(state.config.header_timeout);
     let (name, tls) = match surface {
         Surface::Full => (
             "admin",
@@ -180,10 +177,8 @@ async fn serve_on(
         tls,
         max_connections: state.config.max_connections,
         nodelay: false,
-        handshake_failures: state
-            .metrics
-            .tls_handshake_failures
-            .with_label_values(&[name]),
+        header_timeout: state.config.header_timeout,
+        counters: ListenerCounters::new(&state.metrics, name),
     };
     let service = service_fn(move |req| {
         let state = state.clone();

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use super::settings::{
     DEFAULT_FORWARD_ALLOWED_PORTS, DEFAULT_FORWARD_CONNECT_TIMEOUT_MS,
-    DEFAULT_FORWARD_IDLE_TIMEOUT_MS, DEFAULT_FORWARD_MAX_CONNECTIONS,
-    DEFAULT_FORWARD_RESULTS_TAINT,
+    DEFAULT_FORWARD_HEADER_TIMEOUT_MS, DEFAULT_FORWARD_IDLE_TIMEOUT_MS,
+    DEFAULT_FORWARD_MAX_CONNECTIONS, DEFAULT_FORWARD_RESULTS_TAINT,
 };
 
 /// The egress forward proxy; off when `listen` is `None`.
@@ -26,8 +26,13 @@ pub struct ForwardConfig {
     pub idle_timeout: Duration,
     /// Upper bound on connecting to a destination.
     pub connect_timeout: Duration,
-    /// Agent connections served at once; further ones wait to be accepted.
+    /// Agent connections served at once; at the cap, the oldest connection
+    /// still waiting for its first request is closed to make room, else
+    /// accepting waits.
     pub max_connections: usize,
+    /// Each request head must arrive within this; the first is counted
+    /// from the connection's accept.
+    pub header_timeout: Duration,
     /// Whether an egress result (`TOOL_RESULT`) taints the session; when
     /// false the end is recorded as `TOOL_CALL_EXECUTED`, which does not.
     pub results_taint: bool,
@@ -44,6 +49,7 @@ impl Default for ForwardConfig {
             idle_timeout: Duration::from_millis(DEFAULT_FORWARD_IDLE_TIMEOUT_MS),
             connect_timeout: Duration::from_millis(DEFAULT_FORWARD_CONNECT_TIMEOUT_MS),
             max_connections: DEFAULT_FORWARD_MAX_CONNECTIONS,
+            header_timeout: Duration::from_millis(DEFAULT_FORWARD_HEADER_TIMEOUT_MS),
             results_taint: DEFAULT_FORWARD_RESULTS_TAINT,
             dns_overrides: BTreeMap::new(),
         }

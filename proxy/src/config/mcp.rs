@@ -12,9 +12,9 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Uri};
 
 use super::settings::{
-    DEFAULT_MCP_ENFORCE, DEFAULT_MCP_MAX_BODY_BYTES, DEFAULT_MCP_MAX_CONNECTIONS,
-    DEFAULT_MCP_MAX_IN_FLIGHT, DEFAULT_MCP_MAX_RESPONSE_BYTES, DEFAULT_MCP_RESULT_CAPTURE_BYTES,
-    DEFAULT_MCP_SESSION_IDLE_MS, DEFAULT_SHUTDOWN_GRACE_MS,
+    DEFAULT_MCP_ENFORCE, DEFAULT_MCP_HEADER_TIMEOUT_MS, DEFAULT_MCP_MAX_BODY_BYTES,
+    DEFAULT_MCP_MAX_CONNECTIONS, DEFAULT_MCP_MAX_IN_FLIGHT, DEFAULT_MCP_MAX_RESPONSE_BYTES,
+    DEFAULT_MCP_RESULT_CAPTURE_BYTES, DEFAULT_MCP_SESSION_IDLE_MS, DEFAULT_SHUTDOWN_GRACE_MS,
 };
 use super::tls::{ServerTls, UpstreamTls};
 use crate::identity::IdentityConfig;
@@ -46,8 +46,13 @@ pub struct McpConfig {
     pub allowed_origins: Vec<String>,
     /// Largest request body read; larger ones are refused (413).
     pub max_body_bytes: usize,
-    /// Connections served at once; further ones wait to be accepted.
+    /// Connections served at once; at the cap, the oldest connection still
+    /// waiting for its first request is closed to make room, else accepting
+    /// waits.
     pub max_connections: usize,
+    /// Each request head must arrive within this; the first is counted
+    /// from the connection's accept.
+    pub header_timeout: Duration,
     /// Requests handled at once; beyond, requests are answered 503.
     pub max_in_flight: usize,
     /// How much of a tool result the ledger's `TOOL_RESULT` keeps (its size and
@@ -79,6 +84,7 @@ impl Default for McpConfig {
             allowed_origins: Vec::new(),
             max_body_bytes: DEFAULT_MCP_MAX_BODY_BYTES,
             max_connections: DEFAULT_MCP_MAX_CONNECTIONS,
+            header_timeout: Duration::from_millis(DEFAULT_MCP_HEADER_TIMEOUT_MS),
             max_in_flight: DEFAULT_MCP_MAX_IN_FLIGHT,
             result_capture_bytes: DEFAULT_MCP_RESULT_CAPTURE_BYTES,
             max_response_bytes: DEFAULT_MCP_MAX_RESPONSE_BYTES,

@@ -66,9 +66,6 @@ use crate::identity::Identity;
 use crate::identity::Resolver;
 use crate::metrics::Metrics;
 
-/// A slow client must send its request head within this long.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// What the proxy answers with: a short text, or a destination's streamed body.
 pub type EgressBody = UnsyncBoxBody<Bytes, hyper::Error>;
 
@@ -144,17 +141,15 @@ pub async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     // HTTP/1.1 only: CONNECT tunnels are HTTP/1.1 upgrades.
-    let builder = crate::listener::http_builder(HEADER_READ_TIMEOUT).http1_only();
+    let builder = crate::listener::http_builder(state.config.header_timeout).http1_only();
     let listener = crate::listener::Listener {
         tcp: listener,
         name: "forward",
         tls: None,
         max_connections: state.config.max_connections,
         nodelay: true,
-        handshake_failures: state
-            .metrics
-            .tls_handshake_failures
-            .with_label_values(&["forward"]),
+        header_timeout: state.config.header_timeout,
+        counters: crate::listener::ListenerCounters::new(&state.metrics, "forward"),
     };
     let service = {
         let state = state.clone();

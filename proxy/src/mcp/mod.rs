@@ -70,12 +70,9 @@ use crate::config::McpConfig;
 use crate::front_door::{FrontDoor, Refusal};
 use crate::gate::Gate;
 use crate::identity::{Identity, Resolver};
-use crate::listener::{Listener, accept_loop};
+use crate::listener::{Listener, ListenerCounters, accept_loop};
 use crate::metrics::Metrics;
 use crate::peer::Peer;
-
-/// Longest wait for a request's headers: a slow client cannot hold a slot.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every MCP request may use.
 #[derive(Debug)]
@@ -165,17 +162,15 @@ pub async fn serve(
     drain: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = crate::listener::http_builder(HEADER_READ_TIMEOUT);
+    let builder = crate::listener::http_builder(state.config.header_timeout);
     let listener = Listener {
         tcp: listener,
         name: "mcp",
         tls: state.config.tls.as_ref().map(|tls| tls.rustls().into()),
         max_connections: state.config.max_connections,
         nodelay: true,
-        handshake_failures: state
-            .metrics
-            .tls_handshake_failures
-            .with_label_values(&["mcp"]),
+        header_timeout: state.config.header_timeout,
+        counters: ListenerCounters::new(&state.metrics, "mcp"),
     };
     let service = {
         let state = state.clone();

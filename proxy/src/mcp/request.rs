@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::Method;
-use http::header::HeaderMap;
+use http::header::{self, HeaderMap};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
@@ -34,6 +34,15 @@ pub async fn read_body(
 ) -> Result<Bytes, Failure> {
     if !is_json(headers) {
         return Err(Failure::NotJson);
+    }
+    // A declared length over the limit is refused before a byte of the body
+    // is read (an unparsable one is hyper's to refuse: it never gets here).
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Failure::BodyTooLarge { limit });
     }
     match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),

@@ -17,8 +17,8 @@ use aegis_policy::{Outcome, Reason, ReloadOutcome};
 pub use ledger::LedgerMetrics;
 pub use mcp::McpMetrics;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Request latency buckets, 100 µs to 30 s.
@@ -33,8 +33,14 @@ pub struct Metrics {
     pub ledger: Arc<LedgerMetrics>,
     pub api_requests: IntCounterVec,
     pub api_request_duration: HistogramVec,
-    /// Failed or timed-out TLS handshakes, by listener (`mcp`, `admin`).
+    /// Failed or timed-out TLS handshakes, by listener (`mcp`, `admin`,
+    /// `metrics`, `forward`).
     pub tls_handshake_failures: IntCounterVec,
+    /// Connections closed before their first request, by listener and
+    /// reason (`header_timeout`, `made_room`).
+    pub listener_connections_closed: IntCounterVec,
+    /// Connections open now, by listener.
+    pub listener_connections_open: IntGaugeVec,
     decisions: IntCounterVec,
     decision_duration: Histogram,
     pub manifest: ManifestMetrics,
@@ -327,6 +333,24 @@ impl Metrics {
             &["listener"],
         )?;
         registry.register(Box::new(tls_handshake_failures.clone()))?;
+        let listener_connections_closed = IntCounterVec::new(
+            Opts::new(
+                "aegis_listener_connections_closed_total",
+                "Connections closed before their first request: no whole request head within \
+                 the header timeout (reason header_timeout), or the oldest such connection \
+                 closed to make room at the listener's cap (made_room).",
+            ),
+            &["listener", "reason"],
+        )?;
+        registry.register(Box::new(listener_connections_closed.clone()))?;
+        let listener_connections_open = IntGaugeVec::new(
+            Opts::new(
+                "aegis_listener_connections_open",
+                "Connections open now on each listener (TLS handshakes included).",
+            ),
+            &["listener"],
+        )?;
+        registry.register(Box::new(listener_connections_open.clone()))?;
         registry.register(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -339,6 +363,8 @@ impl Metrics {
             api_requests,
             api_request_duration,
             tls_handshake_failures,
+            listener_connections_closed,
+            listener_connections_open,
             decisions,
             decision_duration,
             manifest: ManifestMetrics {

@@ -37,6 +37,11 @@ pub(super) fn resolve(c: &mut Checker<'_>) -> AdminConfig {
         DEFAULT_ADMIN_MAX_CONNECTIONS,
         positive,
     );
+    let header_timeout_ms = c.get(
+        &settings::ADMIN_HEADER_TIMEOUT_MS,
+        DEFAULT_ADMIN_HEADER_TIMEOUT_MS,
+        positive::<u64>,
+    );
     let request_timeout_ms = c.get(
         &settings::ADMIN_REQUEST_TIMEOUT_MS,
         DEFAULT_ADMIN_REQUEST_TIMEOUT_MS,
@@ -73,6 +78,7 @@ pub(super) fn resolve(c: &mut Checker<'_>) -> AdminConfig {
         listen,
         max_body_bytes,
         max_connections,
+        header_timeout: Duration::from_millis(header_timeout_ms),
         request_timeout: Duration::from_millis(request_timeout_ms),
         list_limit_default,
         list_limit_max,

@@ -11,8 +11,8 @@ use super::{Checker, Layered, Origin, boolean, positive, socket_addr};
 use crate::config::forward::ForwardConfig;
 use crate::config::settings::{
     self, DEFAULT_FORWARD_ALLOWED_PORTS, DEFAULT_FORWARD_CONNECT_TIMEOUT_MS,
-    DEFAULT_FORWARD_IDLE_TIMEOUT_MS, DEFAULT_FORWARD_MAX_CONNECTIONS,
-    DEFAULT_FORWARD_RESULTS_TAINT,
+    DEFAULT_FORWARD_HEADER_TIMEOUT_MS, DEFAULT_FORWARD_IDLE_TIMEOUT_MS,
+    DEFAULT_FORWARD_MAX_CONNECTIONS, DEFAULT_FORWARD_RESULTS_TAINT,
 };
 
 /// Resolves `forward:`; `taken` are the other listeners' addresses (by
@@ -73,6 +73,11 @@ pub(super) fn resolve(taken: &[(&str, SocketAddr)], c: &mut Checker<'_>) -> Forw
         DEFAULT_FORWARD_MAX_CONNECTIONS,
         positive,
     );
+    let header_timeout_ms = c.get(
+        &settings::FORWARD_HEADER_TIMEOUT_MS,
+        DEFAULT_FORWARD_HEADER_TIMEOUT_MS,
+        positive::<u64>,
+    );
     let results_taint = c.get(
         &settings::FORWARD_RESULTS_TAINT,
         DEFAULT_FORWARD_RESULTS_TAINT,
@@ -95,6 +100,7 @@ pub(super) fn resolve(taken: &[(&str, SocketAddr)], c: &mut Checker<'_>) -> Forw
         idle_timeout: Duration::from_millis(idle_timeout_ms),
         connect_timeout: Duration::from_millis(connect_timeout_ms),
         max_connections,
+        header_timeout: Duration::from_millis(header_timeout_ms),
         results_taint,
         dns_overrides,
     }

@@ -81,6 +81,7 @@ pub(super) fn resolve(admin_listen: SocketAddr, c: &mut Checker<'_>) -> McpConfi
         allowed_origins,
         max_body_bytes: limits.max_body_bytes,
         max_connections: limits.max_connections,
+        header_timeout: limits.header_timeout,
         max_in_flight: limits.max_in_flight,
         result_capture_bytes: limits.result_capture_bytes,
         max_response_bytes: limits.max_response_bytes,
@@ -193,6 +194,7 @@ pub(super) fn check_identity_with_forward(
 struct Limits {
     max_body_bytes: usize,
     max_connections: usize,
+    header_timeout: Duration,
     max_in_flight: usize,
     result_capture_bytes: usize,
     max_response_bytes: usize,
@@ -208,6 +210,11 @@ fn limits(c: &mut Checker<'_>) -> Limits {
         &settings::MCP_MAX_CONNECTIONS,
         DEFAULT_MCP_MAX_CONNECTIONS,
         positive,
+    );
+    let header_timeout_ms = c.get(
+        &settings::MCP_HEADER_TIMEOUT_MS,
+        DEFAULT_MCP_HEADER_TIMEOUT_MS,
+        positive::<u64>,
     );
     let max_in_flight = c.get(
         &settings::MCP_MAX_IN_FLIGHT,
@@ -239,6 +246,7 @@ fn limits(c: &mut Checker<'_>) -> Limits {
     Limits {
         max_body_bytes,
         max_connections,
+        header_timeout: Duration::from_millis(header_timeout_ms),
         max_in_flight,
         result_capture_bytes,
         max_response_bytes,

@@ -45,6 +45,19 @@ pub const ADMIN_MAX_CONNECTIONS: Setting = Setting::new(
 )
 .env(ENV_ADMIN_MAX_CONNECTIONS);
 
+pub const ENV_ADMIN_HEADER_TIMEOUT_MS: &str = "AEGIS_ADMIN_HEADER_TIMEOUT_MS";
+/// Far longer than any real client takes to send a request head, short
+/// enough that silent connections give their slot back before a probe
+/// series fails.
+pub const DEFAULT_ADMIN_HEADER_TIMEOUT_MS: u64 = 10_000;
+pub const ADMIN_HEADER_TIMEOUT_MS: Setting = Setting::new(
+    "admin.header_timeout_ms",
+    Kind::Integer,
+    "10000",
+    "a connection must send each request head within this (the first counted from its accept)",
+)
+.env(ENV_ADMIN_HEADER_TIMEOUT_MS);
+
 pub const ENV_ADMIN_REQUEST_TIMEOUT_MS: &str = "AEGIS_ADMIN_REQUEST_TIMEOUT_MS";
 /// Long enough for a ledger commit under heavy load, short enough that a stuck
 /// client frees its connection slot.
@@ -160,6 +173,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     ADMIN_LISTEN,
     ADMIN_MAX_BODY_BYTES,
     ADMIN_MAX_CONNECTIONS,
+    ADMIN_HEADER_TIMEOUT_MS,
     ADMIN_REQUEST_TIMEOUT_MS,
     ADMIN_LIST_LIMIT_DEFAULT,
     ADMIN_LIST_LIMIT_MAX,

@@ -67,6 +67,18 @@ pub const FORWARD_MAX_CONNECTIONS: Setting = Setting::new(
 )
 .env(ENV_FORWARD_MAX_CONNECTIONS);
 
+pub const ENV_FORWARD_HEADER_TIMEOUT_MS: &str = "AEGIS_FORWARD_HEADER_TIMEOUT_MS";
+/// An agent's HTTP client sends its request (or `CONNECT`) as soon as it
+/// has connected; a connection silent this long only holds a slot.
+pub const DEFAULT_FORWARD_HEADER_TIMEOUT_MS: u64 = 30_000;
+pub const FORWARD_HEADER_TIMEOUT_MS: Setting = Setting::new(
+    "forward.header_timeout_ms",
+    Kind::Integer,
+    "30000",
+    "a connection must send each request head within this (the first counted from its accept)",
+)
+.env(ENV_FORWARD_HEADER_TIMEOUT_MS);
+
 pub const ENV_FORWARD_RESULTS_TAINT: &str = "AEGIS_FORWARD_RESULTS_TAINT";
 /// Whatever comes back from the network is untrusted input: it taints the
 /// session, so high-risk sinks then need a sanitizer, as after any tool.
@@ -93,6 +105,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     FORWARD_IDLE_TIMEOUT_MS,
     FORWARD_CONNECT_TIMEOUT_MS,
     FORWARD_MAX_CONNECTIONS,
+    FORWARD_HEADER_TIMEOUT_MS,
     FORWARD_RESULTS_TAINT,
     FORWARD_DNS_OVERRIDES,
 ];

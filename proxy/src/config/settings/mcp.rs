@@ -209,6 +209,18 @@ pub const MCP_MAX_CONNECTIONS: Setting = Setting::new(
 )
 .env(ENV_MCP_MAX_CONNECTIONS);
 
+pub const ENV_MCP_HEADER_TIMEOUT_MS: &str = "AEGIS_MCP_HEADER_TIMEOUT_MS";
+/// MCP clients send their request as soon as they have connected; a
+/// connection silent this long only holds a slot.
+pub const DEFAULT_MCP_HEADER_TIMEOUT_MS: u64 = 10_000;
+pub const MCP_HEADER_TIMEOUT_MS: Setting = Setting::new(
+    "mcp.limits.header_timeout_ms",
+    Kind::Integer,
+    "10000",
+    "a connection must send each request head within this (the first counted from its accept)",
+)
+.env(ENV_MCP_HEADER_TIMEOUT_MS);
+
 pub const ENV_MCP_MAX_IN_FLIGHT: &str = "AEGIS_MCP_MAX_IN_FLIGHT";
 /// Requests handled at once (more are answered 503): far above one agent's
 /// parallel tool calls, low enough that held bodies stay bounded.
@@ -293,6 +305,7 @@ pub(super) const SETTINGS: &[Setting] = &[
 pub(super) const LATER_SETTINGS: &[Setting] = &[
     MCP_MAX_BODY_BYTES,
     MCP_MAX_CONNECTIONS,
+    MCP_HEADER_TIMEOUT_MS,
     MCP_MAX_IN_FLIGHT,
     MCP_RESULT_CAPTURE_BYTES,
     MCP_MAX_RESPONSE_BYTES,
