@@ -2,7 +2,8 @@
 //! attacker with write access to it could, so that tests in every crate can
 //! prove verification catches it. Never compiled into the sidecar.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use rusqlite::{Connection, params};
 
@@ -146,4 +147,65 @@ impl Drop for WriteLock {
         // Nothing was written: the transaction ends without a trace.
         let _ = self.conn.execute_batch("ROLLBACK");
     }
+}
+
+/// A tmpfs of `bytes` mounted on a fresh directory, unmounted when dropped,
+/// for disk-full tests; `None` (with the reason printed on stderr, so a
+/// skipped test says why) where mounting is not allowed.
+#[derive(Debug)]
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(bytes: u64) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Some(Tmpfs { dir }),
+            Ok(out) => {
+                eprintln!(
+                    "skipped: cannot mount a tmpfs here ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// Fills the file system under `dir` with one file until it is full.
+pub fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write as _;
+    let filler = dir.join("filler");
+    let mut file = std::fs::File::create(&filler).expect("the filler file");
+    let chunk = vec![0u8; 64 * 1024];
+    loop {
+        match file.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    // Small writes for what a 64 KiB one could not fit.
+    while file.write(&[0u8; 512]).is_ok_and(|n| n > 0) {}
+    let _ = file.sync_all();
+    filler
 }

@@ -13,6 +13,7 @@
 //! checked against the head it caches, in the same transaction as the insert.
 
 mod checkpoint;
+mod files;
 mod reader;
 mod schema;
 mod writer;
@@ -60,6 +61,10 @@ pub trait LedgerObserver: Send + Sync + std::fmt::Debug + 'static {
     /// A checkpoint copied WAL pages into the database (see
     /// [`CheckpointBy`]); a writer-side one held up the appends behind it.
     fn checkpointed(&self, _by: CheckpointBy, _duration: Duration) {}
+    /// The writer found it cannot record (`false`: a commit or a probe
+    /// failed, or the files at its path are not the ones it opened), or can
+    /// again (`true`). Reported on each change only.
+    fn writable(&self, _writable: bool) {}
 }
 
 /// Which thread ran a checkpoint.
@@ -96,6 +101,8 @@ enum Command {
     AppendGroup(Vec<Prepared>),
     /// "Can you write?" — answered after the batch it arrived in.
     Ping(oneshot::Sender<Result<(), String>>),
+    /// Readiness: the files are the ones opened and a commit succeeds now.
+    Probe(oneshot::Sender<Result<(), String>>),
     /// Drop in-memory sessions last appended to before the cutoff (Unix ms).
     EvictIdle {
         cutoff_unix_ms: i64,
@@ -131,6 +138,7 @@ impl std::fmt::Debug for Command {
                 .entries(group.iter().map(|(entry, _)| entry.seal))
                 .finish(),
             Command::Ping(_) => f.write_str("Ping"),
+            Command::Probe(_) => f.write_str("Probe"),
             Command::EvictIdle { cutoff_unix_ms, .. } => f
                 .debug_struct("EvictIdle")
                 .field("cutoff_unix_ms", cutoff_unix_ms)
@@ -241,6 +249,21 @@ impl LedgerHandle {
             .map_err(|_| "the ledger writer has stopped".to_owned())?
     }
 
+    /// Asks the writer whether it can record now: the database and WAL at
+    /// its path are still the files it opened, and a one-row commit
+    /// succeeds (a full disk, a read-only file system or an I/O error fail
+    /// it). Readiness asks this; it costs one small commit.
+    pub async fn probe(&self) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Command::Probe(reply))
+            .await
+            .map_err(|_| "the ledger writer has stopped".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "the ledger writer has stopped".to_owned())?
+    }
+
     /// Drops from memory the sessions not appended to for `idle` (they are
     /// rebuilt from the ledger on next use); returns how many. Done by the
     /// writer thread between batches, so it never races an append.
@@ -299,6 +322,9 @@ impl LedgerBuilder {
             observer,
         } = self;
         let mut conn = open_writer(&config)?;
+        let files = files::Files::opened(&config.path).map_err(|e| {
+            StoreError::BadQuery(format!("cannot stat {}: {e}", config.path.display()))
+        })?;
         let wal_frames = checkpoint::WalFrames::default();
         wal_frames.watch(&mut conn)?;
         let checkpointer =
@@ -311,6 +337,7 @@ impl LedgerBuilder {
             detector.clone(),
             observer.clone(),
             config.max_batch,
+            files,
         )
         .with_checkpoints(
             checkpointer,

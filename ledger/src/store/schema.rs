@@ -56,6 +56,15 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE envelopes ADD COLUMN origin TEXT;
     "#,
+    // v4: one row the writer rewrites when readiness is probed, so a probe
+    // proves a commit can be made now (the disk has room, the file takes
+    // writes), not just that the write lock is free. Not part of any chain.
+    r#"
+    CREATE TABLE probe (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        at_unix_ms  INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -18,6 +18,7 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::{CheckpointPolicy, Checkpointer, Step, WalFrames};
+use super::files::Files;
 use super::reader::load_session;
 use super::{CheckpointBy, Command, LedgerObserver};
 use crate::append::{
@@ -99,6 +100,9 @@ pub(super) struct Writer {
     observer: Arc<dyn LedgerObserver>,
     max_batch: usize,
     checkpoints: Option<Checkpoints>,
+    files: Files,
+    /// Why the last commit or probe could not record, until one succeeds.
+    fault: Option<String>,
 }
 
 /// The WAL's upkeep (see `checkpoint`).
@@ -127,6 +131,7 @@ impl Writer {
         detector: Arc<dyn SessionRules>,
         observer: Arc<dyn LedgerObserver>,
         max_batch: usize,
+        files: Files,
     ) -> Writer {
         Writer {
             conn,
@@ -135,6 +140,45 @@ impl Writer {
             observer,
             max_batch: max_batch.max(1),
             checkpoints: None,
+            files,
+            fault: None,
+        }
+    }
+
+    /// The files check before a commit; a failure is the fault.
+    fn check_files(&mut self) -> Result<(), String> {
+        let checked = self.files.check();
+        if let Err(reason) = &checked {
+            set_fault(&mut self.fault, &*self.observer, Some(reason.clone()));
+        }
+        checked
+    }
+
+    /// Readiness: the files are the ones opened and a one-row commit
+    /// succeeds now.
+    fn probe(&mut self) -> Result<(), String> {
+        self.check_files()?;
+        let written = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .and_then(|tx| {
+                tx.execute(
+                    "INSERT INTO probe (id, at_unix_ms) VALUES (1, ?1) \
+                     ON CONFLICT (id) DO UPDATE SET at_unix_ms = excluded.at_unix_ms",
+                    params![now_unix_ms()],
+                )?;
+                tx.commit()
+            });
+        match written {
+            Ok(()) => {
+                set_fault(&mut self.fault, &*self.observer, None);
+                Ok(())
+            }
+            Err(e) => {
+                let reason = format!("ledger is not writable: {e}");
+                set_fault(&mut self.fault, &*self.observer, Some(reason.clone()));
+                Err(reason)
+            }
         }
     }
 
@@ -248,6 +292,7 @@ impl Writer {
     fn process(&mut self, batch: &mut Vec<Command>) -> bool {
         let started = Instant::now();
         let mut pings = Vec::new();
+        let mut probes = Vec::new();
         let mut evictions = Vec::new();
         let mut entries = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
@@ -264,6 +309,7 @@ impl Writer {
                     }
                 }
                 Command::Ping(reply) => pings.push(reply),
+                Command::Probe(reply) => probes.push(reply),
                 Command::EvictIdle {
                     cutoff_unix_ms,
                     reply,
@@ -286,6 +332,12 @@ impl Writer {
                 let _ = reply.send(status.clone());
             }
         }
+        if !probes.is_empty() {
+            let status = self.probe();
+            for reply in probes {
+                let _ = reply.send(status.clone());
+            }
+        }
         committed
     }
 
@@ -297,12 +349,18 @@ impl Writer {
         // (index into entries, what was appended)
         let mut placed: Vec<(usize, Appended)> = Vec::with_capacity(entries.len());
 
+        if let Err(reason) = self.check_files() {
+            return fail_all(&*self.observer, replies, &reason);
+        }
         let tx = match self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
         {
             Ok(tx) => tx,
-            Err(e) => return fail_all(&*self.observer, replies, &e.to_string()),
+            Err(e) => {
+                set_fault(&mut self.fault, &*self.observer, Some(e.to_string()));
+                return fail_all(&*self.observer, replies, &e.to_string());
+            }
         };
         let mut failure: Option<String> = None;
         for (i, e) in entries.iter().enumerate() {
@@ -376,8 +434,10 @@ impl Writer {
             tracing::error!(error = %reason, "ledger commit failed; the batch was not recorded");
             // Our cached heads may no longer match the disk: reload on next use.
             self.sessions.lock().clear();
+            set_fault(&mut self.fault, &*self.observer, Some(reason.clone()));
             return fail_all(&*self.observer, replies, &reason);
         }
+        set_fault(&mut self.fault, &*self.observer, None);
 
         {
             let now = now_unix_ms();
@@ -433,6 +493,26 @@ impl Writer {
             .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
             .map_err(|e| format!("ledger is not writable: {e}"))
     }
+}
+
+/// Records whether the writer can record, logging and reporting each
+/// change once (not every refused batch).
+fn set_fault(current: &mut Option<String>, observer: &dyn LedgerObserver, fault: Option<String>) {
+    match (&*current, &fault) {
+        (None, Some(reason)) => {
+            tracing::error!(
+                error = %reason,
+                "the ledger cannot record: every call it would record is refused until it can"
+            );
+            observer.writable(false);
+        }
+        (Some(_), None) => {
+            tracing::warn!("the ledger records again");
+            observer.writable(true);
+        }
+        _ => {}
+    }
+    *current = fault;
 }
 
 /// Answers every reply not yet answered with the same storage failure.

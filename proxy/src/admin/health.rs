@@ -18,7 +18,10 @@ pub fn healthz() -> Response<Full<Bytes>> {
     json_response(StatusCode::OK, &json!({"status": "ok"}))
 }
 
-/// Readiness: the ledger writer is running and can take the write lock now.
+/// Readiness: the ledger writer is running, its files are the ones it
+/// opened, and a commit succeeds now (`LedgerHandle::probe`): false while
+/// the disk is full or the file was deleted underneath, true again as soon
+/// as a probe or a call records.
 pub async fn readyz(state: &AdminState) -> Response<Full<Bytes>> {
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
         return json_response(
@@ -26,7 +29,7 @@ pub async fn readyz(state: &AdminState) -> Response<Full<Bytes>> {
             &json!({"status": "draining"}),
         );
     }
-    match tokio::time::timeout(READY_PROBE_TIMEOUT, state.ledger.ping()).await {
+    match tokio::time::timeout(READY_PROBE_TIMEOUT, state.ledger.probe()).await {
         Ok(Ok(())) if state.warnings.is_empty() => {
             json_response(StatusCode::OK, &json!({"status": "ok"}))
         }

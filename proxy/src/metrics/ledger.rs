@@ -21,6 +21,9 @@ pub struct LedgerMetrics {
     pub queue_depth: IntGauge,
     /// Set when scraped.
     pub sessions_in_memory: IntGauge,
+    /// 1 while the writer can record, 0 from a failed commit or probe (or
+    /// a ledger file replaced underneath) until one succeeds.
+    writable: IntGauge,
 }
 
 impl LedgerMetrics {
@@ -77,6 +80,13 @@ impl LedgerMetrics {
             "aegis_ledger_sessions_in_memory",
             "Sessions whose state is held in memory.",
         )?;
+        let writable = IntGauge::new(
+            "aegis_ledger_writable",
+            "1 while the ledger can record; 0 from a failed commit or readiness probe (disk full, \
+             I/O error, read-only, the file deleted or replaced underneath) until one succeeds.",
+        )?;
+        writable.set(1);
+        registry.register(Box::new(writable.clone()))?;
         registry.register(Box::new(appends_total.clone()))?;
         registry.register(Box::new(append_errors.clone()))?;
         registry.register(Box::new(commit_duration.clone()))?;
@@ -96,6 +106,7 @@ impl LedgerMetrics {
             checkpoint_duration,
             queue_depth,
             sessions_in_memory,
+            writable,
         })
     }
 }
@@ -110,6 +121,10 @@ impl LedgerObserver for LedgerMetrics {
         }
         self.commit_duration.observe(duration.as_secs_f64());
         self.commit_batch.observe(event_types.len() as f64);
+    }
+
+    fn writable(&self, writable: bool) {
+        self.writable.set(i64::from(writable));
     }
 
     fn rejected(&self, error: &AppendError) {
