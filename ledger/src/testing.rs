@@ -184,6 +184,17 @@ impl Tmpfs {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Remounts it read-only (`false`) or read-write (`true`).
+    pub fn set_writable(&self, writable: bool) {
+        let mode = if writable { "remount,rw" } else { "remount,ro" };
+        let status = Command::new("mount")
+            .args(["-o", mode])
+            .arg(self.dir.path())
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mount -o {mode} failed: {status}");
+    }
 }
 
 impl Drop for Tmpfs {

@@ -173,3 +173,29 @@ fn a_full_disk_refuses_appends_and_readiness_then_recovers_without_a_reopen() {
     intact(&ledger, "s", recorded);
     ledger.close();
 }
+
+#[test]
+fn a_ledger_on_a_read_only_file_system_is_refused_at_open_with_a_clear_error() {
+    // Linux refuses to remount read-only while a file is open for writing,
+    // so a running writer meets EROFS only from a kernel's emergency
+    // remount; what can be tested is the start.
+    let Some(fs) = Tmpfs::mount(4 * 1024 * 1024) else {
+        return;
+    };
+    let path = fs.path().join("ledger.db");
+    let ledger = Ledger::open(LedgerConfig::new(&path)).unwrap();
+    run(async { ledger.handle().append(proposal("s", 0)).await.unwrap() });
+    ledger.close();
+    fs.set_writable(false);
+    let refused = Ledger::open(LedgerConfig::new(&path))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("cannot open the ledger") && refused.contains("read-write file system"),
+        "{refused}"
+    );
+    fs.set_writable(true);
+    let ledger = Ledger::open(LedgerConfig::new(&path)).unwrap();
+    intact(&ledger, "s", 1);
+    ledger.close();
+}

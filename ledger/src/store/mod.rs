@@ -49,6 +49,14 @@ pub enum StoreError {
     BadQuery(String),
     #[error("the ledger writer has stopped")]
     Closed,
+    #[error(
+        "cannot open the ledger {} for writing (its directory must be writable, on a read-write file system with room): {source}",
+        path.display()
+    )]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
 }
 
 /// What the writer reports after each commit (metrics hook; the ledger
@@ -321,7 +329,13 @@ impl LedgerBuilder {
             detector,
             observer,
         } = self;
-        let mut conn = open_writer(&config)?;
+        let mut conn = open_writer(&config).map_err(|e| match e {
+            StoreError::Sqlite(source) => StoreError::Open {
+                path: config.path.clone(),
+                source,
+            },
+            other => other,
+        })?;
         let files = files::Files::opened(&config.path).map_err(|e| {
             StoreError::BadQuery(format!("cannot stat {}: {e}", config.path.display()))
         })?;

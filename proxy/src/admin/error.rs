@@ -87,6 +87,7 @@ impl ApiError {
                 StoreError::Sqlite(_)
                 | StoreError::NotALedger(_)
                 | StoreError::SchemaTooNew { .. }
+                | StoreError::Open { .. }
                 | StoreError::Closed => (StatusCode::SERVICE_UNAVAILABLE, None),
             },
             ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
