@@ -179,7 +179,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ledger: ledger.handle(),
         reader: ledger.reader(),
         limiters,
-        sequencers: Default::default(),
+        sequencers: crate::gate::Sequencers::new(config.mcp.max_queued_per_session),
         result_commit: config.ledger.result_commit,
         started_unix_ms: aegis_ledger::now_unix_ms(),
     };

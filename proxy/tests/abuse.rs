@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use aegis_demo_upstream::{AnswerMode, DemoConfig, DemoServer};
 use support::{Api, DEADLINE, Server, block_on};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -410,5 +411,142 @@ fn a_body_declared_over_the_limit_is_refused_before_it_is_sent() {
             "{events}"
         );
         server.terminate();
+    });
+}
+
+/// Calls of one session that may decide or wait to, in the flood test.
+const QUEUED_PER_SESSION: usize = 4;
+
+/// One `tools/call` of `session` on a fresh connection: the status and the
+/// answer's text.
+async fn tool_call(mcp: SocketAddr, session: &str, n: usize) -> (u16, String) {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":{n},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{n}"}}}}}}"#
+    );
+    let head = format!(
+        "POST /mcp/tools HTTP/1.1\r\nHost: {mcp}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMcp-Protocol-Version: 2026-07-28\r\n\
+         x-aegis-session-id: {session}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let exchange = async {
+        let mut stream = TcpStream::connect(mcp).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+        (status, text)
+    };
+    tokio::time::timeout(DEADLINE, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("call {n} of {session}: no answer within {DEADLINE:?}"))
+}
+
+#[test]
+fn a_flood_of_calls_on_one_session_is_bounded_and_other_sessions_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(DEADLINE * 4, async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = DemoConfig {
+            sandbox: dir.path().join("sandbox"),
+            answer: AnswerMode::Json,
+            ..DemoConfig::default()
+        };
+        let upstream = DemoServer::start(listener, config).await.unwrap();
+        let manifest = dir.path().join("manifest.yaml");
+        std::fs::write(
+            &manifest,
+            "schema: aegis.dev/manifest/v0.1\nname: flood\nversion: \"1\"\npublisher: t\n\
+             sandbox: {required: false}\npermissions: {tools: [echo]}\n\
+             policy: {loops: {identical_calls: 100000, identical_window: 100000}}\n",
+        )
+        .unwrap();
+        let ledger = dir.path().join("ledger.db");
+        let upstream_arg = format!("tools={}", upstream.url());
+        let queued = QUEUED_PER_SESSION.to_string();
+        let args: Vec<&OsStr> = vec![
+            OsStr::new("--ledger"),
+            ledger.as_os_str(),
+            OsStr::new("--manifest"),
+            manifest.as_os_str(),
+            OsStr::new("--listen"),
+            OsStr::new("127.0.0.1:0"),
+            OsStr::new("--upstream"),
+            OsStr::new(&upstream_arg),
+        ];
+        let envs = [
+            ("AEGIS_SESSION_SCOPE", OsStr::new("client")),
+            ("AEGIS_MCP_MAX_QUEUED_PER_SESSION", OsStr::new(&queued)),
+        ];
+        let server = Server::start(dir.path(), &args, &envs);
+        let mcp = addr_of(&server, "mcp");
+        assert_eq!(tool_call(mcp, "warm-up", 0).await.0, 200);
+        let baseline_rss = rss_kib(server.pid());
+
+        // 200 calls of one session at once, each on its own connection.
+        let mut flood = tokio::task::JoinSet::new();
+        for n in 1..=200 {
+            flood.spawn(tool_call(mcp, "flood", n));
+        }
+        // Meanwhile another session is served.
+        assert_eq!(tool_call(mcp, "bystander", 1).await.0, 200);
+        let (mut ran, mut busy) = (0u64, 0u64);
+        while let Some(answer) = flood.join_next().await {
+            let (status, text) = answer.unwrap();
+            // A refused call is a JSON-RPC error in its answer, as every
+            // per-call failure is.
+            assert_eq!(status, 200, "{text}");
+            if text.contains("max_queued_per_session") {
+                assert!(text.contains("\"error\""), "{text}");
+                busy += 1;
+            } else {
+                assert!(text.contains("\"isError\":false"), "{text}");
+                ran += 1;
+            }
+        }
+        println!(
+            "flood of 200 on one session (at most {QUEUED_PER_SESSION} queued): {ran} ran, {busy} refused"
+        );
+        let refused = sample(
+            &scrape(&server).await,
+            "aegis_mcp_refused_requests_total",
+            &["reason=\"session_busy\""],
+        );
+        assert_eq!(refused, busy as f64);
+        // Only what ran reached the tool server (the warm-up and the
+        // bystander's call besides).
+        assert_eq!(upstream.stats().tool_calls("echo"), ran + 2);
+        assert_eq!(
+            tool_call(mcp, "flood", 999).await.0,
+            200,
+            "the session works after"
+        );
+        let back = (baseline_rss * 11) / 10;
+        let returned = async {
+            loop {
+                let rss = rss_kib(server.pid());
+                if rss <= back {
+                    return rss;
+                }
+                scrape(&server).await;
+                // A poll interval, not a wait for anything in particular.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        };
+        let after_rss = tokio::time::timeout(DEADLINE, returned)
+            .await
+            .unwrap_or_else(|_| rss_kib(server.pid()));
+        println!("RSS: baseline {baseline_rss} KiB, after the flood {after_rss} KiB");
+        assert!(
+            after_rss <= back,
+            "RSS {after_rss} KiB after the flood, {baseline_rss} KiB before"
+        );
+        server.terminate();
+        upstream.shutdown().await;
     });
 }

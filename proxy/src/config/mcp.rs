@@ -13,8 +13,9 @@ use http::{HeaderName, HeaderValue, Uri};
 
 use super::settings::{
     DEFAULT_MCP_ENFORCE, DEFAULT_MCP_HEADER_TIMEOUT_MS, DEFAULT_MCP_MAX_BODY_BYTES,
-    DEFAULT_MCP_MAX_CONNECTIONS, DEFAULT_MCP_MAX_IN_FLIGHT, DEFAULT_MCP_MAX_RESPONSE_BYTES,
-    DEFAULT_MCP_RESULT_CAPTURE_BYTES, DEFAULT_MCP_SESSION_IDLE_MS, DEFAULT_SHUTDOWN_GRACE_MS,
+    DEFAULT_MCP_MAX_CONNECTIONS, DEFAULT_MCP_MAX_IN_FLIGHT, DEFAULT_MCP_MAX_QUEUED_PER_SESSION,
+    DEFAULT_MCP_MAX_RESPONSE_BYTES, DEFAULT_MCP_RESULT_CAPTURE_BYTES, DEFAULT_MCP_SESSION_IDLE_MS,
+    DEFAULT_SHUTDOWN_GRACE_MS,
 };
 use super::tls::{ServerTls, UpstreamTls};
 use crate::identity::IdentityConfig;
@@ -55,6 +56,9 @@ pub struct McpConfig {
     pub header_timeout: Duration,
     /// Requests handled at once; beyond, requests are answered 503.
     pub max_in_flight: usize,
+    /// Calls of one session deciding or waiting to (MCP and egress);
+    /// beyond, a call is refused at once (429).
+    pub max_queued_per_session: usize,
     /// How much of a tool result the ledger's `TOOL_RESULT` keeps (its size and
     /// SHA-256 are always of the whole result); 0 keeps none.
     pub result_capture_bytes: usize,
@@ -86,6 +90,7 @@ impl Default for McpConfig {
             max_connections: DEFAULT_MCP_MAX_CONNECTIONS,
             header_timeout: Duration::from_millis(DEFAULT_MCP_HEADER_TIMEOUT_MS),
             max_in_flight: DEFAULT_MCP_MAX_IN_FLIGHT,
+            max_queued_per_session: DEFAULT_MCP_MAX_QUEUED_PER_SESSION,
             result_capture_bytes: DEFAULT_MCP_RESULT_CAPTURE_BYTES,
             max_response_bytes: DEFAULT_MCP_MAX_RESPONSE_BYTES,
             results: ResultsConfig::default(),

@@ -57,6 +57,7 @@ impl EgressError {
             }
             EgressError::Identity(_) => StatusCode::FORBIDDEN,
             EgressError::Denied { .. } => StatusCode::FORBIDDEN,
+            EgressError::Ledger(GateError::Busy(_)) => StatusCode::TOO_MANY_REQUESTS,
             EgressError::Ledger(_) => StatusCode::SERVICE_UNAVAILABLE,
             EgressError::Unreachable(_) => StatusCode::BAD_GATEWAY,
             EgressError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,

@@ -168,6 +168,9 @@ pub enum GateError {
     /// Other writers kept moving the session's chain head.
     #[error("the session's chain kept moving under other writers; retry")]
     Contended,
+    /// The session already had its most calls queued; nothing recorded.
+    #[error("{0}")]
+    Busy(#[from] sequencer::Busy),
 }
 
 impl GateError {
@@ -189,6 +192,7 @@ impl GateError {
             GateError::Ledger(_) => "ledger_unavailable",
             GateError::State(_) => "ledger_unreadable",
             GateError::Contended => "session_contended",
+            GateError::Busy(_) => "session_busy",
         }
     }
 }
@@ -214,7 +218,7 @@ impl Gate {
         veto: Option<Veto<'_>>,
     ) -> Result<Verdict, GateError> {
         let args_digest = HistoryCall::digest_args(call.args);
-        let turn = self.sequencers.turn(call.identity).await;
+        let turn = self.sequencers.turn(call.identity).await?;
         let mut lost = turn.take_lost();
         for _ in 0..MAX_ATTEMPTS {
             let entry = self.session(call.identity).await?;

@@ -11,6 +11,11 @@
 //! failed leaves the session marked *unrecorded* until the next decision
 //! records the loss (`ERROR_RAISED`, `result_not_recorded`), which taints.
 //!
+//! A session's calls holding or waiting for its turn are bounded
+//! (`mcp.limits.max_queued_per_session`): past the bound a call is refused
+//! at once ([`Busy`]), so an agent flooding one session holds neither
+//! unbounded memory nor every in-flight slot other sessions need.
+//!
 //! Who touches it: every `tools/call` and egress attempt, for a map lookup
 //! under a short `std` mutex section (never held across `.await`). A slot
 //! lives while a call holds or waits for its turn, a result is pending, or
@@ -30,6 +35,8 @@ type SessionKey = (String, String);
 #[derive(Debug, Default)]
 struct Slot {
     turn: Arc<tokio::sync::Mutex<()>>,
+    /// Calls holding or waiting for `turn`.
+    queued: AtomicUsize,
     /// Results sent to the ledger and not yet committed (or failed).
     pending: AtomicUsize,
     /// Results whose commit failed since the last decision (see module docs).
@@ -46,11 +53,30 @@ pub struct Lost {
 }
 
 /// The sessions with calls or results in flight.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Sequencers {
     sessions: Arc<Mutex<HashMap<SessionKey, Arc<Slot>>>>,
     /// Calls waiting for their session's results (a gauge's source).
     waiting: Arc<AtomicUsize>,
+    /// Most calls of one session holding or waiting for its turn.
+    max_queued: usize,
+}
+
+impl Default for Sequencers {
+    fn default() -> Sequencers {
+        Sequencers::new(crate::config::DEFAULT_MCP_MAX_QUEUED_PER_SESSION)
+    }
+}
+
+/// A call refused because its session already had `limit` calls holding
+/// or waiting for their turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this session already has {limit} calls waiting for their turn (mcp.limits.max_queued_per_session); \
+     retry once some are answered"
+)]
+pub struct Busy {
+    pub limit: usize,
 }
 
 /// A session's turn; the next call of the session goes when it is dropped.
@@ -74,6 +100,16 @@ pub struct Pending {
 }
 
 impl Sequencers {
+    /// At most `max_queued` calls per session hold or wait for its turn
+    /// (at least one).
+    pub fn new(max_queued: usize) -> Sequencers {
+        Sequencers {
+            sessions: Arc::default(),
+            waiting: Arc::default(),
+            max_queued: max_queued.max(1),
+        }
+    }
+
     fn map(&self) -> MutexGuard<'_, HashMap<SessionKey, Arc<Slot>>> {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -85,18 +121,28 @@ impl Sequencers {
     }
 
     /// Takes the session's turn, then waits until none of its results is
-    /// still on its way to the ledger.
-    pub async fn turn(&self, identity: &Identity) -> Turn {
+    /// still on its way to the ledger; refused at once when the session
+    /// already has its most calls queued.
+    pub async fn turn(&self, identity: &Identity) -> Result<Turn, Busy> {
         let (key, slot) = self.slot(identity);
-        let guard = slot.turn.clone().lock_owned().await;
-        let turn = Turn {
+        if slot.queued.fetch_add(1, Ordering::SeqCst) >= self.max_queued {
+            slot.queued.fetch_sub(1, Ordering::SeqCst);
+            self.forget(&key, &slot);
+            return Err(Busy {
+                limit: self.max_queued,
+            });
+        }
+        // From here the turn (even before it holds the lock) gives the
+        // count back when dropped.
+        let mut turn = Turn {
             sequencers: self.clone(),
             key,
             slot,
-            guard: Some(guard),
+            guard: None,
         };
+        turn.guard = Some(turn.slot.turn.clone().lock_owned().await);
         turn.results_durable().await;
-        turn
+        Ok(turn)
     }
 
     /// Registers a result about to be sent to the ledger for `identity`'s
@@ -113,6 +159,14 @@ impl Sequencers {
                 tool_name: tool_name.to_owned(),
             }),
         }
+    }
+
+    /// Calls of `identity`'s session holding or waiting for its turn.
+    pub fn queued(&self, identity: &Identity) -> usize {
+        let key = (identity.tenant_id.clone(), identity.session_id.clone());
+        self.map()
+            .get(&key)
+            .map_or(0, |slot| slot.queued.load(Ordering::SeqCst))
     }
 
     /// Sessions with a call or a result in flight.
@@ -208,6 +262,7 @@ impl Turn {
 impl Drop for Turn {
     fn drop(&mut self) {
         drop(self.guard.take());
+        self.slot.queued.fetch_sub(1, Ordering::SeqCst);
         self.sequencers.forget(&self.key, &self.slot);
     }
 }
@@ -237,6 +292,8 @@ impl Drop for Pending {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use std::time::Duration;
 
     use super::*;
@@ -249,14 +306,14 @@ mod tests {
     async fn a_session_is_decided_one_call_at_a_time_and_forgotten_after() {
         let sequencers = Sequencers::default();
         let id = identity("s");
-        let first = sequencers.turn(&id).await;
+        let first = sequencers.turn(&id).await.unwrap();
         assert_eq!(sequencers.len(), 1);
         // A second call of the same session waits for the first...
         let waiting = tokio::spawn({
             let sequencers = sequencers.clone();
             let id = id.clone();
             async move {
-                let _turn = sequencers.turn(&id).await;
+                let _turn = sequencers.turn(&id).await.unwrap();
             }
         });
         tokio::task::yield_now().await;
@@ -264,7 +321,8 @@ mod tests {
         // ...another session does not.
         let other_turn = tokio::time::timeout(HANG_GUARD, sequencers.turn(&identity("other")))
             .await
-            .expect("another session is not held up");
+            .expect("another session is not held up")
+            .unwrap();
         drop(other_turn);
         drop(first);
         tokio::time::timeout(HANG_GUARD, waiting)
@@ -282,7 +340,7 @@ mod tests {
         let next = tokio::spawn({
             let sequencers = sequencers.clone();
             let id = id.clone();
-            async move { sequencers.turn(&id).await.take_lost() }
+            async move { sequencers.turn(&id).await.unwrap().take_lost() }
         });
         // The next call is parked on the result, not on another call's turn.
         tokio::time::timeout(HANG_GUARD, async {
@@ -297,7 +355,8 @@ mod tests {
         drop(
             tokio::time::timeout(HANG_GUARD, sequencers.turn(&identity("other")))
                 .await
-                .expect("another session goes"),
+                .expect("another session goes")
+                .unwrap(),
         );
         result.committed();
         let lost = tokio::time::timeout(HANG_GUARD, next)
@@ -318,7 +377,8 @@ mod tests {
         assert_eq!(sequencers.len(), 1);
         let turn = tokio::time::timeout(HANG_GUARD, sequencers.turn(&id))
             .await
-            .expect("nothing pending");
+            .expect("nothing pending")
+            .unwrap();
         let lost = turn.take_lost();
         assert_eq!(
             lost,
@@ -331,9 +391,52 @@ mod tests {
         turn.restore_lost(lost);
         drop(turn);
         assert_eq!(sequencers.len(), 1);
-        let turn = sequencers.turn(&id).await;
+        let turn = sequencers.turn(&id).await.unwrap();
         assert_eq!(turn.take_lost().len(), 1);
         drop(turn);
+        assert!(sequencers.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_session_with_its_most_calls_queued_is_refused_at_once_others_are_not() {
+        let sequencers = Sequencers::new(3);
+        let id = identity("flood");
+        let first = sequencers.turn(&id).await.unwrap();
+        // Two more wait for the turn (spawned and parked on it)...
+        let mut waiting = Vec::new();
+        for _ in 0..2 {
+            let (sequencers, id) = (sequencers.clone(), id.clone());
+            waiting.push(tokio::spawn(async move {
+                drop(sequencers.turn(&id).await.unwrap());
+            }));
+        }
+        tokio::time::timeout(HANG_GUARD, async {
+            while sequencers.queued(&id) < 3 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("both parked");
+        // ...so the fourth is refused without waiting, and counted nowhere.
+        let refused = sequencers.turn(&id).await.unwrap_err();
+        assert_eq!(refused, Busy { limit: 3 });
+        assert_eq!(sequencers.queued(&id), 3);
+        // Another session is not affected.
+        drop(sequencers.turn(&identity("other")).await.unwrap());
+        drop(first);
+        for task in waiting {
+            tokio::time::timeout(HANG_GUARD, task)
+                .await
+                .expect("the queued calls go")
+                .expect("no panic");
+        }
+        assert!(sequencers.is_empty());
+        // A call that gave up while waiting gives its place back.
+        let held = sequencers.turn(&id).await.unwrap();
+        let gave_up = tokio::time::timeout(Duration::ZERO, sequencers.turn(&id)).await;
+        assert!(gave_up.is_err(), "it had to wait");
+        assert_eq!(sequencers.queued(&id), 1);
+        drop(held);
         assert!(sequencers.is_empty());
     }
 

@@ -15,7 +15,7 @@ use super::error::Failure;
 use super::exchange::{Call, Exchange};
 use super::inputs::Read;
 use super::jsonrpc::{Id, Kind, Message};
-use crate::gate::CallRequest;
+use crate::gate::{CallRequest, GateError};
 
 /// `_meta` key under which a call may carry the sanitizer key of its input.
 pub const SANITIZER_META_KEY: &str = "aegis/sanitizer_key";
@@ -65,6 +65,20 @@ pub async fn admit(state: &McpState, exchange: &mut Exchange, message: &Message)
     let manifest = state.manifests.current();
     let verdict = match state.gate.decide_and_record(request, manifest).await {
         Ok(verdict) => verdict,
+        Err(e @ GateError::Busy(_)) => {
+            // The agent's own flood, not a ledger fault: counted, logged
+            // quietly (an error line per call would let it flood the logs).
+            let failure = Failure::NotRecorded(e);
+            state
+                .metrics
+                .mcp
+                .refused_requests
+                .with_label_values(&[failure.label()])
+                .inc();
+            tracing::debug!(tool = call.name, session = %exchange.identity.session_id, "tool call refused: its session has too many calls queued");
+            exchange.local.push(failure.answer(Some(call.id)));
+            return false;
+        }
         Err(e) => {
             let fail_open = state.fail_open && e.may_fail_open();
             let mode = if fail_open {

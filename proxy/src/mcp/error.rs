@@ -133,7 +133,7 @@ pub enum Failure {
 
 impl Failure {
     /// The `reason` label values of `aegis_mcp_refused_requests_total`.
-    pub const LABELS: [&'static str; 14] = [
+    pub const LABELS: [&'static str; 15] = [
         "front_door",
         "identity",
         "no_route",
@@ -147,6 +147,7 @@ impl Failure {
         "header_mismatch",
         "invalid_call",
         "not_recorded",
+        "session_busy",
         "upstream",
     ];
 
@@ -166,6 +167,7 @@ impl Failure {
             | Failure::Malformed(_)
             | Failure::HeaderMismatch(_)
             | Failure::InvalidCall(_) => StatusCode::BAD_REQUEST,
+            Failure::NotRecorded(GateError::Busy(_)) => StatusCode::TOO_MANY_REQUESTS,
             Failure::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Failure::Upstream {
                 kind: UpstreamKind::Timeout,
@@ -203,6 +205,7 @@ impl Failure {
             Failure::Malformed(_) => "malformed",
             Failure::HeaderMismatch(_) => "header_mismatch",
             Failure::InvalidCall(_) => "invalid_call",
+            Failure::NotRecorded(GateError::Busy(_)) => "session_busy",
             Failure::NotRecorded(_) => "not_recorded",
             Failure::Upstream { .. } => "upstream",
         }
@@ -237,6 +240,9 @@ impl Failure {
             ),
             Failure::Malformed(e) => e.message.clone(),
             Failure::HeaderMismatch(message) | Failure::InvalidCall(message) => message.clone(),
+            Failure::NotRecorded(GateError::Busy(busy)) => {
+                format!("not run: {busy}")
+            }
             Failure::NotRecorded(_) => {
                 "the sidecar could not record this tool call, so it was not run".into()
             }

@@ -81,6 +81,7 @@ pub(super) fn resolve(admin_listen: SocketAddr, c: &mut Checker<'_>) -> McpConfi
         allowed_origins,
         max_body_bytes: limits.max_body_bytes,
         max_connections: limits.max_connections,
+        max_queued_per_session: limits.max_queued_per_session,
         header_timeout: limits.header_timeout,
         max_in_flight: limits.max_in_flight,
         result_capture_bytes: limits.result_capture_bytes,
@@ -194,6 +195,7 @@ pub(super) fn check_identity_with_forward(
 struct Limits {
     max_body_bytes: usize,
     max_connections: usize,
+    max_queued_per_session: usize,
     header_timeout: Duration,
     max_in_flight: usize,
     result_capture_bytes: usize,
@@ -215,6 +217,11 @@ fn limits(c: &mut Checker<'_>) -> Limits {
         &settings::MCP_HEADER_TIMEOUT_MS,
         DEFAULT_MCP_HEADER_TIMEOUT_MS,
         positive::<u64>,
+    );
+    let max_queued_per_session = c.get(
+        &settings::MCP_MAX_QUEUED_PER_SESSION,
+        DEFAULT_MCP_MAX_QUEUED_PER_SESSION,
+        positive,
     );
     let max_in_flight = c.get(
         &settings::MCP_MAX_IN_FLIGHT,
@@ -246,6 +253,7 @@ fn limits(c: &mut Checker<'_>) -> Limits {
     Limits {
         max_body_bytes,
         max_connections,
+        max_queued_per_session,
         header_timeout: Duration::from_millis(header_timeout_ms),
         max_in_flight,
         result_capture_bytes,

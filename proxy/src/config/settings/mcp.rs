@@ -233,6 +233,20 @@ pub const MCP_MAX_IN_FLIGHT: Setting = Setting::new(
 )
 .env(ENV_MCP_MAX_IN_FLIGHT);
 
+pub const ENV_MCP_MAX_QUEUED_PER_SESSION: &str = "AEGIS_MCP_MAX_QUEUED_PER_SESSION";
+/// Calls of one session holding or waiting for its turn (MCP `tools/call`
+/// and egress attempts together): far above an agent's parallel calls, low
+/// enough that one session flooding the sidecar cannot take every
+/// in-flight slot from the others.
+pub const DEFAULT_MCP_MAX_QUEUED_PER_SESSION: usize = 64;
+pub const MCP_MAX_QUEUED_PER_SESSION: Setting = Setting::new(
+    "mcp.limits.max_queued_per_session",
+    Kind::Integer,
+    "64",
+    "calls of one session deciding or waiting to (more are refused at once)",
+)
+.env(ENV_MCP_MAX_QUEUED_PER_SESSION);
+
 pub const ENV_MCP_RESULT_CAPTURE_BYTES: &str = "AEGIS_MCP_RESULT_CAPTURE_BYTES";
 /// How much of a tool result `TOOL_RESULT` keeps (its size and SHA-256 are
 /// always of the whole): enough to read what a tool said without the ledger
@@ -306,6 +320,7 @@ pub(super) const LATER_SETTINGS: &[Setting] = &[
     MCP_MAX_BODY_BYTES,
     MCP_MAX_CONNECTIONS,
     MCP_HEADER_TIMEOUT_MS,
+    MCP_MAX_QUEUED_PER_SESSION,
     MCP_MAX_IN_FLIGHT,
     MCP_RESULT_CAPTURE_BYTES,
     MCP_MAX_RESPONSE_BYTES,
