@@ -550,3 +550,34 @@ fn a_flood_of_calls_on_one_session_is_bounded_and_other_sessions_are_served() {
         upstream.shutdown().await;
     });
 }
+
+#[test]
+fn a_hundred_thousand_deep_json_body_is_refused_and_the_process_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(DEADLINE * 2, async {
+        let upstream = CountingUpstream::start().await;
+        let server = start(dir.path(), upstream.addr, &[]);
+        let deep = "[".repeat(100_000);
+        let mcp = addr_of(&server, "mcp");
+        let admin = server.addr;
+        for (addr, path, extra) in [
+            (
+                mcp,
+                "/mcp",
+                "Accept: application/json, text/event-stream\r\n",
+            ),
+            (admin, "/v1/events", ""),
+            (admin, "/v1/policy/decide", ""),
+        ] {
+            let post = format!(
+                "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+                 {extra}Content-Length: {}\r\nConnection: close\r\n\r\n{deep}",
+                deep.len()
+            );
+            assert_eq!(status_of(addr, &post).await, 400, "{path}");
+        }
+        every_listener_answers(&server).await;
+        assert_eq!(upstream.connections.load(Ordering::SeqCst), 0);
+        server.terminate();
+    });
+}
