@@ -92,7 +92,15 @@ pub async fn admit(state: &McpState, exchange: &mut Exchange, message: &Message)
                 .ledger_failures
                 .with_label_values(&[mode])
                 .inc();
-            tracing::error!(tool = call.name, error = %e, mode, "tool call could not be recorded");
+            if e.may_fail_open() {
+                // The store failed: the operator has to act.
+                tracing::error!(tool = call.name, error = %e, mode, "tool call could not be recorded");
+            } else {
+                // Something the agent can bring about (a session it
+                // recorded itself, a chain it keeps moving): a line per
+                // call at error level would let it flood the logs.
+                tracing::debug!(tool = call.name, error = %e, mode, "tool call could not be recorded");
+            }
             if fail_open {
                 exchange
                     .calls
