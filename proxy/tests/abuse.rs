@@ -170,6 +170,27 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// The sidecar's RSS once it is at most `back` KiB, or, if it never gets
+/// there within [`DEADLINE`], what it is then. Freed pages go back to the
+/// system within the allocator's decay time; the scrapes keep the process
+/// doing a little meanwhile.
+async fn rss_back_to(server: &Server, back: u64) -> u64 {
+    let returned = async {
+        loop {
+            let rss = rss_kib(server.pid());
+            if rss <= back {
+                return rss;
+            }
+            scrape(server).await;
+            // A poll interval, not a wait for anything in particular.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(DEADLINE, returned)
+        .await
+        .unwrap_or_else(|_| rss_kib(server.pid()))
+}
+
 /// Waits until every listener is back to `open` connections (the
 /// sidecar's own view), then returns the scrape.
 async fn settled(server: &Server, open: &[(&str, f64)]) -> String {
@@ -280,23 +301,8 @@ fn silent_connections_on_every_listener_lock_out_nothing_and_leave_nothing_behin
         drop(silent);
         let after = settled(&server, &baseline_open).await;
         every_listener_answers(&server).await;
-        // Freed pages go back to the system within the allocator's decay
-        // time; the scrapes keep the process doing a little meanwhile.
         let back = (baseline_rss * 11) / 10;
-        let returned = async {
-            loop {
-                let rss = rss_kib(server.pid());
-                if rss <= back {
-                    return rss;
-                }
-                scrape(&server).await;
-                // A poll interval, not a wait for anything in particular.
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-        };
-        let after_rss = tokio::time::timeout(DEADLINE, returned)
-            .await
-            .unwrap_or_else(|_| rss_kib(server.pid()));
+        let after_rss = rss_back_to(&server, back).await;
         assert_eq!(
             upstream.connections.load(Ordering::SeqCst),
             0,
@@ -492,24 +498,10 @@ fn a_flood_of_calls_on_one_session_is_bounded_and_other_sessions_are_served() {
         )
         .unwrap();
         let ledger = dir.path().join("ledger.db");
-        let upstream_arg = format!("tools={}", upstream.url());
         let queued = QUEUED_PER_SESSION.to_string();
-        let args: Vec<&OsStr> = vec![
-            OsStr::new("--ledger"),
-            ledger.as_os_str(),
-            OsStr::new("--manifest"),
-            manifest.as_os_str(),
-            OsStr::new("--listen"),
-            OsStr::new("127.0.0.1:0"),
-            OsStr::new("--upstream"),
-            OsStr::new(&upstream_arg),
-        ];
-        let envs = [
-            ("AEGIS_SESSION_SCOPE", OsStr::new("client")),
-            ("AEGIS_MCP_MAX_QUEUED_PER_SESSION", OsStr::new(&queued)),
-        ];
-        let server = Server::start(dir.path(), &args, &envs);
-        let mcp = addr_of(&server, "mcp");
+        let envs = [("AEGIS_MCP_MAX_QUEUED_PER_SESSION", OsStr::new(&queued))];
+        let (server, mcp) =
+            Server::with_mcp(dir.path(), &ledger, &manifest, &upstream.url(), &envs);
         assert_eq!(tool_call(mcp, "warm-up", 0).await.0, 200);
         let baseline_rss = rss_kib(server.pid());
 
@@ -553,20 +545,7 @@ fn a_flood_of_calls_on_one_session_is_bounded_and_other_sessions_are_served() {
             "the session is decided again after"
         );
         let back = (baseline_rss * 11) / 10;
-        let returned = async {
-            loop {
-                let rss = rss_kib(server.pid());
-                if rss <= back {
-                    return rss;
-                }
-                scrape(&server).await;
-                // A poll interval, not a wait for anything in particular.
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-        };
-        let after_rss = tokio::time::timeout(DEADLINE, returned)
-            .await
-            .unwrap_or_else(|_| rss_kib(server.pid()));
+        let after_rss = rss_back_to(&server, back).await;
         println!("RSS: baseline {baseline_rss} KiB, after the flood {after_rss} KiB");
         assert!(
             after_rss <= back,

@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -64,20 +63,7 @@ impl Rig {
             ..DemoConfig::default()
         };
         let upstream = DemoServer::start(listener, config).await.unwrap();
-        let upstream_arg = format!("tools={}", upstream.url());
-        let args: Vec<&OsStr> = vec![
-            OsStr::new("--ledger"),
-            ledger.as_os_str(),
-            OsStr::new("--manifest"),
-            manifest.as_os_str(),
-            OsStr::new("--listen"),
-            OsStr::new("127.0.0.1:0"),
-            OsStr::new("--upstream"),
-            OsStr::new(&upstream_arg),
-        ];
-        let scope = [("AEGIS_SESSION_SCOPE", OsStr::new("client"))];
-        let server = Server::start(dir, &args, &scope);
-        let mcp = server.ready["mcp"].as_str().unwrap().parse().unwrap();
+        let (server, mcp) = Server::with_mcp(dir, ledger, &manifest, &upstream.url(), &[]);
         Rig {
             server,
             mcp,

@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,33 +85,6 @@ async fn call(client: &Client<HttpConnector, Full<Bytes>>, mcp: SocketAddr, n: u
     }
 }
 
-fn start(
-    dir: &std::path::Path,
-    ledger: &std::path::Path,
-    manifest: &std::path::Path,
-    upstream: &str,
-) -> (Server, SocketAddr) {
-    let upstream = format!("tools={upstream}");
-    let args: Vec<&OsStr> = vec![
-        OsStr::new("--ledger"),
-        ledger.as_os_str(),
-        OsStr::new("--manifest"),
-        manifest.as_os_str(),
-        OsStr::new("--listen"),
-        OsStr::new("127.0.0.1:0"),
-        OsStr::new("--upstream"),
-        OsStr::new(&upstream),
-    ];
-    // The clients name their session (`x-aegis-session-id`).
-    let scope = [("AEGIS_SESSION_SCOPE", OsStr::new("client"))];
-    let server = Server::start(dir, &args, &scope);
-    let mcp = server.ready["mcp"]
-        .as_str()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("ready file has no mcp address: {}", server.ready));
-    (server, mcp)
-}
-
 #[test]
 fn a_sigkill_under_load_does_not_reset_the_budget() {
     let dir = tempfile::tempdir().unwrap();
@@ -127,7 +99,7 @@ fn a_sigkill_under_load_does_not_reset_the_budget() {
             ..DemoConfig::default()
         };
         let upstream = DemoServer::start(listener, config).await.unwrap();
-        let (server, mcp) = start(dir.path(), &ledger, &manifest, &upstream.url());
+        let (server, mcp) = Server::with_mcp(dir.path(), &ledger, &manifest, &upstream.url(), &[]);
 
         // Load from several clients until enough calls were allowed, then
         // kill. The clients share BEFORE_KILL_MAX tickets, so how far they
@@ -168,7 +140,7 @@ fn a_sigkill_under_load_does_not_reset_the_budget() {
         );
 
         // Restart: calls go on until the budget, then are denied.
-        let (server, mcp) = start(dir.path(), &ledger, &manifest, &upstream.url());
+        let (server, mcp) = Server::with_mcp(dir.path(), &ledger, &manifest, &upstream.url(), &[]);
         let client = Client::builder(TokioExecutor::new()).build_http();
         let mut after = 0;
         let denied = loop {

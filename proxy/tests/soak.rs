@@ -21,7 +21,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -126,24 +125,6 @@ async fn call(
     } else {
         panic!("unexpected answer to {id}: {answer}")
     }
-}
-
-fn start(dir: &Path, ledger: &Path, manifest: &Path, upstream: &str) -> (Server, SocketAddr) {
-    let upstream = format!("tools={upstream}");
-    let args: Vec<&OsStr> = vec![
-        OsStr::new("--ledger"),
-        ledger.as_os_str(),
-        OsStr::new("--manifest"),
-        manifest.as_os_str(),
-        OsStr::new("--listen"),
-        OsStr::new("127.0.0.1:0"),
-        OsStr::new("--upstream"),
-        OsStr::new(&upstream),
-    ];
-    let scope = [("AEGIS_SESSION_SCOPE", OsStr::new("client"))];
-    let server = Server::start(dir, &args, &scope);
-    let mcp = server.ready["mcp"].as_str().unwrap().parse().unwrap();
-    (server, mcp)
 }
 
 /// One session's envelopes, read from the stopped sidecar's ledger.
@@ -263,7 +244,8 @@ fn every_acknowledged_call_survives_sigkill_and_no_budget_resets() {
         let acks: Acks = Arc::default();
         let mut totals = Totals::default();
         for cycle in 0..cycles {
-            let (server, mcp) = start(dir.path(), &ledger, &manifest_path, &upstream.url());
+            let (server, mcp) =
+                Server::with_mcp(dir.path(), &ledger, &manifest_path, &upstream.url(), &[]);
             // Kill after this many answers (of this cycle), counted.
             let kill_after = 5 + usize::try_from(rng.below(36)).unwrap();
             let answered = Arc::new(AtomicUsize::new(0));

@@ -289,6 +289,39 @@ impl Server {
         server
     }
 
+    /// Starts a sidecar on `ledger` and `manifest` whose MCP listener
+    /// (on `127.0.0.1:0`) proxies the tool server at `upstream` (a URL) as
+    /// upstream `tools` (`/mcp/tools`); clients name their session
+    /// (`AEGIS_SESSION_SCOPE=client`), and `envs` are added. Returns it and
+    /// its MCP address.
+    pub fn with_mcp(
+        dir: &Path,
+        ledger: &Path,
+        manifest: &Path,
+        upstream: &str,
+        envs: &[(&str, &OsStr)],
+    ) -> (Server, SocketAddr) {
+        let upstream = format!("tools={upstream}");
+        let args: Vec<&OsStr> = vec![
+            OsStr::new("--ledger"),
+            ledger.as_os_str(),
+            OsStr::new("--manifest"),
+            manifest.as_os_str(),
+            OsStr::new("--listen"),
+            OsStr::new("127.0.0.1:0"),
+            OsStr::new("--upstream"),
+            OsStr::new(&upstream),
+        ];
+        let mut all = vec![("AEGIS_SESSION_SCOPE", OsStr::new("client"))];
+        all.extend_from_slice(envs);
+        let server = Server::start(dir, &args, &all);
+        let mcp = server.ready["mcp"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("ready file has no mcp address: {}", server.ready));
+        (server, mcp)
+    }
+
     /// Starts a sidecar on the ledger file `ledger`, with extra `args`.
     pub fn on_ledger(dir: &Path, ledger: &Path, args: &[&str]) -> Server {
         let mut all: Vec<&OsStr> = vec![OsStr::new("--ledger"), ledger.as_os_str()];
