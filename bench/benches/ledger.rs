@@ -7,6 +7,10 @@
 //! - `append/<normal|full>/<appenders>`: committed appends per second into a
 //!   fresh ledger, each appender a tokio task on its own session.
 //! - `verify/...`: full chain recomputation, one long session and many short ones.
+//! - `rebuild/100000/<from>`: a 100k-envelope session's head and state
+//!   rebuilt as after a restart (`LedgerReader::load_session` on the closed
+//!   file): `summary` from the summaries the writer stored, `every_envelope`
+//!   from a copy without them (what every rebuild did before issue 15).
 //!
 //! Run: `cargo bench -p aegis-bench --bench ledger`.
 
@@ -16,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use aegis_bench::{
     CommitCounter, TENANT, append_concurrently, fill, new_event, open_ledger, open_observed,
-    session_id, sized_payload_text, tool_call_requests_from,
+    session_id, sized_payload_text, tool_call_payload, tool_call_requests_from,
 };
-use aegis_ledger::{AppendRequest, Digest, LedgerReader, Payload, Synchronous, canon};
+use aegis_ledger::{AppendRequest, Digest, EventType, LedgerReader, Payload, Synchronous, canon};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 
@@ -190,5 +194,87 @@ fn verify(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, seal_hash, append, verify);
+/// Envelopes of the rebuilt session.
+const REBUILD_ENVELOPES: u64 = 100_000;
+
+/// One session of `REBUILD_ENVELOPES`: tool calls of three envelopes each
+/// (the proposal, ~200 bytes; its allowance; its result), as the sidecar
+/// records them.
+fn rebuild(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let ledger = open_ledger(dir.path(), Synchronous::Normal).expect("a fresh ledger opens");
+    let handle = ledger.handle();
+    let session = session_id(0);
+    rt.block_on(async {
+        let mut queued = Vec::with_capacity(REBUILD_ENVELOPES as usize);
+        for seq in 0..REBUILD_ENVELOPES {
+            let proposal_seq = seq - seq % 3;
+            let (event_type, payload) = match seq % 3 {
+                0 => (EventType::ToolCallProposed, tool_call_payload(seq)),
+                1 => (
+                    EventType::ToolCallAllowed,
+                    Payload::from_value(serde_json::json!({
+                        "tool_name": "read_file", "proposal_seq": proposal_seq,
+                        "rule": "permissions.tools", "manifest_sha256": "ab".repeat(32),
+                    })),
+                ),
+                _ => (
+                    EventType::ToolResult,
+                    Payload::from_value(serde_json::json!({
+                        "tool_name": "read_file", "proposal_seq": proposal_seq,
+                        "result_sha256": "cd".repeat(32), "bytes": 4096, "is_error": false,
+                    })),
+                ),
+            };
+            let mut event = new_event(&session, payload);
+            event.event_type = event_type;
+            queued.push(
+                handle
+                    .enqueue(AppendRequest::at_head(event))
+                    .await
+                    .expect("the append is queued"),
+            );
+        }
+        for q in queued {
+            q.committed().await.expect("every append commits");
+        }
+    });
+    let path = ledger.path().to_owned();
+    ledger.close();
+    let bare = dir.path().join("without-summaries.db");
+    std::fs::copy(&path, &bare).expect("the closed ledger copies");
+    // (A build from before summaries has no such table.)
+    let _ = rusqlite::Connection::open(&bare)
+        .and_then(|conn| conn.execute("DELETE FROM session_summaries", []));
+
+    let mut group = c.benchmark_group(format!("rebuild/{REBUILD_ENVELOPES}"));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    for (name, file) in [("summary", &path), ("every_envelope", &bare)] {
+        let reader = LedgerReader::open_offline(file).expect("the closed ledger opens read-only");
+        let entry = reader
+            .load_session(TENANT, &session)
+            .expect("the session reads")
+            .expect("the session has envelopes");
+        assert_eq!(entry.head.seq, REBUILD_ENVELOPES - 1);
+        assert_eq!(
+            entry.state.tool_calls_consumed(),
+            REBUILD_ENVELOPES.div_ceil(3)
+        );
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                black_box(
+                    reader
+                        .load_session(TENANT, &session)
+                        .expect("the session reads"),
+                )
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, seal_hash, append, verify, rebuild);
 criterion_main!(benches);

@@ -64,6 +64,13 @@ pub const DEFAULT_MAX_BATCH: usize = 1024;
 /// section).
 pub const DEFAULT_CHECKPOINT_PAGES: u32 = 8192;
 
+/// Envelopes of a session after which the writer stores its state again
+/// (`ARCHITECTURE.md`, "The ledger"): a rebuild folds at most this many
+/// (plus one batch) instead of the whole chain; the row costs the commit
+/// that writes it a few pages. Measured in bench/README.md, "Session
+/// rebuild (issue 15, item 6)".
+pub const DEFAULT_SUMMARY_EVERY: u64 = 1024;
+
 /// Everything needed to open a ledger.
 #[derive(Debug, Clone)]
 pub struct LedgerConfig {
@@ -76,6 +83,9 @@ pub struct LedgerConfig {
     pub max_batch: usize,
     /// WAL pages after which the WAL is checkpointed and starts over.
     pub checkpoint_pages: u32,
+    /// Envelopes between a session's stored summaries (0: store none; the
+    /// ones stored are still used).
+    pub summary_every: u64,
 }
 
 impl LedgerConfig {
@@ -86,6 +96,7 @@ impl LedgerConfig {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_batch: DEFAULT_MAX_BATCH,
             checkpoint_pages: DEFAULT_CHECKPOINT_PAGES,
+            summary_every: DEFAULT_SUMMARY_EVERY,
         }
     }
 }

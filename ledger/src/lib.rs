@@ -41,13 +41,15 @@ pub use append::{
     AppendError, AppendRequest, Appended, Head, NewEvent, Origin, Seal, SessionKind, now_unix_ms,
 };
 pub use config::{
-    DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY, LedgerConfig, ParseSynchronousError, Synchronous,
+    DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY, DEFAULT_SUMMARY_EVERY, LedgerConfig,
+    ParseSynchronousError, Synchronous,
 };
 pub use digest::Digest;
 pub use envelope::{Envelope, Payload, Preimage};
 pub use event::{EventType, UnknownEventType};
 pub use session::{
-    DefaultSessionRules, LoopViolation, SessionRules, SessionState, Snapshot, ToolCall, ToolHistory,
+    DefaultSessionRules, LoopViolation, RulesFingerprint, SessionRules, SessionState, Snapshot,
+    ToolCall, ToolHistory,
 };
 pub use store::{
     APPLICATION_ID, CheckpointBy, Ledger, LedgerBuilder, LedgerHandle, LedgerObserver,

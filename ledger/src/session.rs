@@ -31,6 +31,9 @@
 //! - **Loops**: each proposal enters a bounded history of (tool, digest of the
 //!   canonical arguments); a [`SessionRules`] (the policy crate's) examines it
 //!   and a violation it reports holds until `TERMINATION`.
+//!
+//! The state can be stored beside the chain and read back ([`summary`]), so
+//! that a rebuild folds only the envelopes after it.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -55,6 +58,9 @@ pub const MAX_OPEN_CALLS: usize = 256;
 /// Proposals kept for loop detection when no detector asks for more.
 pub const DEFAULT_HISTORY_WINDOW: usize = 20;
 
+/// Identifies a [`SessionRules`]' answers (see [`SessionRules::fingerprint`]).
+pub type RulesFingerprint = [u8; 32];
+
 /// One proposed tool call, as loop detection sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolCall {
@@ -78,7 +84,7 @@ impl ToolCall {
 }
 
 /// The most recent proposals of a session, oldest first, bounded.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ToolHistory {
     calls: VecDeque<ToolCall>,
     capacity: usize,
@@ -112,6 +118,10 @@ impl ToolHistory {
 
     pub fn is_empty(&self) -> bool {
         self.calls.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     fn clear(&mut self) {
@@ -151,6 +161,16 @@ pub trait SessionRules: Send + Sync + fmt::Debug + 'static {
         let _ = tool_name;
         true
     }
+
+    /// Identifies these rules: two rules with the same fingerprint must give
+    /// the same answers to every call above. A stored session summary is
+    /// used only by rules with the fingerprint it was folded under, so that
+    /// a rebuild always equals folding every envelope under the rules of
+    /// now. `None` (the default): no summary is stored or used, and every
+    /// rebuild reads every envelope.
+    fn fingerprint(&self) -> Option<RulesFingerprint> {
+        None
+    }
 }
 
 /// Keeps the history, never reports a loop, every result taints.
@@ -164,6 +184,13 @@ impl SessionRules for DefaultSessionRules {
 
     fn detect(&self, _: &ToolHistory) -> Option<LoopViolation> {
         None
+    }
+
+    fn fingerprint(&self) -> Option<RulesFingerprint> {
+        let mut hasher = Sha256::new();
+        hasher.update(b"aegis-ledger/default-session-rules/v1\0");
+        hasher.update((DEFAULT_HISTORY_WINDOW as u64).to_le_bytes());
+        Some(hasher.finalize().into())
     }
 }
 
@@ -307,7 +334,7 @@ impl Observation {
 }
 
 /// A session's consumption, as of its last applied envelope.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionState {
     first_ts_unix_ms: Option<i64>,
     steps: u64,
@@ -472,5 +499,6 @@ pub struct Snapshot {
     pub loop_violation: String,
 }
 
+pub mod summary;
 #[cfg(test)]
 mod tests;

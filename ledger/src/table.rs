@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::append::{Head, SessionKind};
-use crate::session::{SessionState, Snapshot};
+use crate::session::{RulesFingerprint, SessionState, Snapshot};
 
 /// A session's chain head and reduced state.
 #[derive(Debug, Clone)]
@@ -23,6 +23,55 @@ pub struct SessionEntry {
     /// When the writer last appended to the session (its clock, Unix ms);
     /// what idle eviction goes by.
     pub last_used_unix_ms: i64,
+    /// The rules every envelope in `state` was folded under (`None`: rules
+    /// without a fingerprint, or the rules changed while it was folded): a
+    /// summary is stored only for a state folded under one set of rules.
+    pub(crate) folded_under: Option<RulesFingerprint>,
+    /// The seq the session's stored summary was taken after, if it has one
+    /// that its rules can use.
+    pub(crate) summarized_seq: Option<u64>,
+}
+
+impl SessionEntry {
+    /// Envelopes in the chain after its stored summary (all of them when it
+    /// has none): what a rebuild would fold.
+    pub(crate) fn unsummarized(&self) -> u64 {
+        let from = self.summarized_seq.map_or(0, |s| s + 1);
+        (self.head.seq + 1).saturating_sub(from)
+    }
+
+    /// The fingerprint to store this state's summary under, when one is
+    /// due: the state was folded under the rules of now (`rules`) alone, and
+    /// at least `every` envelopes came after its last summary.
+    pub(crate) fn summary_due(
+        &self,
+        rules: Option<&RulesFingerprint>,
+        every: u64,
+    ) -> Option<RulesFingerprint> {
+        let rules = *rules?;
+        (every > 0 && self.folded_under == Some(rules) && self.unsummarized() >= every)
+            .then_some(rules)
+    }
+
+    /// What the writer needs at the session's first envelope in a batch.
+    pub(crate) fn batch_start(&self, rules: Option<&RulesFingerprint>, every: u64) -> BatchStart {
+        BatchStart {
+            head: self.head,
+            kind: self.kind,
+            summary: self
+                .summary_due(rules, every)
+                .map(|fingerprint| (self.state.to_summary(), fingerprint)),
+        }
+    }
+}
+
+/// A session as the writer finds it at its first envelope in a batch: its
+/// head and kind, and its state's stored form when a summary is due.
+#[derive(Debug)]
+pub(crate) struct BatchStart {
+    pub(crate) head: Head,
+    pub(crate) kind: SessionKind,
+    pub(crate) summary: Option<(String, RulesFingerprint)>,
 }
 
 /// Sessions of one tenant by id.
@@ -54,6 +103,19 @@ impl SessionTable {
             .get(tenant_id)
             .and_then(|s| s.get(session_id))
             .map(|e| (e.head, e.kind))
+    }
+
+    /// [`SessionEntry::batch_start`] of the session, if it is in memory.
+    pub(crate) fn batch_start(
+        &self,
+        (tenant_id, session_id): (&str, &str),
+        rules: Option<&RulesFingerprint>,
+        every: u64,
+    ) -> Option<BatchStart> {
+        self.lock()
+            .get(tenant_id)
+            .and_then(|s| s.get(session_id))
+            .map(|e| e.batch_start(rules, every))
     }
 
     /// A copy of the session's head and state, if it is in memory (head and

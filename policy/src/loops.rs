@@ -76,6 +76,18 @@ impl LoopRules {
         }
     }
 
+    /// The thresholds, in a fixed order (`identical_calls`,
+    /// `identical_window`, `min_sequence`, `max_sequence`): rules with equal
+    /// parameters detect alike, which is what a fingerprint of them needs.
+    pub fn parameters(&self) -> [usize; 4] {
+        [
+            self.identical_calls,
+            self.identical_window,
+            self.min_sequence,
+            self.max_sequence,
+        ]
+    }
+
     /// How many recent proposals the caller must keep for [`Self::detect`]:
     /// `max(identical_window, 2 * max_sequence)`.
     pub fn window(&self) -> usize {

@@ -15,6 +15,7 @@
 mod checkpoint;
 mod files;
 mod reader;
+mod rebuild;
 mod schema;
 mod writer;
 
@@ -351,6 +352,7 @@ impl LedgerBuilder {
             detector.clone(),
             observer.clone(),
             config.max_batch,
+            config.summary_every,
             files,
         )
         .with_checkpoints(

@@ -12,10 +12,8 @@ use rusqlite::{Connection, OpenFlags, Row, ToSql, params_from_iter};
 use sha2::{Digest as _, Sha256};
 
 use super::{StoreError, schema};
-use crate::append::{Head, Origin, SessionKind};
-use crate::digest::Digest;
 use crate::event::EventType;
-use crate::session::{DefaultSessionRules, Observation, SessionRules, SessionState};
+use crate::session::{DefaultSessionRules, SessionRules};
 use crate::stored::StoredEnvelope;
 use crate::table::SessionEntry;
 
@@ -219,15 +217,16 @@ impl LedgerReader {
         })
     }
 
-    /// Rebuilds a session's head and state from its envelopes (`None` when
-    /// it has none).
+    /// Rebuilds a session's head and state from its stored summary and the
+    /// envelopes after it, or from every envelope (`None` when it has none;
+    /// see `rebuild`).
     pub fn load_session(
         &self,
         tenant_id: &str,
         session_id: &str,
     ) -> Result<Option<SessionEntry>, StoreError> {
         let detector = self.inner.detector.clone();
-        self.with_conn(|conn| load_session(conn, tenant_id, session_id, &*detector))
+        self.with_conn(|conn| super::rebuild::load_session(conn, tenant_id, session_id, &*detector))
     }
 }
 
@@ -273,46 +272,6 @@ fn scan_session(
         }
     }
     Ok(())
-}
-
-/// Reduces a session's stored envelopes to its head and state. Rows that do
-/// not parse (which verification reports) are skipped by the reducer.
-pub(crate) fn load_session(
-    conn: &Connection,
-    tenant_id: &str,
-    session_id: &str,
-    detector: &dyn SessionRules,
-) -> Result<Option<SessionEntry>, StoreError> {
-    let mut state = SessionState::new(detector);
-    let mut head: Option<Head> = None;
-    let mut kind = None;
-    scan_session(conn, tenant_id, session_id, |row| {
-        // Rows come in seq order: the first one fixes the kind.
-        kind.get_or_insert_with(|| {
-            SessionKind::from_first(row.origin.as_deref().and_then(Origin::parse))
-        });
-        if let Ok(seq) = u64::try_from(row.seq) {
-            if let Some(hash) = Digest::from_slice(&row.hash) {
-                head = Some(Head { seq, hash });
-            }
-            if let (Ok(event_type), Ok(payload)) = (
-                row.event_type.parse::<EventType>(),
-                crate::canon::parse(&row.payload),
-            ) {
-                state.apply(
-                    &Observation::new(seq, row.ts_unix_ms, event_type, &payload),
-                    detector,
-                );
-            }
-        }
-        ControlFlow::Continue(())
-    })?;
-    Ok(head.map(|head| SessionEntry {
-        head,
-        kind: kind.unwrap_or(SessionKind::Sidecar),
-        state,
-        last_used_unix_ms: crate::append::now_unix_ms(),
-    }))
 }
 
 fn stored_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEnvelope> {

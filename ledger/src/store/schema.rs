@@ -65,6 +65,22 @@ const MIGRATIONS: &[&str] = &[
         at_unix_ms  INTEGER NOT NULL
     );
     "#,
+    // v5: each long session's state as of one of its envelopes (`seq`, whose
+    // `hash` it names), folded under the session rules `rules` identifies:
+    // a rebuild reads it and the envelopes after it instead of every one.
+    // Derived data, not part of any chain; a row that does not match its
+    // chain is ignored (and rewritten).
+    r#"
+    CREATE TABLE session_summaries (
+        tenant_id   TEXT    NOT NULL,
+        session_id  TEXT    NOT NULL,
+        seq         INTEGER NOT NULL CHECK (seq >= 0),
+        hash        BLOB    NOT NULL,
+        rules       BLOB    NOT NULL,
+        state       TEXT    NOT NULL,
+        PRIMARY KEY (tenant_id, session_id)
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

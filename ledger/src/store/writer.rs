@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::{CheckpointPolicy, Checkpointer, Step, WalFrames};
 use super::files::Files;
-use super::reader::load_session;
+use super::rebuild::{self, load_session};
 use super::{CheckpointBy, Command, LedgerObserver};
 use crate::append::{
     AppendError, AppendRequest, Appended, Head, Origin, Seal, SessionKind, now_unix_ms,
@@ -61,7 +61,10 @@ impl Entry {
             seal,
             origin,
         } = request;
-        let effect = Observation::new(0, 0, event.event_type, event.payload.value()).effect;
+        // (The seq is not known yet, and no effect holds it; an opened call
+        // holds its decision's time, as a rebuild gives it.)
+        let effect =
+            Observation::new(0, event.ts_unix_ms, event.event_type, event.payload.value()).effect;
         let tool_name = event.payload.tool_name().map(str::to_owned);
         let (payload_text, payload_canonical) = event.payload.into_parts();
         Entry {
@@ -99,6 +102,8 @@ pub(super) struct Writer {
     detector: Arc<dyn SessionRules>,
     observer: Arc<dyn LedgerObserver>,
     max_batch: usize,
+    /// Envelopes between a session's stored summaries (0: none stored).
+    summary_every: u64,
     checkpoints: Option<Checkpoints>,
     files: Files,
     /// Why the last commit or probe could not record, until one succeeds.
@@ -131,6 +136,7 @@ impl Writer {
         detector: Arc<dyn SessionRules>,
         observer: Arc<dyn LedgerObserver>,
         max_batch: usize,
+        summary_every: u64,
         files: Files,
     ) -> Writer {
         Writer {
@@ -139,6 +145,7 @@ impl Writer {
             detector,
             observer,
             max_batch: max_batch.max(1),
+            summary_every,
             checkpoints: None,
             files,
             fault: None,
@@ -348,6 +355,9 @@ impl Writer {
         let mut loaded: Vec<(usize, SessionEntry)> = Vec::new();
         // (index into entries, what was appended)
         let mut placed: Vec<(usize, Appended)> = Vec::with_capacity(entries.len());
+        // Sessions whose summary this batch stores, and its seq.
+        let mut summarized: Vec<(usize, u64)> = Vec::new();
+        let rules = self.detector.fingerprint();
 
         if let Err(reason) = self.check_files() {
             return fail_all(&*self.observer, replies, &reason);
@@ -367,21 +377,39 @@ impl Writer {
             let key = (e.tenant_id.as_str(), e.session_id.as_str());
             let current = match heads.get(&key) {
                 Some(current) => *current,
-                None => match self.sessions.head_and_kind(key.0, key.1) {
-                    Some(current) => Some(current),
-                    None => match load_session(&tx, key.0, key.1, &*self.detector) {
-                        Ok(Some(entry)) => {
-                            let current = (entry.head, entry.kind);
-                            loaded.push((i, entry));
-                            Some(current)
+                None => {
+                    // The session's first envelope in this batch: its state
+                    // as of its head, stored first if it is due a summary.
+                    let every = self.summary_every;
+                    let first = match self.sessions.batch_start(key, rules.as_ref(), every) {
+                        Some(first) => Ok(Some(first)),
+                        None => match load_session(&tx, key.0, key.1, &*self.detector) {
+                            Ok(Some(entry)) => {
+                                let first = entry.batch_start(rules.as_ref(), every);
+                                loaded.push((i, entry));
+                                Ok(Some(first))
+                            }
+                            Ok(None) => Ok(None),
+                            Err(err) => Err(err.to_string()),
+                        },
+                    };
+                    let first = first.and_then(|first| {
+                        let Some(first) = first else { return Ok(None) };
+                        if let Some((state, fingerprint)) = &first.summary {
+                            rebuild::write(&tx, key.0, key.1, first.head, state, fingerprint)
+                                .map_err(|e| e.to_string())?;
+                            summarized.push((i, first.head.seq));
                         }
-                        Ok(None) => None,
+                        Ok(Some((first.head, first.kind)))
+                    });
+                    match first {
+                        Ok(current) => current,
                         Err(err) => {
-                            failure = Some(err.to_string());
+                            failure = Some(err);
                             break;
                         }
-                    },
-                },
+                    }
+                }
             };
             let head = current.map(|(head, _)| head);
             let placed_at = admit(e, current.map(|(_, kind)| kind))
@@ -441,6 +469,8 @@ impl Writer {
 
         {
             let now = now_unix_ms();
+            // Rules that changed during the batch: its states are mixed.
+            let rules = rules.filter(|before| self.detector.fingerprint() == Some(*before));
             let mut tenants = self.sessions.lock();
             for (i, entry) in loaded {
                 let e = &entries[i];
@@ -465,16 +495,30 @@ impl Writer {
                             kind: SessionKind::from_first(Some(e.origin)),
                             state: SessionState::new(&*self.detector),
                             last_used_unix_ms: now,
+                            folded_under: rules,
+                            summarized_seq: None,
                         }),
                 };
                 entry.head = appended.into();
                 entry.last_used_unix_ms = now;
+                if entry.folded_under != rules {
+                    entry.folded_under = None;
+                }
                 let observation = Observation {
                     seq: appended.seq,
                     ts_unix_ms: e.ts_unix_ms,
                     effect: e.effect.clone(),
                 };
                 entry.state.apply(&observation, &*self.detector);
+            }
+            for (i, seq) in summarized {
+                let e = &entries[i];
+                if let Some(entry) = tenants
+                    .get_mut(e.tenant_id.as_str())
+                    .and_then(|s| s.get_mut(e.session_id.as_str()))
+                {
+                    entry.summarized_seq = Some(seq);
+                }
             }
         }
         let event_types: Vec<EventType> =
