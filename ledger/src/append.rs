@@ -178,6 +178,12 @@ pub enum AppendError {
         reason: String,
         kind: Option<SessionKind>,
     },
+    /// It would change an approval against its rules (a vote on a closed
+    /// approval or by an identity that voted, a call released by an
+    /// approval that does not release it); nothing of its group was
+    /// recorded.
+    #[error("{0}")]
+    Approval(String),
     /// The database could not record it (disk full, I/O error...).
     #[error("ledger storage error: {0}")]
     Storage(String),

@@ -23,6 +23,7 @@
 //! `ARCHITECTURE.md` ("One tools/call, start to finish"; "The ledger").
 
 pub mod append;
+pub mod approval;
 pub mod canon;
 mod config;
 pub mod digest;
@@ -40,6 +41,7 @@ pub mod wire;
 pub use append::{
     AppendError, AppendRequest, Appended, Head, NewEvent, Origin, Seal, SessionKind, now_unix_ms,
 };
+pub use approval::{Approval, ApprovalState, Vote, VoteKind, VoteRefused};
 pub use config::{
     DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY, DEFAULT_SUMMARY_EVERY, LedgerConfig,
     ParseSynchronousError, Synchronous,
@@ -52,8 +54,8 @@ pub use session::{
     ToolCall, ToolHistory,
 };
 pub use store::{
-    APPLICATION_ID, CheckpointBy, Ledger, LedgerBuilder, LedgerHandle, LedgerObserver,
-    LedgerReader, ListQuery, NoObserver, Page, Queued, SCHEMA_VERSION, StoreError,
+    APPLICATION_ID, ApprovalQuery, CheckpointBy, Ledger, LedgerBuilder, LedgerHandle,
+    LedgerObserver, LedgerReader, ListQuery, NoObserver, Page, Queued, SCHEMA_VERSION, StoreError,
 };
 pub use stored::StoredEnvelope;
 pub use table::{SessionEntry, SessionTable};

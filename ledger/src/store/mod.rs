@@ -12,6 +12,7 @@
 //! with no lock. Chain rules (`seq = head + 1`, `prev_hash = head hash`) are
 //! checked against the head it caches, in the same transaction as the insert.
 
+mod approvals;
 mod checkpoint;
 mod files;
 mod reader;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+pub use approvals::ApprovalQuery;
 pub use reader::{LedgerReader, ListQuery, Page};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 

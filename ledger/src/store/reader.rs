@@ -11,7 +11,9 @@ use base64::Engine as _;
 use rusqlite::{Connection, OpenFlags, Row, ToSql, params_from_iter};
 use sha2::{Digest as _, Sha256};
 
+use super::approvals::{self, ApprovalQuery};
 use super::{StoreError, schema};
+use crate::approval::Approval;
 use crate::event::EventType;
 use crate::session::{DefaultSessionRules, SessionRules};
 use crate::stored::StoredEnvelope;
@@ -215,6 +217,94 @@ impl LedgerReader {
             }
             Ok(())
         })
+    }
+
+    /// One approval by id.
+    pub fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError> {
+        self.with_conn(|conn| approvals::get(conn, id))
+    }
+
+    /// Approvals matching `query`, oldest request first, and the cursor
+    /// of the next page (`None`: this is the last).
+    pub fn approvals(
+        &self,
+        query: &ApprovalQuery,
+    ) -> Result<(Vec<Approval>, Option<i64>), StoreError> {
+        let limit = query.limit.clamp(1, 1000);
+        let mut rows = self.with_conn(|conn| {
+            approvals::list(
+                conn,
+                &ApprovalQuery {
+                    limit: limit + 1,
+                    ..query.clone()
+                },
+            )
+        })?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = more.then(|| rows.last().map(|(rowid, _)| *rowid)).flatten();
+        Ok((rows.into_iter().map(|(_, a)| a).collect(), next))
+    }
+
+    /// The approval that can release the call (approved, unexpired at
+    /// `now_unix_ms`, unused), if any. `args_digest`: SHA-256 hex of the
+    /// call's canonical arguments.
+    pub fn releasing_approval(
+        &self,
+        (tenant_id, session_id): (&str, &str),
+        tool_name: &str,
+        args_digest: &str,
+        now_unix_ms: i64,
+    ) -> Result<Option<Approval>, StoreError> {
+        self.with_conn(|conn| {
+            approvals::releasing(
+                conn,
+                tenant_id,
+                session_id,
+                tool_name,
+                args_digest,
+                now_unix_ms,
+            )
+        })
+    }
+
+    /// The session's approval still waiting for votes on this call, if any.
+    pub fn waiting_approval(
+        &self,
+        (tenant_id, session_id): (&str, &str),
+        tool_name: &str,
+        args_digest: &str,
+        now_unix_ms: i64,
+    ) -> Result<Option<Approval>, StoreError> {
+        self.with_conn(|conn| {
+            approvals::waiting(
+                conn,
+                tenant_id,
+                session_id,
+                tool_name,
+                args_digest,
+                now_unix_ms,
+            )
+        })
+    }
+
+    /// Approvals recorded pending or approved whose expiry has passed (at
+    /// most `limit`, the longest overdue first).
+    pub fn overdue_approvals(
+        &self,
+        now_unix_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Approval>, StoreError> {
+        self.with_conn(|conn| approvals::overdue(conn, now_unix_ms, limit))
+    }
+
+    /// Approvals waiting for votes at `now_unix_ms`: of one session, or all.
+    pub fn pending_approvals(
+        &self,
+        session: Option<(&str, &str)>,
+        now_unix_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.with_conn(|conn| approvals::pending_count(conn, session, now_unix_ms))
     }
 
     /// Rebuilds a session's head and state from its stored summary and the

@@ -81,6 +81,35 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (tenant_id, session_id)
     );
     "#,
+    // v6: human approvals, changed only by the writer in the transaction of
+    // the envelope that changes them (`crate::approval`): requested by the
+    // sidecar's APPROVAL_REQUESTED, voted on by operators' APPROVAL_DECIDED,
+    // expired by the sidecar's, consumed by the TOOL_CALL_ALLOWED naming it.
+    // `votes` is a JSON array of {approver, decision, reason, at_unix_ms, seq}.
+    r#"
+    CREATE TABLE approvals (
+        id                  TEXT    PRIMARY KEY,
+        tenant_id           TEXT    NOT NULL,
+        session_id          TEXT    NOT NULL,
+        tool_name           TEXT    NOT NULL,
+        args_digest         TEXT    NOT NULL,
+        args                TEXT    NOT NULL,
+        args_truncated      INTEGER NOT NULL,
+        manifest_sha256     TEXT    NOT NULL,
+        approvals_required  INTEGER NOT NULL CHECK (approvals_required >= 1),
+        proposal_seq        INTEGER NOT NULL,
+        requested_seq       INTEGER NOT NULL,
+        requested_unix_ms   INTEGER NOT NULL,
+        expires_unix_ms     INTEGER NOT NULL,
+        state               TEXT    NOT NULL
+            CHECK (state IN ('pending', 'approved', 'denied', 'expired', 'consumed')),
+        votes               TEXT    NOT NULL,
+        decided_unix_ms     INTEGER,
+        consumed_seq        INTEGER
+    );
+    CREATE INDEX approvals_by_call ON approvals (tenant_id, session_id, tool_name, args_digest);
+    CREATE INDEX approvals_by_state ON approvals (state, expires_unix_ms);
+    "#,
 ];
 
 /// The schema version this build writes.

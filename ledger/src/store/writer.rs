@@ -17,6 +17,7 @@ use std::time::Instant;
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::approvals;
 use super::checkpoint::{CheckpointPolicy, Checkpointer, Step, WalFrames};
 use super::files::Files;
 use super::rebuild::{self, load_session};
@@ -24,6 +25,7 @@ use super::{CheckpointBy, Command, LedgerObserver};
 use crate::append::{
     AppendError, AppendRequest, Appended, Head, Origin, Seal, SessionKind, now_unix_ms,
 };
+use crate::approval::Change;
 use crate::digest::Digest;
 use crate::envelope::Preimage;
 use crate::event::EventType;
@@ -52,6 +54,8 @@ pub(super) struct Entry {
     pub(super) seal: Seal,
     origin: Origin,
     effect: Effect,
+    /// What it does to an approval, if anything.
+    approval: Option<Change>,
 }
 
 impl Entry {
@@ -65,6 +69,7 @@ impl Entry {
         // holds its decision's time, as a rebuild gives it.)
         let effect =
             Observation::new(0, event.ts_unix_ms, event.event_type, event.payload.value()).effect;
+        let approval = Change::of(origin, event.event_type, event.payload.value());
         let tool_name = event.payload.tool_name().map(str::to_owned);
         let (payload_text, payload_canonical) = event.payload.into_parts();
         Entry {
@@ -79,6 +84,7 @@ impl Entry {
             seal,
             origin,
             effect,
+            approval,
         }
     }
 
@@ -303,14 +309,19 @@ impl Writer {
         let mut evictions = Vec::new();
         let mut entries = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
+        // Each entry's group, as (first, one past the last) entry index.
+        let mut groups = Vec::with_capacity(batch.len());
         for command in batch.drain(..) {
             match command {
                 Command::Append { entry, reply } => {
+                    groups.push((entries.len(), entries.len() + 1));
                     entries.push(entry);
                     replies.push(Some(reply));
                 }
                 Command::AppendGroup(group) => {
+                    let span = (entries.len(), entries.len() + group.len());
                     for (entry, reply) in group {
+                        groups.push(span);
                         entries.push(entry);
                         replies.push(Some(reply));
                     }
@@ -326,7 +337,7 @@ impl Writer {
         }
         let committed = !entries.is_empty();
         if committed {
-            self.commit(&entries, &mut replies, started);
+            self.commit(&entries, &groups, &mut replies, started);
         }
         // After the batch's commit, so none of its sessions is evicted
         // between being placed and being updated.
@@ -348,7 +359,13 @@ impl Writer {
         committed
     }
 
-    fn commit(&mut self, entries: &[Box<Entry>], replies: &mut [Option<Reply>], started: Instant) {
+    fn commit(
+        &mut self,
+        entries: &[Box<Entry>],
+        groups: &[(usize, usize)],
+        replies: &mut [Option<Reply>],
+        started: Instant,
+    ) {
         // Heads (and kinds) as this batch moves them, and sessions loaded
         // from disk.
         let mut heads: HashMap<(&str, &str), Option<(Head, SessionKind)>> = HashMap::new();
@@ -373,7 +390,25 @@ impl Writer {
             }
         };
         let mut failure: Option<String> = None;
+        // Entries up to here belong to a group refused whole.
+        let mut refused_until = 0;
         for (i, e) in entries.iter().enumerate() {
+            if i < refused_until {
+                continue;
+            }
+            let (first, end) = groups[i];
+            if i == first
+                && let Err(err) = check_approvals(&tx, &entries[first..end])
+            {
+                for reply in &mut replies[first..end] {
+                    self.observer.rejected(&err);
+                    if let Some(reply) = reply.take() {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                }
+                refused_until = end;
+                continue;
+            }
             let key = (e.tenant_id.as_str(), e.session_id.as_str());
             let current = match heads.get(&key) {
                 Some(current) => *current,
@@ -445,6 +480,12 @@ impl Writer {
                 ])
             });
             if let Err(err) = inserted {
+                failure = Some(err.to_string());
+                break;
+            }
+            if let Some(change) = &e.approval
+                && let Err(err) = approvals::apply(&tx, key.0, key.1, seq, e.ts_unix_ms, change)
+            {
                 failure = Some(err.to_string());
                 break;
             }
@@ -537,6 +578,38 @@ impl Writer {
             .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
             .map_err(|e| format!("ledger is not writable: {e}"))
     }
+}
+
+/// Refuses a group (or a lone append) whose approval changes break the
+/// approvals' rules, before any of it is placed: none of it is recorded.
+/// A release is checked against the proposal before it in its group.
+fn check_approvals(tx: &Connection, group: &[Box<Entry>]) -> Result<(), AppendError> {
+    for (k, e) in group.iter().enumerate() {
+        let Some(change) = &e.approval else {
+            continue;
+        };
+        let proposal = k
+            .checked_sub(1)
+            .map(|p| &group[p])
+            .filter(|p| p.tenant_id == e.tenant_id && p.session_id == e.session_id)
+            .and_then(|p| match &p.effect {
+                Effect::Proposal {
+                    tool_name,
+                    args_digest,
+                } => Some((&**tool_name, args_digest)),
+                _ => None,
+            });
+        approvals::check(
+            tx,
+            &e.tenant_id,
+            &e.session_id,
+            e.ts_unix_ms,
+            change,
+            proposal,
+        )
+        .map_err(AppendError::Approval)?;
+    }
+    Ok(())
 }
 
 /// Records whether the writer can record, logging and reporting each

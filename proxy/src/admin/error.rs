@@ -78,6 +78,7 @@ impl ApiError {
                     Some(json!({"session_kind": kind.as_str()})),
                 ),
                 AppendError::WrongKind { kind: None, .. } => (StatusCode::NOT_FOUND, None),
+                AppendError::Approval(_) => (StatusCode::CONFLICT, None),
                 AppendError::Storage(_) | AppendError::Closed => {
                     (StatusCode::SERVICE_UNAVAILABLE, None)
                 }

@@ -133,6 +133,7 @@ impl LedgerObserver for LedgerMetrics {
             AppendError::HashMismatch { .. } => "hash_mismatch",
             AppendError::Conflict { .. } => "conflict",
             AppendError::WrongKind { .. } => "wrong_session_kind",
+            AppendError::Approval(_) => "approval",
             AppendError::Storage(_) => "storage",
             AppendError::Closed => "closed",
         };
