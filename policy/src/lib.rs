@@ -39,7 +39,7 @@ pub mod trust;
 pub mod watch;
 
 pub use decide::{CompiledManifest, Constraints, Decision, Proposal, SessionFacts, decide};
-pub use manifest::{FsAccess, FsPathRule, Manifest, ManifestError};
+pub use manifest::{ApprovalMode, ApprovalRule, FsAccess, FsPathRule, Manifest, ManifestError};
 pub use reason::{Outcome, Reason};
 pub use store::{
     LoadedManifest, ManifestLoadError, ManifestStatus, ManifestStore, ReloadOutcome, WatchGuard,

@@ -182,6 +182,64 @@ pub struct PolicySection {
     /// Upstreams, resource URI patterns and prompt names whose content does
     /// not taint the session.
     pub trusted_content: TrustedContent,
+    /// How a tool of `permissions.approval_required` is approved, when it
+    /// is not the default (one approver, the sidecar's `approval.mode`).
+    pub approvals: BTreeMap<String, ApprovalRule>,
+}
+
+/// Most distinct approvers a tool may require.
+pub const MAX_APPROVERS: u32 = 10;
+
+/// `policy.approvals[tool]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApprovalRule {
+    /// Distinct identities that must approve (1..=[`MAX_APPROVERS`]).
+    pub approvers: u32,
+    /// `None`: the sidecar's `approval.mode`.
+    pub mode: Option<ApprovalMode>,
+}
+
+impl Default for ApprovalRule {
+    fn default() -> Self {
+        ApprovalRule {
+            approvers: 1,
+            mode: None,
+        }
+    }
+}
+
+/// How a call that needs approval waits for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApprovalMode {
+    /// The agent's request is held open until the approval is decided (or
+    /// the hold times out), then forwarded or refused.
+    Hold,
+    /// The agent is answered at once that approval is pending; the same
+    /// call made again once approved is forwarded.
+    Retry,
+}
+
+impl ApprovalMode {
+    pub const ALL: [ApprovalMode; 2] = [ApprovalMode::Hold, ApprovalMode::Retry];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalMode::Hold => "hold",
+            ApprovalMode::Retry => "retry",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ApprovalMode> {
+        ApprovalMode::ALL.into_iter().find(|m| m.as_str() == text)
+    }
+}
+
+impl Manifest {
+    /// How calls of `tool` are approved (the default when the manifest
+    /// says nothing).
+    pub fn approval_rule(&self, tool: &str) -> ApprovalRule {
+        self.policy.approvals.get(tool).copied().unwrap_or_default()
+    }
 }
 
 /// Loop thresholds; validated so `2 <= identical_calls <= identical_window`

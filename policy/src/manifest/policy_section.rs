@@ -9,8 +9,13 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::check::{DeclaredTools, Validator, got, key_path, quote};
-use super::raw::{self, Field, RawFsPath, RawLoops, RawPolicy, RawRateLimit, RawTrustedContent};
-use super::{FsAccess, FsPathRule, LoopSettings, MAX_SEQUENCE_LIMIT, PolicySection, RateLimit};
+use super::raw::{
+    self, Field, RawApproval, RawFsPath, RawLoops, RawPolicy, RawRateLimit, RawTrustedContent,
+};
+use super::{
+    ApprovalMode, ApprovalRule, FsAccess, FsPathRule, LoopSettings, MAX_APPROVERS, MAX_SEQUENCE_LIMIT,
+    PolicySection, RateLimit,
+};
 use crate::trust::{TrustedContent, UriPattern};
 
 impl Validator {
@@ -19,6 +24,7 @@ impl Validator {
         raw: RawPolicy,
         declared: DeclaredTools<'_>,
         fs_enforced: bool,
+        approval_required: &[String],
     ) -> PolicySection {
         let high_risk_sinks = raw
             .high_risk_sinks
@@ -48,6 +54,10 @@ impl Validator {
             Some(raw) => self.trusted_content(raw),
             None => TrustedContent::default(),
         };
+        let approvals = match self.section("policy.approvals", raw.approvals) {
+            Some(rules) => self.approvals(rules, approval_required),
+            None => BTreeMap::new(),
+        };
         self.unknown("policy", raw.unknown, raw::POLICY_FIELDS);
         PolicySection {
             high_risk_sinks,
@@ -56,7 +66,58 @@ impl Validator {
             rate_limits,
             fs_paths,
             trusted_content,
+            approvals,
         }
+    }
+
+    fn approvals(
+        &mut self,
+        raw: BTreeMap<String, Field<RawApproval>>,
+        approval_required: &[String],
+    ) -> BTreeMap<String, ApprovalRule> {
+        let mut rules = BTreeMap::new();
+        for (tool, raw) in raw {
+            let path = key_path("policy.approvals", &tool);
+            if !approval_required.contains(&tool) {
+                let message = format!(
+                    "{} is not in permissions.approval_required, so its calls are never approved",
+                    quote(&tool)
+                );
+                self.problem(path.clone(), message);
+            }
+            let raw = match raw {
+                Field::Ok(raw) => raw,
+                Field::Bad(v) => {
+                    self.expected(path, "a mapping with approvers and/or mode", &v);
+                    continue;
+                }
+            };
+            let mut rule = ApprovalRule::default();
+            if let Some(value) = raw.approvers {
+                match value.as_u64().and_then(|n| u32::try_from(n).ok()) {
+                    Some(n) if (1..=MAX_APPROVERS).contains(&n) => rule.approvers = n,
+                    _ => self.problem(
+                        format!("{path}.approvers"),
+                        format!(
+                            "must be an integer from 1 to {MAX_APPROVERS}, got {}",
+                            got(&value)
+                        ),
+                    ),
+                }
+            }
+            if let Some(value) = raw.mode {
+                match value.as_str().and_then(ApprovalMode::parse) {
+                    Some(mode) => rule.mode = Some(mode),
+                    None => self.problem(
+                        format!("{path}.mode"),
+                        format!("must be \"hold\" or \"retry\", got {}", got(&value)),
+                    ),
+                }
+            }
+            self.unknown(&path, raw.unknown, raw::APPROVAL_FIELDS);
+            rules.insert(tool, rule);
+        }
+        rules
     }
 
     fn trusted_content(&mut self, raw: RawTrustedContent) -> TrustedContent {

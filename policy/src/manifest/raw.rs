@@ -157,6 +157,7 @@ pub(crate) struct RawPolicy {
     pub rate_limits: Option<Field<BTreeMap<String, Field<RawRateLimit>>>>,
     pub fs_paths: Option<Field<BTreeMap<String, Field<RawFsPath>>>>,
     pub trusted_content: Option<Field<RawTrustedContent>>,
+    pub approvals: Option<Field<BTreeMap<String, Field<RawApproval>>>>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -168,7 +169,18 @@ pub(crate) const POLICY_FIELDS: &[&str] = &[
     "rate_limits",
     "fs_paths",
     "trusted_content",
+    "approvals",
 ];
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct RawApproval {
+    pub approvers: Option<Value>,
+    pub mode: Option<Value>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+pub(crate) const APPROVAL_FIELDS: &[&str] = &["approvers", "mode"];
 
 #[derive(Debug, Default, serde::Deserialize)]
 pub(crate) struct RawTrustedContent {

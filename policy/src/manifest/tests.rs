@@ -318,7 +318,7 @@ fn every_problem_is_reported_with_its_path() {
         "policy.trusted_content.resources[2]: expected a string, got 3".to_owned(),
         "policy.trusted_content.uris: unknown field (expected one of: upstreams, resources, prompts)".to_owned(),
         "policy.sinks: unknown field (expected one of: high_risk_sinks, non_tainting_tools, loops, \
-         rate_limits, fs_paths, trusted_content)"
+         rate_limits, fs_paths, trusted_content, approvals)"
             .to_owned(),
         "extra: unknown field (expected one of: schema, name, version, publisher, permissions, \
          sandbox, integrity, policy)"
@@ -478,5 +478,50 @@ fn policy_fs_paths_is_validated() {
         [
             "policy.fs_paths: has no effect: permissions.fs declares no read_roots or write_roots, so no path is checked"
         ]
+    );
+}
+
+#[test]
+fn approval_rules_name_approval_tools_with_approvers_and_a_mode() {
+    let mut value = minimal();
+    value["permissions"]["tools"] = json!(["read_file", "write_file", "exec"]);
+    value["sandbox"]["required"] = json!(true);
+    value["permissions"]["approval_required"] = json!(["write_file", "exec"]);
+    value["policy"] = json!({"approvals": {"write_file": {"approvers": 2, "mode": "hold"}}});
+    let m = Manifest::from_value(&value).unwrap();
+    assert_eq!(
+        m.approval_rule("write_file"),
+        ApprovalRule {
+            approvers: 2,
+            mode: Some(ApprovalMode::Hold)
+        }
+    );
+    // A tool without a rule: one approver, the sidecar's mode.
+    assert_eq!(m.approval_rule("exec"), ApprovalRule::default());
+    assert_eq!(ApprovalRule::default().approvers, 1);
+
+    value["policy"] = json!({"approvals": {
+        "read_file": {"approvers": 1},
+        "write_file": {"approvers": 0, "mode": "wait", "quorum": 3},
+        "exec": {"approvers": 11},
+    }});
+    let found = problems(&value);
+    for expected in [
+        "policy.approvals[\"read_file\"]: \"read_file\" is not in permissions.approval_required",
+        "policy.approvals[\"write_file\"].approvers: must be an integer from 1 to 10, got 0",
+        "policy.approvals[\"write_file\"].mode: must be \"hold\" or \"retry\", got \"wait\"",
+        "policy.approvals[\"write_file\"].quorum: unknown field",
+        "policy.approvals[\"exec\"].approvers: must be an integer from 1 to 10, got 11",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(expected)),
+            "{expected} not in {found:#?}"
+        );
+    }
+    value["policy"] = json!({"approvals": {"exec": 2}});
+    let found = problems(&value);
+    assert!(
+        found.iter().any(|p| p.starts_with("policy.approvals[\"exec\"]: expected a mapping")),
+        "{found:#?}"
     );
 }

@@ -66,7 +66,7 @@ impl Validator {
         let declared = tools_ok.then_some(permissions.tools.as_slice());
         let fs_enforced = permissions.fs.is_enforced();
         let policy = match self.section("policy", raw.policy) {
-            Some(p) => self.policy(p, declared, fs_enforced),
+            Some(p) => self.policy(p, declared, fs_enforced, &permissions.approval_required),
             None => Default::default(),
         };
         self.unknown("", raw.unknown, raw::MANIFEST_FIELDS);
