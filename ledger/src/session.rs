@@ -9,6 +9,7 @@
 //!   `TOOL_CALL_PROPOSED` counts, less each `TOOL_CALL_DENIED` and
 //!   `APPROVAL_REQUESTED` (those calls never ran). With `max_tool_calls: 12`
 //!   twelve calls can be forwarded; the decision for the thirteenth sees 12.
+//!   A call that runs on an approval is a proposal of its own and counts.
 //! - **Wall time** runs from the session's first envelope.
 //! - **Taint**: `TOOL_RESULT` (unless [`SessionRules::result_taints`] exempts
 //!   its tool) and `MEMORY_READ` taint the session; `TERMINATION` clears
@@ -30,7 +31,10 @@
 //!   [`MAX_OPEN_CALLS`] are tracked per session (the oldest forgotten).
 //! - **Loops**: each proposal enters a bounded history of (tool, digest of the
 //!   canonical arguments); a [`SessionRules`] (the policy crate's) examines it
-//!   and a violation it reports holds until `TERMINATION`.
+//!   and a violation it reports holds until `TERMINATION`. A proposal held
+//!   for approval (an enforced `APPROVAL_REQUESTED` naming it) leaves the
+//!   history again, with any loop it completed: an agent asking again while
+//!   a human decides is not looping.
 //!
 //! The state can be stored beside the chain and read back ([`summary`]), so
 //! that a rebuild folds only the envelopes after it.
@@ -223,8 +227,13 @@ pub enum Effect {
         tool_name: Box<str>,
         args_digest: [u8; 16],
     },
-    /// A proposal that will not run (denied, or waiting for approval).
+    /// A proposal that will not run (denied).
     Refusal,
+    /// A proposal held for a human's approval: it did not run, and it
+    /// leaves the loop history (asking again while an approval waits is
+    /// how approval works, not a loop; the call that runs on the approval
+    /// is a proposal of its own).
+    Held { proposal_seq: Option<u64> },
     /// A call let run: open until settled.
     Allowed(OpenCall),
     /// A refusal recorded but not applied (shadow mode): it counts as a
@@ -280,6 +289,9 @@ impl Observation {
             ToolCallDenied | ApprovalRequested => {
                 match open().filter(|_| payload.get("enforced") == Some(&Value::Bool(false))) {
                     Some(call) => Effect::ShadowRefusal(call),
+                    None if event_type == ApprovalRequested => Effect::Held {
+                        proposal_seq: settles,
+                    },
                     None => Effect::Refusal,
                 }
             }
@@ -381,6 +393,22 @@ impl SessionState {
                 }
             }
             Effect::Refusal => self.refusals += 1,
+            Effect::Held { proposal_seq } => {
+                self.refusals += 1;
+                if let Some(seq) = *proposal_seq
+                    && self.history.calls.back().is_some_and(|c| c.seq == seq)
+                {
+                    self.history.calls.pop_back();
+                    // A loop its proposal completed is not one any more.
+                    if self
+                        .loop_violation
+                        .as_ref()
+                        .is_some_and(|v| v.seqs.contains(&seq))
+                    {
+                        self.loop_violation = None;
+                    }
+                }
+            }
             Effect::Allowed(call) => self.open(call),
             Effect::ShadowRefusal(call) => {
                 self.refusals += 1;

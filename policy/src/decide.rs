@@ -188,6 +188,16 @@ impl CompiledManifest {
         }
     }
 
+    /// The decision that lets a call run, with the manifest's output and
+    /// time constraints: what an approval turns `require_approval` into.
+    pub fn allow(&self) -> Decision {
+        Decision {
+            outcome: Outcome::Allow,
+            reason: Reason::Ok,
+            constraints: Some(self.constraints),
+        }
+    }
+
     /// The manifest's loop thresholds (`policy.loops`).
     pub fn loop_rules(&self) -> &LoopRules {
         &self.loops
@@ -304,6 +314,9 @@ impl Decision {
             Reason::ManifestUnavailable => "no valid manifest is loaded",
             Reason::FsDeny => {
                 "a path argument is not under the manifest's filesystem roots (or is not a plain path)"
+            }
+            Reason::ApprovalLimit => {
+                "the call needs a human approval, and the session has as many waiting as allowed"
             }
         }
     }

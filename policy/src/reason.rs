@@ -22,8 +22,8 @@ impl Outcome {
     }
 }
 
-/// Why a decision came out as it did. Aegis's codes, plus `RATE_LIMITED` and
-/// `MANIFEST_UNAVAILABLE` and `FS_DENY`. Never rename one; add new ones at the end.
+/// Why a decision came out as it did. Aegis's codes, plus `RATE_LIMITED`,
+/// `MANIFEST_UNAVAILABLE`, `FS_DENY` and `APPROVAL_LIMIT`. Never rename one; add new ones at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
     PermissionUndeclared,
@@ -37,6 +37,10 @@ pub enum Reason {
     RateLimited,
     ManifestUnavailable,
     FsDeny,
+    /// The call needs an approval, and its session has as many waiting as
+    /// the sidecar allows (`approval.max_pending_per_session`); decided by
+    /// the sidecar, never by [`crate::decide`].
+    ApprovalLimit,
 }
 
 impl Reason {
@@ -52,6 +56,7 @@ impl Reason {
         Reason::RateLimited,
         Reason::ManifestUnavailable,
         Reason::FsDeny,
+        Reason::ApprovalLimit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +72,7 @@ impl Reason {
             Reason::RateLimited => "RATE_LIMITED",
             Reason::ManifestUnavailable => "MANIFEST_UNAVAILABLE",
             Reason::FsDeny => "FS_DENY",
+            Reason::ApprovalLimit => "APPROVAL_LIMIT",
         }
     }
 }
@@ -105,6 +111,7 @@ mod tests {
                 "RATE_LIMITED",
                 "MANIFEST_UNAVAILABLE",
                 "FS_DENY",
+                "APPROVAL_LIMIT",
             ]
         );
         let outcomes: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();

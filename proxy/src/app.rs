@@ -182,6 +182,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         sequencers: crate::gate::Sequencers::new(config.mcp.max_queued_per_session),
         result_commit: config.ledger.result_commit,
         started_unix_ms: aegis_ledger::now_unix_ms(),
+        approvals: config.approval,
     };
     let sequencers = gate.sequencers.clone();
     let mut mcp_addr = None;

@@ -78,6 +78,8 @@ pub const ENV_ADMIN_TOKEN_FILE: &str = "AEGIS_ADMIN_TOKEN_FILE";
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
     pub admin: AdminConfig,
+    /// How calls that need a human's approval wait, and for how long.
+    pub approval: ApprovalConfig,
     /// The egress forward proxy; its listener is off unless configured.
     pub forward: ForwardConfig,
     pub ledger: LedgerSettings,
@@ -90,6 +92,18 @@ pub struct Config {
     pub ready_file: Option<PathBuf>,
     /// The config file these settings were read from, if any.
     pub source: Option<PathBuf>,
+}
+
+pub use crate::gate::approval::ApprovalConfig;
+
+impl Default for ApprovalConfig {
+    fn default() -> Self {
+        ApprovalConfig {
+            mode: DEFAULT_APPROVAL_MODE,
+            ttl: Duration::from_millis(DEFAULT_APPROVAL_TTL_MS),
+            max_pending_per_session: DEFAULT_APPROVAL_MAX_PENDING_PER_SESSION,
+        }
+    }
 }
 
 /// The admin/API server: `/healthz`, `/readyz`, `/metrics` and the `/v1` API.

@@ -16,8 +16,12 @@ use super::{
     LoopViolation, MAX_OPEN_CALLS, OpenCall, SessionRules, SessionState, ToolCall, ToolHistory,
 };
 
-/// The shape below; another number is refused (and the session rebuilt).
-const FORMAT: u32 = 1;
+/// The shape below and the reducer's rules (the module docs of
+/// `crate::session`); another number is refused, and the session rebuilt
+/// from every envelope. Raise it whenever either changes: a state folded
+/// by other rules is not this build's state.
+/// 2: a proposal held for approval leaves the loop history.
+const FORMAT: u32 = 2;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -287,3 +287,53 @@ fn content_reads_taint_unless_recorded_as_trusted() {
     // An unknown source is a tool result.
     assert!(taints(json!({"source": "sampling", "trusted": true})));
 }
+
+#[test]
+fn a_proposal_held_for_approval_leaves_the_loop_history() {
+    use EventType::*;
+    let call = json!({"tool_name": "write_file", "args": {"p": 1}});
+    let held = |seq: u64| json!({"tool_name": "write_file", "proposal_seq": seq});
+    // Asked three times while a human decides: not a loop.
+    let state = run(
+        &[
+            (ToolCallProposed, call.clone()),
+            (ApprovalRequested, held(0)),
+            (ToolCallProposed, call.clone()),
+            (ApprovalRequested, held(2)),
+            (ToolCallProposed, call.clone()),
+            (ApprovalRequested, held(4)),
+        ],
+        &ThirdRepeat,
+    );
+    assert!(state.history().is_empty());
+    assert_eq!(state.loop_violation(), None);
+    assert_eq!(state.tool_calls_consumed(), 0);
+    assert_eq!(state.steps_consumed(), 3);
+    // Calls that ran (or were denied) stay; a shadow-mode hold ran.
+    let state = run(
+        &[
+            (ToolCallProposed, call.clone()),
+            (ToolCallAllowed, held(0)),
+            (ToolCallProposed, call.clone()),
+            (ToolCallDenied, held(2)),
+            (ToolCallProposed, call.clone()),
+            (
+                ApprovalRequested,
+                json!({"tool_name": "write_file", "proposal_seq": 4, "enforced": false}),
+            ),
+        ],
+        &ThirdRepeat,
+    );
+    assert_eq!(state.history().len(), 3);
+    assert!(state.loop_violation().is_some());
+    // A hold naming another proposal than the newest takes nothing away.
+    let state = run(
+        &[
+            (ToolCallProposed, call.clone()),
+            (ToolCallProposed, call),
+            (ApprovalRequested, held(0)),
+        ],
+        &ThirdRepeat,
+    );
+    assert_eq!(state.history().len(), 2);
+}

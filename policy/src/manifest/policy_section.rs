@@ -13,8 +13,8 @@ use super::raw::{
     self, Field, RawApproval, RawFsPath, RawLoops, RawPolicy, RawRateLimit, RawTrustedContent,
 };
 use super::{
-    ApprovalMode, ApprovalRule, FsAccess, FsPathRule, LoopSettings, MAX_APPROVERS, MAX_SEQUENCE_LIMIT,
-    PolicySection, RateLimit,
+    ApprovalMode, ApprovalRule, FsAccess, FsPathRule, LoopSettings, MAX_APPROVERS,
+    MAX_SEQUENCE_LIMIT, PolicySection, RateLimit,
 };
 use crate::trust::{TrustedContent, UriPattern};
 
@@ -107,6 +107,11 @@ impl Validator {
             }
             if let Some(value) = raw.mode {
                 match value.as_str().and_then(ApprovalMode::parse) {
+                    // Not built yet: refused, never silently run as retry.
+                    Some(ApprovalMode::Hold) => self.problem(
+                        format!("{path}.mode"),
+                        "\"hold\" is not available in this build yet; use \"retry\"",
+                    ),
                     Some(mode) => rule.mode = Some(mode),
                     None => self.problem(
                         format!("{path}.mode"),

@@ -487,14 +487,23 @@ fn approval_rules_name_approval_tools_with_approvers_and_a_mode() {
     value["permissions"]["tools"] = json!(["read_file", "write_file", "exec"]);
     value["sandbox"]["required"] = json!(true);
     value["permissions"]["approval_required"] = json!(["write_file", "exec"]);
-    value["policy"] = json!({"approvals": {"write_file": {"approvers": 2, "mode": "hold"}}});
+    value["policy"] = json!({"approvals": {"write_file": {"approvers": 2, "mode": "retry"}}});
     let m = Manifest::from_value(&value).unwrap();
     assert_eq!(
         m.approval_rule("write_file"),
         ApprovalRule {
             approvers: 2,
-            mode: Some(ApprovalMode::Hold)
+            mode: Some(ApprovalMode::Retry)
         }
+    );
+    // Not built yet, so refused rather than run as retry.
+    value["policy"] = json!({"approvals": {"write_file": {"mode": "hold"}}});
+    assert!(
+        problems(&value)
+            .iter()
+            .any(|p| p.contains("\"hold\" is not available in this build yet")),
+        "{:?}",
+        problems(&value)
     );
     // A tool without a rule: one approver, the sidecar's mode.
     assert_eq!(m.approval_rule("exec"), ApprovalRule::default());
@@ -521,7 +530,9 @@ fn approval_rules_name_approval_tools_with_approvers_and_a_mode() {
     value["policy"] = json!({"approvals": {"exec": 2}});
     let found = problems(&value);
     assert!(
-        found.iter().any(|p| p.starts_with("policy.approvals[\"exec\"]: expected a mapping")),
+        found
+            .iter()
+            .any(|p| p.starts_with("policy.approvals[\"exec\"]: expected a mapping")),
         "{found:#?}"
     );
 }

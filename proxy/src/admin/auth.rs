@@ -48,7 +48,14 @@ pub(super) fn required(route: Route, method: &Method) -> Need {
             Need::Role(Role::Reader)
         }
         Route::Decide => Need::Role(Role::Ingest),
-        Route::ManifestReload | Route::Sanitizers => Need::Role(Role::Operator),
+        // Approvals: operators only, reading included (the arguments of a
+        // held call are for the humans who decide it, not for the agent).
+        Route::ManifestReload
+        | Route::Sanitizers
+        | Route::Approvals
+        | Route::Approval
+        | Route::ApprovalApprove
+        | Route::ApprovalDeny => Need::Role(Role::Operator),
     }
 }
 
@@ -100,6 +107,9 @@ pub struct Access {
     role: Role,
     /// `None`: every tenant.
     tenants: Option<Arc<[String]>>,
+    /// Who acts, as the ledger records it (an approval's approver):
+    /// `token:<file>` or `cert:<mapped name>`; empty when unauthenticated.
+    identity: Arc<str>,
 }
 
 impl Access {
@@ -109,7 +119,26 @@ impl Access {
             who: Who::Open,
             role: Role::Reader,
             tenants: Some(Arc::from(Vec::new())),
+            identity: Arc::from(""),
         }
+    }
+
+    /// Who acts: `token:<file>` for a token of `admin.auth.tokens` (each
+    /// entry has its own file), `cert:<name>` for a client certificate
+    /// mapped in `admin.auth.mtls`; empty in dev mode and on open routes,
+    /// which never reach an operator action.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// Whether this caller may act for every tenant.
+    pub fn all_tenants(&self) -> bool {
+        self.tenants.is_none()
+    }
+
+    /// The tenants this caller may act for (`None`: every tenant).
+    pub fn tenants(&self) -> Option<&[String]> {
+        self.tenants.as_deref()
     }
 
     /// Whether this caller may act for `tenant`; call it with the request's
@@ -209,6 +238,7 @@ impl Authenticator {
                 who: Who::Dev,
                 role: Role::Ingest,
                 tenants: None,
+                identity: Arc::from(""),
             });
         }
         if let Some(token) = presented {
@@ -219,6 +249,7 @@ impl Authenticator {
                     who: Who::Token(index),
                     role: entry.role,
                     tenants: entry.tenants.clone(),
+                    identity: Arc::from(format!("token:{}", entry.file.display())),
                 }),
                 None => Err(AuthError::Invalid(
                     "the token is not valid (unknown, revoked or rotated)".to_owned(),
@@ -233,6 +264,7 @@ impl Authenticator {
                         who: Who::Cert(index),
                         role: rule.role,
                         tenants: rule.tenants.as_deref().map(Arc::from),
+                        identity: Arc::from(format!("cert:{}", rule.name)),
                     })
                 }
                 None => Err(AuthError::Invalid(format!(

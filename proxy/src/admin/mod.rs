@@ -11,6 +11,7 @@
 //! is, and whether its role suffices) before a body is read; handlers check
 //! the request's tenant before they record or decide anything.
 
+mod approvals;
 pub mod auth;
 mod error;
 mod events;
@@ -90,11 +91,15 @@ enum Route {
     Decide,
     Manifest,
     ManifestReload,
+    Approvals,
+    Approval,
+    ApprovalApprove,
+    ApprovalDeny,
     NotFound,
 }
 
 impl Route {
-    const ALL: [Route; 11] = [
+    const ALL: [Route; 15] = [
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -105,6 +110,10 @@ impl Route {
         Route::Decide,
         Route::Manifest,
         Route::ManifestReload,
+        Route::Approvals,
+        Route::Approval,
+        Route::ApprovalApprove,
+        Route::ApprovalDeny,
         Route::NotFound,
     ];
 
@@ -120,6 +129,10 @@ impl Route {
             Route::Decide => "decide",
             Route::Manifest => "manifest",
             Route::ManifestReload => "manifest_reload",
+            Route::Approvals => "approvals",
+            Route::Approval => "approval",
+            Route::ApprovalApprove => "approval_approve",
+            Route::ApprovalDeny => "approval_deny",
             Route::NotFound => "not_found",
         }
     }
@@ -249,6 +262,10 @@ fn route(path: &str) -> (Route, Option<String>) {
         ["v1", "sessions", id, "snapshot"] => (Route::Snapshot, Some((*id).to_owned())),
         ["v1", "sessions", id, "verify"] => (Route::Verify, Some((*id).to_owned())),
         ["v1", "sessions", id, "sanitizers"] => (Route::Sanitizers, Some((*id).to_owned())),
+        ["v1", "approvals"] => (Route::Approvals, None),
+        ["v1", "approvals", id] => (Route::Approval, Some((*id).to_owned())),
+        ["v1", "approvals", id, "approve"] => (Route::ApprovalApprove, Some((*id).to_owned())),
+        ["v1", "approvals", id, "deny"] => (Route::ApprovalDeny, Some((*id).to_owned())),
         _ => (Route::NotFound, None),
     }
 }
@@ -303,6 +320,22 @@ async fn dispatch(
         Route::ManifestReload => {
             only(&method, Method::POST, "POST")?;
             manifest::reload(state).await
+        }
+        Route::Approvals => {
+            only(&method, Method::GET, "GET")?;
+            approvals::list(state, access, &req).await
+        }
+        Route::Approval => {
+            only(&method, Method::GET, "GET")?;
+            approvals::show(state, access, &session).await
+        }
+        Route::ApprovalApprove | Route::ApprovalDeny => {
+            only(&method, Method::POST, "POST")?;
+            let vote = match route {
+                Route::ApprovalApprove => aegis_ledger::VoteKind::Approve,
+                _ => aegis_ledger::VoteKind::Deny,
+            };
+            approvals::vote(state, access, &session, vote, req).await
         }
         Route::NotFound => Err(ApiError::NotFound(format!(
             "no such endpoint: {}",

@@ -59,6 +59,17 @@ pub enum CertName {
     Subject(String),
 }
 
+impl std::fmt::Display for CertName {
+    /// As the config file writes it: `uri_san:…`, `dns_san:…`, `subject:…`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CertName::UriSan(name) => write!(f, "uri_san:{name}"),
+            CertName::DnsSan(name) => write!(f, "dns_san:{name}"),
+            CertName::Subject(name) => write!(f, "subject:{name}"),
+        }
+    }
+}
+
 /// Why `listen` may not serve without credentials, if it may not: dev mode
 /// (no `admin.auth`) only on loopback. Checked with the configuration and
 /// again at start-up.

@@ -296,6 +296,7 @@ pub(super) fn resolve(
     };
     let admin = admin::resolve(&mut c);
     let ledger = ledger(&mut c);
+    let approval = approval(&mut c);
     let level = c.get(
         &settings::LOG_LEVEL,
         DEFAULT_LOG_LEVEL.to_owned(),
@@ -330,6 +331,7 @@ pub(super) fn resolve(
     }
     Ok(Config {
         admin,
+        approval,
         forward,
         ledger,
         log: LogConfig { level, format },
@@ -338,6 +340,36 @@ pub(super) fn resolve(
         ready_file,
         source,
     })
+}
+
+fn approval(c: &mut Checker<'_>) -> ApprovalConfig {
+    let mode = c.get(
+        &settings::APPROVAL_MODE,
+        DEFAULT_APPROVAL_MODE,
+        |text: String| match aegis_policy::ApprovalMode::parse(text.trim()) {
+            // Not built yet: refused, never silently run as retry.
+            Some(aegis_policy::ApprovalMode::Hold) => {
+                Err("\"hold\" is not available in this build yet; use \"retry\"".to_owned())
+            }
+            Some(mode) => Ok(mode),
+            None => Err(format!("{text:?} is not retry")),
+        },
+    );
+    let ttl_ms = c.get(
+        &settings::APPROVAL_TTL_MS,
+        DEFAULT_APPROVAL_TTL_MS,
+        positive::<u64>,
+    );
+    let max_pending_per_session = c.get(
+        &settings::APPROVAL_MAX_PENDING_PER_SESSION,
+        DEFAULT_APPROVAL_MAX_PENDING_PER_SESSION,
+        positive::<u64>,
+    );
+    ApprovalConfig {
+        mode,
+        ttl: Duration::from_millis(ttl_ms),
+        max_pending_per_session,
+    }
 }
 
 fn ledger(c: &mut Checker<'_>) -> LedgerSettings {

@@ -14,6 +14,7 @@
 //! the reason for it.
 
 mod admin;
+mod approval;
 mod forward;
 mod identity;
 mod ledger;
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 use crate::cli::RunFlags;
 
 pub use admin::*;
+pub use approval::*;
 pub use forward::*;
 pub use identity::*;
 pub use ledger::*;
@@ -206,6 +208,7 @@ pub fn all() -> impl Iterator<Item = &'static Setting> {
         admin::SETTINGS,
         forward::SETTINGS,
         ledger::SETTINGS,
+        approval::SETTINGS,
         mcp::SETTINGS,
         identity::SETTINGS,
         mcp::LATER_SETTINGS,

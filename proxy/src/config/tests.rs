@@ -385,3 +385,46 @@ fn manifest_path_is_layered_file_env_flag() {
         None
     );
 }
+
+#[test]
+fn approval_settings_layer_and_hold_is_refused_until_it_is_built() {
+    let file = yaml_file("approval:\n  ttl_ms: 60000\n  max_pending_per_session: 3\n");
+    let config = load(&flags_with_config(file.path()), &env(&[])).expect("valid");
+    assert_eq!(
+        config.approval,
+        ApprovalConfig {
+            mode: aegis_policy::ApprovalMode::Retry,
+            ttl: Duration::from_secs(60),
+            max_pending_per_session: 3,
+        }
+    );
+    assert_eq!(Config::default().approval.ttl, Duration::from_secs(3600));
+    let vars = env(&[(ENV_APPROVAL_TTL_MS, "5000"), (ENV_APPROVAL_MODE, "retry")]);
+    let config = load(&flags_with_config(file.path()), &vars).expect("valid");
+    assert_eq!(config.approval.ttl, Duration::from_secs(5));
+
+    let file = yaml_file(
+        "approval:\n  mode: hold\n  ttl_ms: 0\n  max_pending_per_session: 0\n  hold_timeout_ms: 5\n",
+    );
+    let problems = problems(load(&flags_with_config(file.path()), &env(&[])));
+    for expected in [
+        "approval.hold_timeout_ms",
+        "approval.mode: \"hold\" is not available in this build yet",
+        "approval.ttl_ms",
+        "approval.max_pending_per_session",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "{expected}: {problems:#?}"
+        );
+    }
+    let problems = problems_of_env(&[(ENV_APPROVAL_MODE, "wait")]);
+    assert!(
+        problems[0].contains("\"wait\" is not retry"),
+        "{problems:?}"
+    );
+}
+
+fn problems_of_env(pairs: &[(&str, &str)]) -> Vec<String> {
+    problems(load(&RunFlags::default(), &env(pairs)))
+}

@@ -113,9 +113,15 @@ pub async fn admit(
         });
     }
     if !verdict.forwards(state.enforce) {
+        let waiting = match verdict.approval_id() {
+            Some(id) => format!(
+                "; approval {id} is pending: once a person approves it, the same request runs once"
+            ),
+            None => String::new(),
+        };
         return Err(EgressError::Denied {
             reason: decision.reason,
-            message: format!("{domain}: {}", decision.explanation()),
+            message: format!("{domain}: {}{waiting}", decision.explanation()),
         });
     }
     // Shadow mode forwards policy denials, never past the SSRF guard.

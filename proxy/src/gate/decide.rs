@@ -64,12 +64,14 @@ impl<'a> Decided<'a> {
         }
     }
 
-    /// The decision is durable: its token is spent if the call runs
+    /// The decision is durable, with `outcome` (the policy's, or what the
+    /// approvals store made of it): its token is spent if the call runs
     /// (allowed, or held for approval — it runs once approved), given back
-    /// if a veto refused it.
-    pub fn committed(mut self) {
+    /// if a veto or the approvals store refused it.
+    pub fn committed(mut self, outcome: Outcome) {
         if let Some(token) = self.token.take()
             && self.veto.is_none()
+            && outcome != Outcome::Deny
         {
             token.spend();
         }

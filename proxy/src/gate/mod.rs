@@ -25,6 +25,7 @@
 //! "result_not_recorded"}` before the session's next decision, and that
 //! taints: no crash can un-taint a session.
 
+pub mod approval;
 pub mod decide;
 pub mod record;
 pub mod sequencer;
@@ -43,6 +44,7 @@ use serde_json::Value;
 
 use crate::identity::Identity;
 use crate::limits::SessionLimiters;
+pub use approval::{ApprovalConfig, ApprovalLink};
 pub use sequencer::Sequencers;
 
 /// How often a decision is retried when another writer moved the session's
@@ -94,6 +96,8 @@ pub struct Gate {
     /// When this process started (ms): a call decided before it and still
     /// open was left by an earlier process.
     pub started_unix_ms: i64,
+    /// How calls held for approval wait, and for how long.
+    pub approvals: ApprovalConfig,
 }
 
 /// One call to decide.
@@ -137,8 +141,8 @@ pub struct Verdict {
     pub decision_seq: u64,
     /// `None` when no manifest was loaded.
     pub manifest: Option<Arc<LoadedManifest>>,
-    /// Set for `require_approval`.
-    pub approval_id: Option<String>,
+    /// The approval the call waits for (`require_approval`), or runs on.
+    pub approval: Option<ApprovalLink>,
     /// Time spent deciding (policy only, not the ledger).
     pub decide_time: std::time::Duration,
     /// The caller's [`Veto`] made the decision, not the policy.
@@ -153,6 +157,10 @@ impl Verdict {
 
     pub fn manifest_sha256(&self) -> &str {
         self.manifest.as_deref().map_or("", |m| m.sha256.as_str())
+    }
+
+    pub fn approval_id(&self) -> Option<&str> {
+        self.approval.as_ref().map(ApprovalLink::id)
     }
 }
 
@@ -247,23 +255,43 @@ impl Gate {
                 Some(entry) => (entry.head.seq + 1, Some(entry.head.hash)),
                 None => (0, None),
             };
-            let decision = decided.decision;
-            let approval_id = (decision.outcome == Outcome::RequireApproval)
-                .then(|| record::approval_id(call.identity, seq));
+            let mut decision = decided.decision;
+            let mut approval = None;
+            // Shadow mode records the decision and runs the call: nothing
+            // for a human to approve.
+            if decision.outcome == Outcome::RequireApproval
+                && call.enforce
+                && let Some(live) = manifest.as_deref()
+            {
+                let rule = live.manifest.approval_rule(call.tool_name);
+                let mode = rule.mode.unwrap_or(self.approvals.mode);
+                (decision, approval) = self
+                    .consult_approvals(
+                        call.identity,
+                        call.tool_name,
+                        &approval::args_digest(call.args),
+                        (rule.approvers, mode),
+                        decision,
+                        live.compiled.allow(),
+                    )
+                    .await?;
+            }
             let group = record::proposal_and_decision(
                 &call,
                 &decision,
                 seq,
                 prev_hash,
                 manifest.as_deref(),
-                approval_id.as_deref(),
+                approval.as_ref(),
                 decided.veto,
             );
             let mut results = self.ledger.append_group(group).await.into_iter();
             let proposal = match results.next() {
                 Some(Ok(appended)) => appended,
-                // Another writer moved the head: decide again on the new state.
-                Some(Err(AppendError::Conflict { .. })) => continue,
+                // Another writer moved the head, or the approval this call
+                // was to run on was used or closed meanwhile: decide again
+                // on the new state.
+                Some(Err(AppendError::Conflict { .. } | AppendError::Approval(_))) => continue,
                 Some(Err(e)) => return Err(e.into()),
                 None => return Err(AppendError::Closed.into()),
             };
@@ -272,13 +300,13 @@ impl Gate {
                 None => return Err(AppendError::Closed.into()),
             };
             let vetoed = decided.veto.is_some();
-            decided.committed();
+            decided.committed(decision.outcome);
             return Ok(Verdict {
                 decision,
                 proposal_seq: proposal.seq,
                 decision_seq: recorded.seq,
                 manifest,
-                approval_id,
+                approval,
                 decide_time,
                 vetoed,
             });

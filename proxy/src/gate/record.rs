@@ -9,6 +9,7 @@ use aegis_policy::Decision;
 use aegis_policy::store::LoadedManifest;
 use serde_json::{Value, json};
 
+use super::approval::ApprovalLink;
 use super::{CallRequest, EGRESS_UPSTREAM, Veto};
 use crate::identity::Identity;
 
@@ -42,7 +43,7 @@ pub fn proposal_and_decision(
     seq: u64,
     prev_hash: Option<Digest>,
     manifest: Option<&LoadedManifest>,
-    approval_id: Option<&str>,
+    approval: Option<&ApprovalLink>,
     veto: Option<Veto<'_>>,
 ) -> Vec<AppendRequest> {
     let event_type = match decision.outcome {
@@ -50,7 +51,7 @@ pub fn proposal_and_decision(
         aegis_policy::Outcome::Deny => EventType::ToolCallDenied,
         aegis_policy::Outcome::RequireApproval => EventType::ApprovalRequested,
     };
-    let mut payload = decision_payload(call, decision, seq, manifest, approval_id);
+    let mut payload = decision_payload(call, decision, seq, manifest, approval);
     if let Some(veto) = veto {
         payload["detail"] = json!(veto.detail);
         // A veto applies in shadow mode too: the call does not run.
@@ -79,24 +80,6 @@ pub fn proposal_and_decision(
     ]
 }
 
-/// An approval's id: derived from where its proposal sits (tenant, session,
-/// seq), so it is unique and leads straight to the call in the ledger.
-pub fn approval_id(identity: &Identity, proposal_seq: u64) -> String {
-    use sha2::{Digest as _, Sha256};
-    let mut hasher = Sha256::new();
-    for part in [
-        identity.tenant_id.as_bytes(),
-        identity.session_id.as_bytes(),
-    ] {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part);
-    }
-    hasher.update(proposal_seq.to_be_bytes());
-    let digest = hasher.finalize();
-    let hex = hex::encode(&digest[..8]);
-    format!("appr-{hex}")
-}
-
 /// `TOOL_CALL_PROPOSED`: what the agent asked for.
 pub fn proposal_payload(call: &CallRequest<'_>) -> Value {
     let mut payload = json!({
@@ -122,7 +105,7 @@ pub fn decision_payload(
     decision: &Decision,
     proposal_seq: u64,
     manifest: Option<&LoadedManifest>,
-    approval_id: Option<&str>,
+    approval: Option<&ApprovalLink>,
 ) -> Value {
     let mut payload = json!({
         "tool_name": call.tool_name,
@@ -144,8 +127,26 @@ pub fn decision_payload(
     if let Some(text) = call.call_id_text {
         payload["call_id_text"] = json!(text);
     }
-    if let Some(id) = approval_id {
-        payload["approval_id"] = json!(id);
+    use aegis_ledger::approval::field;
+    match approval {
+        Some(ApprovalLink::Requested {
+            id,
+            args_digest,
+            expires_unix_ms,
+            approvals_required,
+            mode,
+        }) => {
+            payload[field::APPROVAL_ID] = json!(id);
+            payload[field::ARGS_DIGEST] = json!(args_digest);
+            payload[field::EXPIRES_UNIX_MS] = json!(expires_unix_ms);
+            payload[field::APPROVALS_REQUIRED] = json!(approvals_required);
+            payload["approval_mode"] = json!(mode.as_str());
+        }
+        Some(ApprovalLink::Released { id, approvers }) => {
+            payload[field::APPROVAL_ID] = json!(id);
+            payload["approved_by"] = json!(approvers);
+        }
+        None => {}
     }
     payload
 }

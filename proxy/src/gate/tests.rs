@@ -58,6 +58,7 @@ fn gate(ledger: &Ledger, started_unix_ms: i64) -> Gate {
         sequencers: Default::default(),
         result_commit: ResultCommit::AfterAnswer,
         started_unix_ms,
+        approvals: Default::default(),
     }
 }
 

@@ -148,7 +148,7 @@ pub async fn admit(state: &McpState, exchange: &mut Exchange, message: &Message)
         outcome = decision.outcome.as_str(),
         reason = decision.reason.as_str(),
         seq = verdict.decision_seq,
-        approval_id = verdict.approval_id.as_deref(),
+        approval_id = verdict.approval_id(),
         latency_us = u64::try_from(exchange.started.elapsed().as_micros()).unwrap_or(u64::MAX),
         "tool call refused"
     );
@@ -159,7 +159,7 @@ pub async fn admit(state: &McpState, exchange: &mut Exchange, message: &Message)
             seq: verdict.decision_seq,
             manifest_sha256: verdict.manifest_sha256(),
         },
-        verdict.approval_id.as_deref(),
+        verdict.approval.as_ref(),
     ));
     false
 }

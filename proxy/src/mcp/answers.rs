@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::jsonrpc::Id;
+use crate::gate::ApprovalLink;
 
 /// One JSON-RPC message the sidecar sends the agent, as its JSON text.
 pub type Outgoing = Box<RawValue>;
@@ -106,10 +107,25 @@ pub fn not_forwarded(
     id: &Id,
     decision: &Decision,
     record: DecisionRecord<'_>,
-    approval_id: Option<&str>,
+    approval: Option<&ApprovalLink>,
 ) -> Outgoing {
-    let text = match decision.outcome {
-        aegis_policy::Outcome::RequireApproval => format!(
+    let text = match (decision.outcome, approval) {
+        (
+            aegis_policy::Outcome::RequireApproval,
+            Some(ApprovalLink::Requested {
+                id,
+                approvals_required,
+                ..
+            }),
+        ) => format!(
+            "Approval pending ({}): {}; the call was not run. Ask a person to approve \
+             {id} ({approvals_required} approver{} needed; `aegis-proxy approvals approve {id}`), \
+             then make the same call again with the same arguments: it runs once.",
+            decision.reason,
+            decision.explanation(),
+            if *approvals_required == 1 { "" } else { "s" },
+        ),
+        (aegis_policy::Outcome::RequireApproval, _) => format!(
             "Approval pending ({}): {}; the call was not run and waits for a person's approval.",
             decision.reason,
             decision.explanation()
@@ -126,8 +142,18 @@ pub fn not_forwarded(
         "seq": record.seq,
         "manifest_sha256": record.manifest_sha256,
     });
-    if let Some(approval_id) = approval_id {
-        meta["approval_id"] = json!(approval_id);
+    if let Some(ApprovalLink::Requested {
+        id,
+        expires_unix_ms,
+        approvals_required,
+        mode,
+        ..
+    }) = approval
+    {
+        meta["approval_id"] = json!(id);
+        meta["approvals_required"] = json!(approvals_required);
+        meta["expires_unix_ms"] = json!(expires_unix_ms);
+        meta["approval_mode"] = json!(mode.as_str());
     }
     let result = json!({
         "content": [{"type": "text", "text": text}],
@@ -298,7 +324,13 @@ mod tests {
                 seq: 1,
                 manifest_sha256: "",
             },
-            Some("appr-0123"),
+            Some(&ApprovalLink::Requested {
+                id: "appr-0123".into(),
+                args_digest: "ab".repeat(32),
+                expires_unix_ms: 9,
+                approvals_required: 2,
+                mode: aegis_policy::ApprovalMode::Retry,
+            }),
         );
         let answer = parsed(&answer);
         assert_eq!(
@@ -311,6 +343,12 @@ mod tests {
         assert!(
             text.starts_with("Approval pending (APPROVAL_REQUIRED)"),
             "{text}"
+        );
+        assert!(text.contains("appr-0123 (2 approvers needed"), "{text}");
+        assert!(text.contains("same call again"), "{text}");
+        assert_eq!(
+            answer["result"]["_meta"]["aegis/decision"]["approvals_required"],
+            2
         );
         assert_eq!(
             answer["result"]["_meta"]["aegis/decision"]["outcome"],

@@ -50,8 +50,12 @@ fn event() -> impl Strategy<Value = (EventType, Value)> {
                 json!({"tool_name": t})
             }
         )),
-        (tool, seq.clone())
+        (tool.clone(), seq.clone())
             .prop_map(|(t, s)| (ToolResult, json!({"tool_name": t, "proposal_seq": s}))),
+        (tool, seq.clone()).prop_map(|(t, s)| (
+            ApprovalRequested,
+            json!({"tool_name": t, "proposal_seq": s})
+        )),
         seq.clone().prop_map(|s| (
             ErrorRaised,
             json!({"proposal_seq": s, "error": "result_not_recorded"})
@@ -151,12 +155,12 @@ fn a_summary_is_refused_when_it_cannot_be_what_the_reducer_made() {
     assert!(
         refused(
             &edited(|o| {
-                o.insert("format".into(), json!(2));
+                o.insert("format".into(), json!(1));
             }),
             3,
             &Twice
         )
-        .contains("format 2")
+        .contains("format 1 (this build reads 2)")
     );
     assert!(
         refused(

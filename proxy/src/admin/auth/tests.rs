@@ -127,6 +127,10 @@ fn every_route_needs_what_the_table_says() {
         (Route::Decide, M::POST, Need::Role(Role::Ingest)),
         (Route::ManifestReload, M::POST, Need::Role(Role::Operator)),
         (Route::Sanitizers, M::POST, Need::Role(Role::Operator)),
+        (Route::Approvals, M::GET, Need::Role(Role::Operator)),
+        (Route::Approval, M::GET, Need::Role(Role::Operator)),
+        (Route::ApprovalApprove, M::POST, Need::Role(Role::Operator)),
+        (Route::ApprovalDeny, M::POST, Need::Role(Role::Operator)),
     ];
     for (route, method, need) in cases {
         assert_eq!(required(route, &method), need, "{route:?} {method}");
@@ -144,7 +148,11 @@ fn the_protected_routes_are_the_v1_routes() {
             "sanitizers",
             "decide",
             "manifest",
-            "manifest_reload"
+            "manifest_reload",
+            "approvals",
+            "approval",
+            "approval_approve",
+            "approval_deny"
         ]
     );
 }

@@ -1,0 +1,48 @@
+//! `approval:`: how long an approval stands, how a call waits for one, and
+//! how many one session may have waiting.
+
+use aegis_policy::ApprovalMode;
+
+use super::{Kind, Setting};
+
+pub const ENV_APPROVAL_MODE: &str = "AEGIS_APPROVAL_MODE";
+/// Answering at once works with every client, whatever its own request
+/// timeout. (`hold` parses, and is refused until it is built.)
+pub const DEFAULT_APPROVAL_MODE: ApprovalMode = ApprovalMode::Retry;
+pub const APPROVAL_MODE: Setting = Setting::new(
+    "approval.mode",
+    Kind::Text,
+    "retry",
+    "how a call that needs approval waits: retry (policy.approvals may say per tool)",
+)
+.env(ENV_APPROVAL_MODE);
+
+pub const ENV_APPROVAL_TTL_MS: &str = "AEGIS_APPROVAL_TTL_MS";
+/// Long enough for a human to see a request and answer it; short enough
+/// that an approval nobody used does not stand for the rest of the day.
+pub const DEFAULT_APPROVAL_TTL_MS: u64 = 60 * 60 * 1000;
+pub const APPROVAL_TTL_MS: Setting = Setting::new(
+    "approval.ttl_ms",
+    Kind::Integer,
+    "3600000",
+    "an approval expires this long after it was requested, decided or not",
+)
+.env(ENV_APPROVAL_TTL_MS);
+
+pub const ENV_APPROVAL_MAX_PENDING_PER_SESSION: &str = "AEGIS_APPROVAL_MAX_PENDING_PER_SESSION";
+/// Enough for an agent's honest work; few enough that an agent cannot bury
+/// its humans in requests.
+pub const DEFAULT_APPROVAL_MAX_PENDING_PER_SESSION: u64 = 16;
+pub const APPROVAL_MAX_PENDING_PER_SESSION: Setting = Setting::new(
+    "approval.max_pending_per_session",
+    Kind::Integer,
+    "16",
+    "approvals one session may have waiting; past it, calls that need one are denied",
+)
+.env(ENV_APPROVAL_MAX_PENDING_PER_SESSION);
+
+pub(super) const SETTINGS: &[Setting] = &[
+    APPROVAL_MODE,
+    APPROVAL_TTL_MS,
+    APPROVAL_MAX_PENDING_PER_SESSION,
+];

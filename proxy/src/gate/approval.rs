@@ -1,0 +1,171 @@
+//! Calls the policy holds for a human (`require_approval`): what the
+//! approvals store says about one, decided under the session's turn
+//! (`README.md`, "Approvals").
+//!
+//! - An approved, unexpired, unused approval of the same session, tool and
+//!   arguments (SHA-256 of their canonical JSON), with at least as many
+//!   distinct approvers as the live manifest asks for the tool, **releases**
+//!   the call: it is recorded `TOOL_CALL_ALLOWED` naming the approval, which
+//!   the ledger's writer consumes in the same commit (and refuses, with the
+//!   proposal, if anything raced it). The call was decided again under the
+//!   live manifest and session state first: a manifest change that denies
+//!   it, a budget spent, taint, a loop — anything but the approval rule —
+//!   still refuses it; a manifest that now wants more approvers than the
+//!   approval has asks for a new approval.
+//! - Otherwise the call **waits**: on the approval of the same call already
+//!   waiting (asking again joins it), or on a new one with an unguessable
+//!   id, unless the session already has `approval.max_pending_per_session`
+//!   waiting (then it is denied `APPROVAL_LIMIT`).
+
+use aegis_ledger::{Approval, now_unix_ms};
+use aegis_policy::{ApprovalMode, Decision, Outcome, Reason};
+use ring::rand::{SecureRandom, SystemRandom};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use super::{Gate, GateError};
+use crate::identity::Identity;
+
+/// `approval:` (`README.md`, "Approvals"); its defaults are the config's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApprovalConfig {
+    /// How a call waits when its manifest's `policy.approvals` does not say.
+    pub mode: ApprovalMode,
+    /// An approval expires this long after it was requested.
+    pub ttl: std::time::Duration,
+    /// Approvals one session may have waiting at once.
+    pub max_pending_per_session: u64,
+}
+
+/// What a decision's envelope says about its approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApprovalLink {
+    /// The call waits for this approval (new, or already waiting).
+    Requested {
+        id: String,
+        args_digest: String,
+        expires_unix_ms: i64,
+        approvals_required: u32,
+        mode: ApprovalMode,
+    },
+    /// The call runs on this approval, which the commit consumes.
+    Released { id: String, approvers: Vec<String> },
+}
+
+impl ApprovalLink {
+    pub fn id(&self) -> &str {
+        match self {
+            ApprovalLink::Requested { id, .. } | ApprovalLink::Released { id, .. } => id,
+        }
+    }
+}
+
+/// SHA-256 of the canonical arguments, hex: what an approval binds.
+pub fn args_digest(args: &Value) -> String {
+    hex::encode(Sha256::digest(aegis_ledger::canon::to_vec(args)))
+}
+
+/// A new approval id: 128 random bits, so that nobody can name an approval
+/// they were not shown.
+fn new_id() -> Result<String, GateError> {
+    let mut bytes = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| GateError::State("no randomness for an approval id".into()))?;
+    Ok(format!("appr-{}", hex::encode(bytes)))
+}
+
+impl Gate {
+    /// The decision and approval link for a call the policy holds for
+    /// approval (`decision`), from the approvals store; `required` and
+    /// `mode` are the live manifest's rule for the tool.
+    pub(super) async fn consult_approvals(
+        &self,
+        identity: &Identity,
+        tool: &str,
+        digest: &str,
+        (required, mode): (u32, ApprovalMode),
+        decision: Decision,
+        allow: Decision,
+    ) -> Result<(Decision, Option<ApprovalLink>), GateError> {
+        let reader = self.reader.clone();
+        let (tenant, session) = (identity.tenant_id.clone(), identity.session_id.clone());
+        let (tool_owned, digest_owned) = (tool.to_owned(), digest.to_owned());
+        let config: ApprovalConfig = self.approvals;
+        let now = now_unix_ms();
+        let found = tokio::task::spawn_blocking(move || {
+            let key = (tenant.as_str(), session.as_str());
+            let releasing = reader.releasing_approval(key, &tool_owned, &digest_owned, now)?;
+            if let Some(approval) = releasing.filter(|a| a.approvals() >= required) {
+                return Ok::<_, aegis_ledger::StoreError>(Found::Release(approval));
+            }
+            if let Some(waiting) = reader.waiting_approval(key, &tool_owned, &digest_owned, now)? {
+                return Ok(Found::Waiting(waiting));
+            }
+            let pending = reader.pending_approvals(Some(key), now)?;
+            Ok(if pending >= config.max_pending_per_session {
+                Found::Limit
+            } else {
+                Found::Nothing
+            })
+        })
+        .await
+        .map_err(|e| GateError::State(e.to_string()))?
+        .map_err(|e| GateError::State(e.to_string()))?;
+        Ok(match found {
+            Found::Release(approval) => (
+                allow,
+                Some(ApprovalLink::Released {
+                    approvers: approval
+                        .votes
+                        .iter()
+                        .filter(|v| v.decision == aegis_ledger::VoteKind::Approve)
+                        .map(|v| v.approver.clone())
+                        .collect(),
+                    id: approval.id,
+                }),
+            ),
+            Found::Waiting(approval) => (
+                decision,
+                Some(ApprovalLink::Requested {
+                    id: approval.id,
+                    args_digest: approval.args_digest,
+                    expires_unix_ms: approval.expires_unix_ms,
+                    approvals_required: approval.approvals_required,
+                    mode,
+                }),
+            ),
+            Found::Limit => (
+                Decision {
+                    outcome: Outcome::Deny,
+                    reason: Reason::ApprovalLimit,
+                    constraints: None,
+                },
+                None,
+            ),
+            Found::Nothing => {
+                let ttl_ms = i64::try_from(config.ttl.as_millis()).unwrap_or(i64::MAX);
+                (
+                    decision,
+                    Some(ApprovalLink::Requested {
+                        id: new_id()?,
+                        args_digest: digest.to_owned(),
+                        expires_unix_ms: now.saturating_add(ttl_ms),
+                        approvals_required: required,
+                        mode,
+                    }),
+                )
+            }
+        })
+    }
+}
+
+enum Found {
+    Release(Approval),
+    Waiting(Approval),
+    Limit,
+    Nothing,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,327 @@
+//! Approvals through the real binary, in `retry` mode: a call that needs a
+//! human is answered pending and never reaches the tool server; an operator
+//! approves it through the API; the same call made again runs exactly once;
+//! other arguments, a repeat, a denial, the agent's own credentials and a
+//! restart change none of that.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::ffi::OsStr;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use aegis_demo_upstream::{AnswerMode, DemoConfig, DemoServer};
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use support::{Api, DEADLINE, Server, block_on};
+
+const SESSION: &str = "approvals-e2e";
+const ALICE: &str = "alice-operator-token-0123456789abcdef";
+const BOB: &str = "bob-operator-token-0123456789abcdef";
+const AGENT: &str = "agent-ingest-token-0123456789abcdef";
+
+fn manifest(approvers: u32) -> String {
+    format!(
+        r#"
+schema: aegis.dev/manifest/v0.1
+name: approvals-agent
+version: "1.0.0"
+publisher: aegis-tests
+sandbox: {{required: true}}
+permissions:
+  tools: [echo, write_file]
+  approval_required: [write_file]
+  budgets: {{max_steps: 1000, max_tool_calls: 1000, max_wall_time_ms: 3600000}}
+policy:
+  # What write_file answers is not untrusted content; otherwise the first
+  # run taints the session and every later write is denied.
+  non_tainting_tools: [write_file]
+  # The test makes the same call more often than the default loop rule
+  # (the third identical call in twenty) allows.
+  loops: {{identical_calls: 10, identical_window: 20}}
+  approvals:
+    write_file: {{approvers: {approvers}}}
+"#
+    )
+}
+
+/// A config with two operator tokens (alice, bob) and the agent's ingest
+/// token, each in its own file under `dir`.
+fn auth_config(dir: &Path) -> std::path::PathBuf {
+    let mut tokens = String::new();
+    for (name, token, role) in [
+        ("alice", ALICE, "operator"),
+        ("bob", BOB, "operator"),
+        ("agent", AGENT, "ingest"),
+    ] {
+        let file = dir.join(format!("{name}.token"));
+        std::fs::write(&file, format!("{token}\n")).unwrap();
+        tokens.push_str(&format!(
+            "      - file: {}\n        role: {role}\n",
+            file.display()
+        ));
+    }
+    let config = dir.join("auth.yaml");
+    std::fs::write(&config, format!("admin:\n  auth:\n    tokens:\n{tokens}")).unwrap();
+    config
+}
+
+fn start(dir: &Path, ledger: &Path, manifest: &Path, upstream: &str) -> (Server, SocketAddr) {
+    let config = auth_config(dir);
+    let upstream = format!("tools={upstream}");
+    let args: Vec<&OsStr> = vec![
+        OsStr::new("--config"),
+        config.as_os_str(),
+        OsStr::new("--ledger"),
+        ledger.as_os_str(),
+        OsStr::new("--manifest"),
+        manifest.as_os_str(),
+        OsStr::new("--listen"),
+        OsStr::new("127.0.0.1:0"),
+        OsStr::new("--upstream"),
+        OsStr::new(&upstream),
+    ];
+    let server = Server::start(dir, &args, &[("AEGIS_SESSION_SCOPE", OsStr::new("client"))]);
+    let mcp = server.ready["mcp"].as_str().unwrap().parse().unwrap();
+    (server, mcp)
+}
+
+/// One `tools/call` of `write_file` with `content`: its result.
+async fn write(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    mcp: SocketAddr,
+    content: &str,
+) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "write_file", "arguments": {"path": "note.txt", "content": content}}});
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(format!("http://{mcp}/mcp/tools"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("x-aegis-session-id", SESSION)
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let exchange = async {
+        let resp = client.request(req).await.unwrap();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice::<Value>(&bytes).unwrap()
+    };
+    tokio::time::timeout(DEADLINE, exchange).await.unwrap()["result"].clone()
+}
+
+/// The id of the approval a result says the call waits for.
+fn pending(result: &Value) -> String {
+    let meta = &result["_meta"]["aegis/decision"];
+    assert_eq!(meta["outcome"], "require_approval", "{result}");
+    assert_eq!(result["isError"], true);
+    let text = result["content"][0]["text"].as_str().unwrap();
+    let id = meta["approval_id"].as_str().unwrap().to_owned();
+    assert!(
+        text.contains(&id) && text.contains("same call again"),
+        "{text}"
+    );
+    id
+}
+
+fn ran(result: &Value) {
+    assert_eq!(result["isError"], false, "{result}");
+    assert!(result["_meta"]["aegis/decision"].is_null(), "{result}");
+}
+
+async fn vote(api: &Api, id: &str, decision: &str) -> (StatusCode, Value) {
+    api.request(
+        Method::POST,
+        &format!("/v1/approvals/{id}/{decision}"),
+        Some(&json!({"reason": format!("test says {decision}")})),
+    )
+    .await
+    .unwrap()
+}
+
+#[test]
+fn an_approved_call_runs_once_and_nothing_else_gets_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.db");
+    let manifest_file = dir.path().join("manifest.yaml");
+    std::fs::write(&manifest_file, manifest(1)).unwrap();
+    block_on(Duration::from_secs(120), async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = DemoConfig {
+            sandbox: dir.path().join("sandbox"),
+            answer: AnswerMode::Json,
+            ..DemoConfig::default()
+        };
+        std::fs::create_dir_all(&config.sandbox).unwrap();
+        let upstream = DemoServer::start(listener, config).await.unwrap();
+        let runs = || upstream.stats().tool_calls("write_file");
+        let (server, mcp) = start(dir.path(), &ledger, &manifest_file, &upstream.url());
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        let alice = Api::new(server.addr).with_token(ALICE);
+
+        let id = pending(&write(&client, mcp, "hello").await);
+        assert_eq!(runs(), 0);
+
+        // The agent — without a credential, or with its own ingest token —
+        // can neither see nor decide it.
+        for (agent, expected) in [
+            (Api::new(server.addr), StatusCode::UNAUTHORIZED),
+            (
+                Api::new(server.addr).with_token(AGENT),
+                StatusCode::FORBIDDEN,
+            ),
+        ] {
+            for (method, path) in [
+                (Method::GET, "/v1/approvals".to_owned()),
+                (Method::GET, format!("/v1/approvals/{id}")),
+                (Method::POST, format!("/v1/approvals/{id}/approve")),
+                (Method::POST, format!("/v1/approvals/{id}/deny")),
+            ] {
+                let body = (method == Method::POST).then(|| json!({}));
+                let (status, answer) = agent.request(method, &path, body.as_ref()).await.unwrap();
+                assert_eq!(status, expected, "{path}: {answer}");
+            }
+        }
+        let listed = alice.get("/v1/approvals?state=pending").await;
+        let approvals = listed["approvals"].as_array().unwrap();
+        assert_eq!(approvals.len(), 1, "{listed}");
+        assert_eq!(approvals[0]["id"], id.as_str());
+        assert_eq!(approvals[0]["state"], "pending");
+        assert_eq!(
+            approvals[0]["args"],
+            json!({"path": "note.txt", "content": "hello"})
+        );
+        assert_eq!(approvals[0]["session_id"], SESSION);
+
+        // Asked again while it waits: the same approval; still nothing ran.
+        assert_eq!(pending(&write(&client, mcp, "hello").await), id);
+        assert_eq!(runs(), 0);
+
+        let (status, approved) = vote(&alice, &id, "approve").await;
+        assert_eq!(status, StatusCode::OK, "{approved}");
+        assert_eq!(approved["state"], "approved");
+        let approver = approved["votes"][0]["approver"].as_str().unwrap();
+        assert!(
+            approver.starts_with("token:") && approver.ends_with("alice.token"),
+            "{approver}"
+        );
+        // Voting again, or denying now, is refused and changes nothing.
+        let (status, again) = vote(&alice, &id, "deny").await;
+        assert_eq!(status, StatusCode::CONFLICT, "{again}");
+
+        // Other arguments are not released.
+        let other = pending(&write(&client, mcp, "HELLO").await);
+        assert_ne!(other, id);
+        assert_eq!(runs(), 0);
+        // The approved call runs, once.
+        ran(&write(&client, mcp, "hello").await);
+        assert_eq!(runs(), 1);
+        assert_eq!(
+            alice.get(&format!("/v1/approvals/{id}")).await["state"],
+            "consumed"
+        );
+        let third = pending(&write(&client, mcp, "hello").await);
+        assert_ne!(third, id);
+        assert_eq!(runs(), 1);
+
+        // A denial: the call does not run, and asking again asks anew.
+        let (status, denied) = vote(&alice, &other, "deny").await;
+        assert_eq!(
+            (status, denied["state"].as_str()),
+            (StatusCode::OK, Some("denied"))
+        );
+        let after_deny = pending(&write(&client, mcp, "HELLO").await);
+        assert_ne!(after_deny, other);
+        assert_eq!(runs(), 1);
+
+        // A restart: what waits still waits and can be approved; what was
+        // used stays used.
+        server.kill();
+        let (server, mcp) = start(dir.path(), &ledger, &manifest_file, &upstream.url());
+        let alice = Api::new(server.addr).with_token(ALICE);
+        assert_eq!(
+            alice.get(&format!("/v1/approvals/{third}")).await["state"],
+            "pending"
+        );
+        assert_eq!(
+            alice.get(&format!("/v1/approvals/{id}")).await["state"],
+            "consumed"
+        );
+        let (status, _) = vote(&alice, &third, "approve").await;
+        assert_eq!(status, StatusCode::OK);
+        ran(&write(&client, mcp, "hello").await);
+        assert_eq!(runs(), 2);
+        pending(&write(&client, mcp, "hello").await);
+        assert_eq!(runs(), 2);
+
+        let (status, missing) = vote(&alice, "appr-nonexistent", "approve").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+        let (status, bad) = alice
+            .request(Method::GET, "/v1/approvals?state=waiting", None)
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        let verified = alice.verify_session("default", SESSION).await;
+        assert_eq!(verified["valid"], true, "{verified}");
+        server.terminate();
+    });
+}
+
+#[test]
+fn two_person_approval_needs_two_distinct_operators() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.db");
+    let manifest_file = dir.path().join("manifest.yaml");
+    std::fs::write(&manifest_file, manifest(2)).unwrap();
+    block_on(Duration::from_secs(120), async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = DemoConfig {
+            sandbox: dir.path().join("sandbox"),
+            answer: AnswerMode::Json,
+            ..DemoConfig::default()
+        };
+        std::fs::create_dir_all(&config.sandbox).unwrap();
+        let upstream = DemoServer::start(listener, config).await.unwrap();
+        let runs = || upstream.stats().tool_calls("write_file");
+        let (server, mcp) = start(dir.path(), &ledger, &manifest_file, &upstream.url());
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        let (alice, bob) = (
+            Api::new(server.addr).with_token(ALICE),
+            Api::new(server.addr).with_token(BOB),
+        );
+
+        let id = pending(&write(&client, mcp, "two keys").await);
+        let (status, once) = vote(&alice, &id, "approve").await;
+        assert_eq!(
+            (status, once["state"].as_str()),
+            (StatusCode::OK, Some("pending"))
+        );
+        assert_eq!(once["approvals"], 1);
+        assert_eq!(pending(&write(&client, mcp, "two keys").await), id);
+        // The same operator twice counts once.
+        let (status, twice) = vote(&alice, &id, "approve").await;
+        assert_eq!(status, StatusCode::CONFLICT, "{twice}");
+        assert_eq!(pending(&write(&client, mcp, "two keys").await), id);
+        assert_eq!(runs(), 0);
+
+        let (status, both) = vote(&bob, &id, "approve").await;
+        assert_eq!(
+            (status, both["state"].as_str()),
+            (StatusCode::OK, Some("approved"))
+        );
+        ran(&write(&client, mcp, "two keys").await);
+        assert_eq!(runs(), 1);
+        pending(&write(&client, mcp, "two keys").await);
+        assert_eq!(runs(), 1);
+        server.terminate();
+    });
+}
