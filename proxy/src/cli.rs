@@ -52,6 +52,13 @@ pub enum Command {
     Decide(DecideArgs),
     /// Run the Aegis conformance packs.
     Conformance(ConformanceArgs),
+    /// See and decide the approvals a running sidecar holds calls for.
+    ///
+    /// Talks to the sidecar's admin API (`/v1/approvals`) with an operator
+    /// token. Exit status: 0 done; 1 the sidecar refused (the approval is
+    /// unknown, closed, or already has this identity's vote; the token
+    /// lacks the role); 2 usage error or no answer.
+    Approvals(ApprovalsArgs),
     /// See the sidecar enforce tool calls end to end, with nothing to install.
     ///
     /// Starts the demo MCP tool server and the sidecar in front of it (a
@@ -296,6 +303,63 @@ pub struct ConformanceRunArgs {
     /// [env: AEGIS_ADMIN_TOKEN_FILE]; needs a token of role ingest.
     #[arg(long, value_name = "FILE", requires = "server")]
     pub token_file: Option<PathBuf>,
+}
+
+/// Arguments of `approvals`.
+#[derive(Debug, Clone, Args)]
+pub struct ApprovalsArgs {
+    #[command(subcommand)]
+    pub command: ApprovalsCommand,
+    /// The sidecar's admin API [env: AEGIS_ADMIN_URL].
+    #[arg(long, value_name = "URL", global = true)]
+    pub server: Option<String>,
+    /// File holding an operator token (one trailing newline dropped)
+    /// [env: AEGIS_ADMIN_TOKEN_FILE].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+    /// Print the API's JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ApprovalsCommand {
+    /// List approvals, oldest request first (every page).
+    List {
+        /// pending, approved, denied, expired or consumed (as recorded).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Needs --tenant.
+        #[arg(long)]
+        session: Option<String>,
+    },
+    /// Show one approval: the call, its arguments, the votes.
+    Show { id: String },
+    /// Approve: records your vote (your token's identity) in the session's chain.
+    Approve {
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Deny: records your vote; the call is not run.
+    Deny {
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Print each new pending approval as it is requested, until stopped.
+    Watch {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// How often to ask, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        interval_ms: u64,
+        /// Stop after this many approvals were printed.
+        #[arg(long)]
+        count: Option<u64>,
+    },
 }
 
 #[cfg(test)]

@@ -33,6 +33,9 @@ fn main() -> ExitCode {
         },
         Command::Decide(args) => commands::policy::decide(&args, &mut std::io::stdout().lock()),
         Command::Demo(args) => commands::demo::demo(&args, &mut std::io::stdout()),
+        Command::Approvals(args) => {
+            commands::approvals::approvals(&args, &mut std::io::stdout().lock())
+        }
         Command::Conformance(conformance) => match conformance.command {
             ConformanceCommand::Run(args) => {
                 commands::policy::conformance_run(&args, &mut std::io::stdout().lock())

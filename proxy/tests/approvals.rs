@@ -325,3 +325,120 @@ fn two_person_approval_needs_two_distinct_operators() {
         server.terminate();
     });
 }
+
+/// `aegis-proxy approvals ...` against `server`, with `token` (a file).
+fn cli(server: SocketAddr, token: &Path, args: &[String]) -> support::Output {
+    let mut all: Vec<String> = vec!["approvals".into()];
+    all.extend(args.iter().cloned());
+    all.extend([
+        "--server".to_owned(),
+        format!("http://{server}"),
+        "--token-file".to_owned(),
+        token.display().to_string(),
+    ]);
+    support::aegis(all)
+}
+
+#[test]
+fn the_cli_lists_shows_approves_denies_and_watches() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.db");
+    let manifest_file = dir.path().join("manifest.yaml");
+    std::fs::write(&manifest_file, manifest(1)).unwrap();
+    block_on(Duration::from_secs(120), async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = DemoConfig {
+            sandbox: dir.path().join("sandbox"),
+            answer: AnswerMode::Json,
+            ..DemoConfig::default()
+        };
+        std::fs::create_dir_all(&config.sandbox).unwrap();
+        let upstream = DemoServer::start(listener, config).await.unwrap();
+        let (server, mcp) = start(dir.path(), &ledger, &manifest_file, &upstream.url());
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        let (alice, agent) = (
+            dir.path().join("alice.token"),
+            dir.path().join("agent.token"),
+        );
+        let admin = server.addr;
+        let run = |token: std::path::PathBuf, args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+            tokio::task::spawn_blocking(move || cli(admin, &token, &args))
+        };
+
+        let first = pending(&write(&client, mcp, "one").await);
+        let listed = run(alice.clone(), &["list", "--state", "pending"])
+            .await
+            .unwrap();
+        listed.expect_code(0, "list");
+        let line = listed.stdout.lines().next().unwrap_or_default();
+        assert!(
+            line.starts_with(&format!("{first} pending 0/1 write_file default/{SESSION}")),
+            "{line}"
+        );
+        assert!(line.contains("\"content\":\"one\""), "{line}");
+
+        let id = first.as_str();
+        let shown = run(alice.clone(), &["show", id]).await.unwrap();
+        shown.expect_code(0, "show");
+        assert!(
+            shown.stdout.contains("\"content\": \"one\""),
+            "{}",
+            shown.stdout
+        );
+
+        // The agent's own token cannot decide: exit 1, nothing changed.
+        let refused = run(agent, &["approve", id]).await.unwrap();
+        refused.expect_code(1, "approve with the agent's token");
+        assert!(refused.stderr.contains("403"), "{}", refused.stderr);
+
+        // watch: prints what waits now and what is requested while it runs.
+        let watching = run(
+            alice.clone(),
+            &["watch", "--count", "2", "--interval-ms", "100", "--json"],
+        );
+        let second = pending(&write(&client, mcp, "two").await);
+        let watched = watching.await.unwrap();
+        watched.expect_code(0, "watch");
+        let ids: Vec<String> = watched
+            .stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(ids, [first.clone(), second.clone()]);
+
+        let approved = run(alice.clone(), &["approve", id, "--reason", "expected"])
+            .await
+            .unwrap();
+        approved.expect_code(0, "approve");
+        assert!(
+            approved
+                .stdout
+                .starts_with(&format!("{first} approved 1/1")),
+            "{}",
+            approved.stdout
+        );
+        let again = run(alice.clone(), &["deny", id]).await.unwrap();
+        again.expect_code(1, "deny after approve");
+        assert!(again.stderr.contains("409"), "{}", again.stderr);
+        let denied = run(alice.clone(), &["deny", &second, "--json"])
+            .await
+            .unwrap();
+        denied.expect_code(0, "deny");
+        assert_eq!(denied.json()["state"], "denied");
+        assert_eq!(denied.json()["votes"][0]["reason"], "");
+
+        ran(&write(&client, mcp, "one").await);
+        assert_eq!(upstream.stats().tool_calls("write_file"), 1);
+        let unknown = run(alice.clone(), &["show", "appr-unknown"]).await.unwrap();
+        unknown.expect_code(1, "show an unknown id");
+        let usage = run(alice, &["show", "../etc"]).await.unwrap();
+        usage.expect_code(2, "a path for an id");
+        server.terminate();
+    });
+}

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::cli::{ExportArgs, VerifyArgs};
 
+pub mod approvals;
 pub mod demo;
 pub mod policy;
 mod remote;
