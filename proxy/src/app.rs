@@ -27,10 +27,12 @@ use crate::mcp::{self as mcp_server, McpState};
 use crate::metrics::Metrics;
 
 mod evict;
+mod expire;
 mod open;
 mod ready;
 
 use evict::evict_idle_sessions;
+use expire::expire_approvals;
 use open::{auth_summary, auth_warnings, open_identity, open_manifest, open_tokens};
 use ready::{ReadyAddrs, remove_ready_file, write_ready_file};
 
@@ -52,6 +54,8 @@ pub struct Running {
     /// The egress forward proxy, when `forward.listen` is set.
     forward: Option<JoinHandle<()>>,
     evictor: JoinHandle<()>,
+    /// Records approvals past their expiry (`expire`).
+    expirer: JoinHandle<()>,
     draining: Arc<AtomicBool>,
     shutdown_grace: Duration,
     /// Results on their way to the ledger; shutdown waits for them.
@@ -236,6 +240,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             drain,
         )));
     }
+    let expirer = tokio::spawn(expire_approvals(
+        ledger.handle(),
+        ledger.reader(),
+        metrics.approvals.clone(),
+        shutdown_rx.clone(),
+    ));
     let evictor = tokio::spawn(evict_idle_sessions(
         ledger.handle(),
         config.mcp.session_idle,
@@ -279,6 +289,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         mcp,
         forward,
         evictor,
+        expirer,
         draining,
         shutdown_grace: config.mcp.shutdown_grace,
         sequencers,
@@ -409,6 +420,7 @@ impl Running {
             }
         }
         self.evictor.abort();
+        self.expirer.abort();
         let _ = self.admin_shutdown.send(true);
         if tokio::time::timeout(deadline, self.admin).await.is_err() {
             tracing::warn!(?deadline, "admin server did not stop within the deadline");

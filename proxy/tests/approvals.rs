@@ -243,6 +243,16 @@ fn an_approved_call_runs_once_and_nothing_else_gets_through() {
         assert_ne!(after_deny, other);
         assert_eq!(runs(), 1);
 
+        let (_, metrics) = alice.get_text("/metrics").await;
+        for line in [
+            "aegis_approvals_released_total 1",
+            "aegis_approvals_decided_total{outcome=\"approved\"} 1",
+            "aegis_approvals_decided_total{outcome=\"denied\"} 1",
+            "aegis_approval_decision_seconds_count 2",
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "{line} not in /metrics");
+        }
+
         // A restart: what waits still waits and can be approved; what was
         // used stays used.
         server.kill();

@@ -170,6 +170,12 @@ pub async fn vote(
             .await;
         match appended {
             Ok(appended) => {
+                if leads_to != ApprovalState::Pending {
+                    let m = &state.metrics.approvals;
+                    m.decided.with_label_values(&[leads_to.as_str()]).inc();
+                    let waited_ms = now.saturating_sub(approval.requested_unix_ms).max(0);
+                    m.decision_seconds.observe(waited_ms as f64 / 1000.0);
+                }
                 tracing::info!(
                     approval_id = %approval.id,
                     tenant = %approval.tenant_id,

@@ -97,6 +97,9 @@ pub async fn admit(
     state
         .metrics
         .record_decision(decision.outcome, decision.reason, verdict.decide_time);
+    if let Some(crate::gate::ApprovalLink::Released { .. }) = &verdict.approval {
+        state.metrics.approvals.released.inc();
+    }
 
     if verdict.vetoed {
         if let Some(detail) = &guard_detail {

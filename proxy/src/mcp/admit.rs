@@ -128,6 +128,9 @@ pub async fn admit(state: &McpState, exchange: &mut Exchange, message: &Message)
             if enforce { "true" } else { "false" },
         ])
         .inc();
+    if let Some(crate::gate::ApprovalLink::Released { .. }) = &verdict.approval {
+        state.metrics.approvals.released.inc();
+    }
     if verdict.forwards(enforce) {
         if decision.outcome != Outcome::Allow {
             tracing::info!(

@@ -5,6 +5,7 @@
 //! (event types, error kinds, routes, status codes, reload results) — never
 //! ids, paths or free text.
 
+mod approvals;
 mod ledger;
 mod mcp;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 use crate::identity::Failure;
 use crate::identity::jwks::JwksReload;
 use aegis_policy::{Outcome, Reason, ReloadOutcome};
+pub use approvals::ApprovalMetrics;
 pub use ledger::LedgerMetrics;
 pub use mcp::McpMetrics;
 use prometheus::{
@@ -48,6 +50,7 @@ pub struct Metrics {
     pub egress: EgressMetrics,
     pub auth: AuthMetrics,
     pub identity: IdentityMetrics,
+    pub approvals: ApprovalMetrics,
 }
 
 /// Who requests act for (`crate::identity`): refusals by listener and
@@ -309,6 +312,7 @@ impl Metrics {
         let egress = EgressMetrics::new(&registry)?;
         let identity = IdentityMetrics::new(&registry)?;
         let auth = AuthMetrics::new(&registry)?;
+        let approvals = ApprovalMetrics::new(&registry)?;
         let build_info = IntGauge::with_opts(
             Opts::new(
                 "aegis_build_info",
@@ -376,6 +380,7 @@ impl Metrics {
             egress,
             identity,
             auth,
+            approvals,
         })
     }
 
