@@ -206,9 +206,9 @@ fn line(a: &Value) -> String {
         Value::String(text) => text.clone(),
         other => other.to_string(),
     };
-    let args = shorten(&args, 80);
-    format!(
-        "{} {} {}/{} {} {}/{} {}",
+    let args = shorten(&shown(&args), 80);
+    shown(&format!(
+        "{} {} {}/{} {} {}/{} ",
         a["id"].as_str().unwrap_or(""),
         a["state"].as_str().unwrap_or(""),
         a["approvals"],
@@ -216,8 +216,7 @@ fn line(a: &Value) -> String {
         a["tool_name"].as_str().unwrap_or(""),
         a["tenant_id"].as_str().unwrap_or(""),
         a["session_id"].as_str().unwrap_or(""),
-        args,
-    )
+    )) + &args
 }
 
 /// `show`: every field a person deciding needs, one per line.
@@ -263,7 +262,28 @@ fn details(a: &Value) -> String {
             ),
         );
     }
-    text.trim_end().to_owned()
+    shown(text.trim_end())
+}
+
+/// What the agent wrote (its arguments, its session id), made safe to
+/// print to the operator deciding on it: JSON already escapes control
+/// characters; this also escapes the invisible and direction-changing ones
+/// (zero-width, bidi overrides and isolates, the BOM, other controls) that
+/// would let the text look like something it is not.
+fn shown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        // (A newline is ours: JSON escapes the ones inside strings.)
+        let hidden = (c.is_control() && c != '\n')
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{061c}' | '\u{00ad}');
+        if hidden {
+            out.push_str(&format!("\\u{{{:04x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn shorten(text: &str, max: usize) -> String {
@@ -295,6 +315,13 @@ mod tests {
             shown.contains("vote              approve token:/a (ok)"),
             "{shown}"
         );
+        // What the agent wrote cannot reorder or hide what the operator reads.
+        let tricky = json!({"id": "appr-2", "session_id": "s\u{202e}txt.exe",
+            "args": {"path": "a\u{200b}b\u{2066}c\u{1b}[2J"}});
+        for text in [line(&tricky), details(&tricky)] {
+            assert!(!text.chars().any(|c| matches!(c, '\u{202e}' | '\u{200b}' | '\u{2066}' | '\u{1b}')), "{text}");
+            assert!(text.contains("\\u{202e}"), "{text}");
+        }
         assert!(segment("appr-1").is_ok());
         assert!(segment("../x").is_err() && segment("").is_err());
     }
