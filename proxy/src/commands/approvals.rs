@@ -319,7 +319,12 @@ mod tests {
         let tricky = json!({"id": "appr-2", "session_id": "s\u{202e}txt.exe",
             "args": {"path": "a\u{200b}b\u{2066}c\u{1b}[2J"}});
         for text in [line(&tricky), details(&tricky)] {
-            assert!(!text.chars().any(|c| matches!(c, '\u{202e}' | '\u{200b}' | '\u{2066}' | '\u{1b}')), "{text}");
+            assert!(
+                !text
+                    .chars()
+                    .any(|c| matches!(c, '\u{202e}' | '\u{200b}' | '\u{2066}' | '\u{1b}')),
+                "{text}"
+            );
             assert!(text.contains("\\u{202e}"), "{text}");
         }
         assert!(segment("appr-1").is_ok());

@@ -365,10 +365,22 @@ fn approval(c: &mut Checker<'_>) -> ApprovalConfig {
         DEFAULT_APPROVAL_MAX_PENDING_PER_SESSION,
         positive::<u64>,
     );
+    let max_pending = c.get(
+        &settings::APPROVAL_MAX_PENDING,
+        DEFAULT_APPROVAL_MAX_PENDING,
+        positive::<u64>,
+    );
+    if max_pending_per_session > max_pending {
+        c.problems.push(format!(
+            "approval.max_pending_per_session: must not exceed approval.max_pending \
+             ({max_pending}), got {max_pending_per_session}"
+        ));
+    }
     ApprovalConfig {
         mode,
         ttl: Duration::from_millis(ttl_ms),
         max_pending_per_session,
+        max_pending,
     }
 }
 

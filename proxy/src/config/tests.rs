@@ -396,6 +396,7 @@ fn approval_settings_layer_and_hold_is_refused_until_it_is_built() {
             mode: aegis_policy::ApprovalMode::Retry,
             ttl: Duration::from_secs(60),
             max_pending_per_session: 3,
+            max_pending: 1024,
         }
     );
     assert_eq!(Config::default().approval.ttl, Duration::from_secs(3600));
@@ -418,6 +419,16 @@ fn approval_settings_layer_and_hold_is_refused_until_it_is_built() {
             "{expected}: {problems:#?}"
         );
     }
+    let problems = problems_of_env(&[
+        (ENV_APPROVAL_MAX_PENDING, "4"),
+        (ENV_APPROVAL_MAX_PENDING_PER_SESSION, "5"),
+    ]);
+    assert!(
+        problems[0].starts_with(
+            "approval.max_pending_per_session: must not exceed approval.max_pending (4)"
+        ),
+        "{problems:?}"
+    );
     let problems = problems_of_env(&[(ENV_APPROVAL_MODE, "wait")]);
     assert!(
         problems[0].contains("\"wait\" is not retry"),

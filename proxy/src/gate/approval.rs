@@ -15,7 +15,8 @@
 //! - Otherwise the call **waits**: on the approval of the same call already
 //!   waiting (asking again joins it), or on a new one with an unguessable
 //!   id, unless the session already has `approval.max_pending_per_session`
-//!   waiting (then it is denied `APPROVAL_LIMIT`).
+//!   waiting, or all sessions `approval.max_pending` (then it is denied
+//!   `APPROVAL_LIMIT`).
 
 use aegis_ledger::{Approval, now_unix_ms};
 use aegis_policy::{ApprovalMode, Decision, Outcome, Reason};
@@ -35,6 +36,8 @@ pub struct ApprovalConfig {
     pub ttl: std::time::Duration,
     /// Approvals one session may have waiting at once.
     pub max_pending_per_session: u64,
+    /// Approvals all sessions together may have waiting at once.
+    pub max_pending: u64,
 }
 
 /// What a decision's envelope says about its approval.
@@ -102,12 +105,9 @@ impl Gate {
             if let Some(waiting) = reader.waiting_approval(key, &tool_owned, &digest_owned, now)? {
                 return Ok(Found::Waiting(waiting));
             }
-            let pending = reader.pending_approvals(Some(key), now)?;
-            Ok(if pending >= config.max_pending_per_session {
-                Found::Limit
-            } else {
-                Found::Nothing
-            })
+            let full = reader.pending_approvals(Some(key), now)? >= config.max_pending_per_session
+                || reader.pending_approvals(None, now)? >= config.max_pending;
+            Ok(if full { Found::Limit } else { Found::Nothing })
         })
         .await
         .map_err(|e| GateError::State(e.to_string()))?

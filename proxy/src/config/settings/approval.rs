@@ -41,8 +41,21 @@ pub const APPROVAL_MAX_PENDING_PER_SESSION: Setting = Setting::new(
 )
 .env(ENV_APPROVAL_MAX_PENDING_PER_SESSION);
 
+pub const ENV_APPROVAL_MAX_PENDING: &str = "AEGIS_APPROVAL_MAX_PENDING";
+/// A session's limit does not bound an agent that may name its own
+/// sessions (`identity.session` from the client): this bounds them all.
+pub const DEFAULT_APPROVAL_MAX_PENDING: u64 = 1024;
+pub const APPROVAL_MAX_PENDING: Setting = Setting::new(
+    "approval.max_pending",
+    Kind::Integer,
+    "1024",
+    "approvals waiting in all sessions together; past it, calls that need one are denied",
+)
+.env(ENV_APPROVAL_MAX_PENDING);
+
 pub(super) const SETTINGS: &[Setting] = &[
     APPROVAL_MODE,
     APPROVAL_TTL_MS,
     APPROVAL_MAX_PENDING_PER_SESSION,
+    APPROVAL_MAX_PENDING,
 ];

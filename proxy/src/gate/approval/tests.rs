@@ -38,7 +38,11 @@ fn manifest(approvers: u32) -> Arc<LoadedManifest> {
     })
 }
 
-fn gate(ledger: &Ledger, max_pending: u64) -> Gate {
+fn gate(ledger: &Ledger, max_pending_per_session: u64) -> Gate {
+    gate_limited(ledger, max_pending_per_session, 1024)
+}
+
+fn gate_limited(ledger: &Ledger, max_pending_per_session: u64, max_pending: u64) -> Gate {
     Gate {
         ledger: ledger.handle(),
         reader: ledger.reader(),
@@ -47,7 +51,8 @@ fn gate(ledger: &Ledger, max_pending: u64) -> Gate {
         result_commit: ResultCommit::AfterAnswer,
         started_unix_ms: 0,
         approvals: ApprovalConfig {
-            max_pending_per_session: max_pending,
+            max_pending_per_session,
+            max_pending,
             ..ApprovalConfig::default()
         },
     }
@@ -205,6 +210,46 @@ async fn a_session_cannot_bury_its_humans_in_requests() {
             .pending_approvals(None, aegis_ledger::now_unix_ms())
             .unwrap(),
         2
+    );
+    ledger.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_naming_new_sessions_meets_the_limit_of_all_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(LedgerConfig::new(dir.path().join("ledger.db"))).unwrap();
+    let gate = gate_limited(&ledger, 16, 3);
+    let m = manifest(1);
+    let mut outcomes = Vec::new();
+    for n in 0..5 {
+        let id = identity_in(&format!("s{n}"));
+        let (call_id, args) = (json!(1), json!({"n": n}));
+        let call = CallRequest {
+            identity: &id,
+            upstream: "tools",
+            call_id: &call_id,
+            call_id_text: None,
+            tool_name: "write_file",
+            args: &args,
+            sanitizer_key: None,
+            enforce: true,
+        };
+        let verdict =
+            tokio::time::timeout(HANG_GUARD, gate.decide_and_record(call, Some(m.clone())))
+                .await
+                .unwrap()
+                .unwrap();
+        outcomes.push(verdict.decision.reason);
+    }
+    assert_eq!(
+        outcomes,
+        [
+            Reason::ApprovalRequired,
+            Reason::ApprovalRequired,
+            Reason::ApprovalRequired,
+            Reason::ApprovalLimit,
+            Reason::ApprovalLimit
+        ]
     );
     ledger.close();
 }
