@@ -155,6 +155,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (admin_shutdown, admin_shutdown_rx) = watch::channel(false);
     let draining = Arc::new(AtomicBool::new(false));
     let limiters = Arc::new(SessionLimiters::default());
+    // Delivered until the admin server stops (decisions made during the
+    // drain are still announced).
+    let webhook = match &config.approval.webhook_url {
+        Some(url) => crate::webhook::Webhook::start(
+            url.clone(),
+            ledger.reader(),
+            metrics.approvals.webhooks.clone(),
+            admin_shutdown_rx.clone(),
+        ),
+        None => crate::webhook::Webhook::off(),
+    };
     let state = Arc::new(AdminState {
         ledger: ledger.handle(),
         reader: ledger.reader(),
@@ -165,6 +176,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         draining: draining.clone(),
         auth,
         warnings,
+        webhook: webhook.clone(),
     });
     let drain = config.admin.request_timeout;
     let probes = probes_listener.map(|listener| {
@@ -186,7 +198,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         sequencers: crate::gate::Sequencers::new(config.mcp.max_queued_per_session),
         result_commit: config.ledger.result_commit,
         started_unix_ms: aegis_ledger::now_unix_ms(),
-        approvals: config.approval,
+        approvals: config.approval.clone(),
+        webhook: webhook.clone(),
     };
     let sequencers = gate.sequencers.clone();
     let mut mcp_addr = None;
@@ -244,6 +257,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ledger.handle(),
         ledger.reader(),
         metrics.approvals.clone(),
+        webhook,
         shutdown_rx.clone(),
     ));
     let evictor = tokio::spawn(evict_idle_sessions(

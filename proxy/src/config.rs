@@ -103,6 +103,7 @@ impl Default for ApprovalConfig {
             ttl: Duration::from_millis(DEFAULT_APPROVAL_TTL_MS),
             max_pending_per_session: DEFAULT_APPROVAL_MAX_PENDING_PER_SESSION,
             max_pending: DEFAULT_APPROVAL_MAX_PENDING,
+            webhook_url: None,
         }
     }
 }

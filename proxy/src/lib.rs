@@ -51,3 +51,4 @@ pub mod results;
 pub mod telemetry;
 pub mod tls;
 pub mod watch;
+pub mod webhook;

@@ -55,7 +55,8 @@ policy:
 
 /// A config with two operator tokens (alice, bob) and the agent's ingest
 /// token, each in its own file under `dir`.
-fn auth_config(dir: &Path) -> std::path::PathBuf {
+/// ...and `extra` YAML after it.
+fn auth_config(dir: &Path, extra: &str) -> std::path::PathBuf {
     let mut tokens = String::new();
     for (name, token, role) in [
         ("alice", ALICE, "operator"),
@@ -70,12 +71,26 @@ fn auth_config(dir: &Path) -> std::path::PathBuf {
         ));
     }
     let config = dir.join("auth.yaml");
-    std::fs::write(&config, format!("admin:\n  auth:\n    tokens:\n{tokens}")).unwrap();
+    std::fs::write(
+        &config,
+        format!("admin:\n  auth:\n    tokens:\n{tokens}{extra}"),
+    )
+    .unwrap();
     config
 }
 
 fn start(dir: &Path, ledger: &Path, manifest: &Path, upstream: &str) -> (Server, SocketAddr) {
-    let config = auth_config(dir);
+    start_with(dir, ledger, manifest, upstream, "")
+}
+
+fn start_with(
+    dir: &Path,
+    ledger: &Path,
+    manifest: &Path,
+    upstream: &str,
+    extra: &str,
+) -> (Server, SocketAddr) {
+    let config = auth_config(dir, extra);
     let upstream = format!("tools={upstream}");
     let args: Vec<&OsStr> = vec![
         OsStr::new("--config"),
@@ -451,4 +466,116 @@ fn the_cli_lists_shows_approves_denies_and_watches() {
         usage.expect_code(2, "a path for an id");
         server.terminate();
     });
+}
+
+/// A webhook receiver on `127.0.0.1:0`: every POSTed body, in order.
+async fn webhook_receiver() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let tx = tx.clone();
+                    async move {
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let _ = tx.send(serde_json::from_slice::<Value>(&body).unwrap());
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn the_webhook_hears_of_each_request_and_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.db");
+    let manifest_file = dir.path().join("manifest.yaml");
+    std::fs::write(&manifest_file, manifest(1)).unwrap();
+    block_on(Duration::from_secs(120), async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = DemoConfig {
+            sandbox: dir.path().join("sandbox"),
+            answer: AnswerMode::Json,
+            ..DemoConfig::default()
+        };
+        std::fs::create_dir_all(&config.sandbox).unwrap();
+        let upstream = DemoServer::start(listener, config).await.unwrap();
+        let (hook, mut heard) = webhook_receiver().await;
+        let extra = format!("approval:\n  webhook_url: http://{hook}/aegis\n");
+        let (server, mcp) =
+            start_with(dir.path(), &ledger, &manifest_file, &upstream.url(), &extra);
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        let alice = Api::new(server.addr).with_token(ALICE);
+
+        let id = pending(&write(&client, mcp, "hook").await);
+        let requested = next(&mut heard).await;
+        assert_eq!(requested["type"], "approval.requested", "{requested}");
+        assert_eq!(requested["approval"]["id"], id.as_str());
+        assert_eq!(
+            requested["approval"]["args"],
+            json!({"path": "note.txt", "content": "hook"})
+        );
+        // Asked again while it waits: not a new request, no new event.
+        assert_eq!(pending(&write(&client, mcp, "hook").await), id);
+
+        let other = pending(&write(&client, mcp, "other").await);
+        let (status, _) = vote(&alice, &id, "approve").await;
+        assert_eq!(status, StatusCode::OK);
+        // Events arrive in order: the second request, then the decision.
+        let second = next(&mut heard).await;
+        assert_eq!(
+            (second["type"].as_str(), second["approval"]["id"].as_str()),
+            (Some("approval.requested"), Some(other.as_str()))
+        );
+        let decided = next(&mut heard).await;
+        assert_eq!(decided["type"], "approval.decided", "{decided}");
+        assert_eq!(decided["approval"]["id"], id.as_str());
+        assert_eq!(decided["approval"]["state"], "approved");
+        assert_eq!(
+            decided["approval"]["votes"][0]["reason"],
+            "test says approve"
+        );
+        // Counted once the receiver has answered, which is after it heard
+        // the event: look until the count is there (bounded by the test's
+        // own deadline), and fail at once if an event failed instead.
+        let delivered = "aegis_approval_webhooks_total{result=\"delivered\"} 3";
+        let failed = "aegis_approval_webhooks_total{result=\"failed\"} 0";
+        loop {
+            let (_, metrics) = alice.get_text("/metrics").await;
+            assert!(
+                metrics.lines().any(|l| l == failed),
+                "a webhook event failed"
+            );
+            if metrics.lines().any(|l| l == delivered) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        server.terminate();
+    });
+}
+
+/// The next webhook body (failing after the test deadline).
+async fn next(heard: &mut tokio::sync::mpsc::UnboundedReceiver<Value>) -> Value {
+    tokio::time::timeout(DEADLINE, heard.recv())
+        .await
+        .expect("a webhook event within the deadline")
+        .expect("the receiver is running")
 }

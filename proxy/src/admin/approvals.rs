@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use super::error::json_response;
 use super::request::{json_body, query};
 use super::{Access, AdminState, ApiError};
+pub use crate::gate::approval::to_json;
 
 /// Votes made again when another vote or the expiry raced them.
 const VOTE_ATTEMPTS: usize = 3;
@@ -171,6 +172,9 @@ pub async fn vote(
         match appended {
             Ok(appended) => {
                 if leads_to != ApprovalState::Pending {
+                    state
+                        .webhook
+                        .send(crate::webhook::Event::Decided, &approval.id);
                     let m = &state.metrics.approvals;
                     m.decided.with_label_values(&[leads_to.as_str()]).inc();
                     let waited_ms = now.saturating_sub(approval.requested_unix_ms).max(0);
@@ -265,36 +269,6 @@ fn reason(body: &[u8]) -> Result<String, ApiError> {
         }
     }
     Ok(reason)
-}
-
-/// An approval as the API shows it: `state` as of now (an expiry not yet
-/// recorded already reads expired), the arguments as JSON unless cut.
-pub fn to_json(a: &Approval, now_unix_ms: i64) -> Value {
-    let args = match a.args_truncated {
-        false => serde_json::from_str(&a.args).unwrap_or_else(|_| json!(a.args)),
-        true => json!(a.args),
-    };
-    json!({
-        "id": a.id,
-        "tenant_id": a.tenant_id,
-        "session_id": a.session_id,
-        "tool_name": a.tool_name,
-        "args": args,
-        "args_truncated": a.args_truncated,
-        "args_digest": a.args_digest,
-        "manifest_sha256": a.manifest_sha256,
-        "approvals_required": a.approvals_required,
-        "approvals": a.approvals(),
-        "state": a.state_at(now_unix_ms).as_str(),
-        "recorded_state": a.state.as_str(),
-        "proposal_seq": a.proposal_seq,
-        "requested_seq": a.requested_seq,
-        "requested_unix_ms": a.requested_unix_ms,
-        "expires_unix_ms": a.expires_unix_ms,
-        "votes": a.votes,
-        "decided_unix_ms": a.decided_unix_ms,
-        "consumed_seq": a.consumed_seq,
-    })
 }
 
 #[cfg(test)]

@@ -67,6 +67,8 @@ pub struct AdminState {
     /// Start-up warnings readiness repeats (dev mode, tokens over plain
     /// HTTP); empty when all is well.
     pub warnings: Arc<[String]>,
+    /// Where approval decisions are announced (`approval.webhook_url`).
+    pub webhook: crate::webhook::Webhook,
 }
 
 /// Which routes a listener serves.

@@ -15,6 +15,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::metrics::ApprovalMetrics;
+use crate::webhook::Webhook;
 
 /// How often the sweep runs.
 const EVERY: Duration = Duration::from_secs(5);
@@ -25,6 +26,7 @@ pub(super) async fn expire_approvals(
     ledger: LedgerHandle,
     reader: LedgerReader,
     metrics: ApprovalMetrics,
+    webhook: Webhook,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(EVERY);
@@ -34,7 +36,7 @@ pub(super) async fn expire_approvals(
             _ = ticker.tick() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        if sweep(&ledger, &reader, &metrics).await.is_err() {
+        if sweep(&ledger, &reader, &metrics, &webhook).await.is_err() {
             return;
         }
     }
@@ -45,6 +47,7 @@ pub(super) async fn sweep(
     ledger: &LedgerHandle,
     reader: &LedgerReader,
     metrics: &ApprovalMetrics,
+    webhook: &Webhook,
 ) -> Result<usize, ()> {
     let now = now_unix_ms();
     let lookup = reader.clone();
@@ -88,6 +91,7 @@ pub(super) async fn sweep(
             Ok(_) => {
                 expired += 1;
                 metrics.decided.with_label_values(&["expired"]).inc();
+                webhook.send(crate::webhook::Event::Decided, &approval.id);
                 tracing::info!(
                     approval_id = %approval.id,
                     tenant = %approval.tenant_id,
@@ -162,7 +166,12 @@ mod tests {
         request(&ledger, "appr-new", i64::MAX).await;
         let swept = tokio::time::timeout(
             Duration::from_secs(60),
-            sweep(&ledger.handle(), &ledger.reader(), &metrics),
+            sweep(
+                &ledger.handle(),
+                &ledger.reader(),
+                &metrics,
+                &Webhook::off(),
+            ),
         )
         .await
         .unwrap();
@@ -179,7 +188,7 @@ mod tests {
         assert_eq!(metrics.pending.get(), 1);
         assert_eq!(metrics.decided.with_label_values(&["expired"]).get(), 1);
         // In the chain, and not again.
-        let again = sweep(&ledger.handle(), &reader, &metrics).await;
+        let again = sweep(&ledger.handle(), &reader, &metrics, &Webhook::off()).await;
         assert_eq!(again, Ok(0));
         let entry = reader.load_session("t", "s").unwrap().unwrap();
         assert_eq!(entry.head.seq, 4, "two proposals, two requests, one expiry");

@@ -376,11 +376,27 @@ fn approval(c: &mut Checker<'_>) -> ApprovalConfig {
              ({max_pending}), got {max_pending_per_session}"
         ));
     }
+    let webhook_url = c.get(&settings::APPROVAL_WEBHOOK_URL, None, |text: String| {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let uri: http::Uri = text
+            .parse()
+            .map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+        match (uri.scheme_str(), uri.host()) {
+            (Some("http" | "https"), Some(_)) => Ok(Some(uri)),
+            _ => Err(format!(
+                "{text:?} must be an http:// or https:// URL with a host"
+            )),
+        }
+    });
     ApprovalConfig {
         mode,
         ttl: Duration::from_millis(ttl_ms),
         max_pending_per_session,
         max_pending,
+        webhook_url,
     }
 }
 

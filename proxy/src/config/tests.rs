@@ -397,6 +397,7 @@ fn approval_settings_layer_and_hold_is_refused_until_it_is_built() {
             ttl: Duration::from_secs(60),
             max_pending_per_session: 3,
             max_pending: 1024,
+            webhook_url: None,
         }
     );
     assert_eq!(Config::default().approval.ttl, Duration::from_secs(3600));
@@ -429,6 +430,22 @@ fn approval_settings_layer_and_hold_is_refused_until_it_is_built() {
         ),
         "{problems:?}"
     );
+    let config = load(
+        &RunFlags::default(),
+        &env(&[(ENV_APPROVAL_WEBHOOK_URL, "https://hooks.example.com/a?b=1")]),
+    )
+    .expect("valid");
+    assert_eq!(
+        config.approval.webhook_url.map(|u| u.to_string()),
+        Some("https://hooks.example.com/a?b=1".to_owned())
+    );
+    for bad in ["ftp://x/y", "/relative", "http://"] {
+        let problems = problems_of_env(&[(ENV_APPROVAL_WEBHOOK_URL, bad)]);
+        assert!(
+            problems[0].starts_with("approval.webhook_url: "),
+            "{bad}: {problems:?}"
+        );
+    }
     let problems = problems_of_env(&[(ENV_APPROVAL_MODE, "wait")]);
     assert!(
         problems[0].contains("\"wait\" is not retry"),

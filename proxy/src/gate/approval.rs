@@ -22,13 +22,14 @@ use aegis_ledger::{Approval, now_unix_ms};
 use aegis_policy::{ApprovalMode, Decision, Outcome, Reason};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::Value;
+use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 use super::{Gate, GateError};
 use crate::identity::Identity;
 
 /// `approval:` (`README.md`, "Approvals"); its defaults are the config's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalConfig {
     /// How a call waits when its manifest's `policy.approvals` does not say.
     pub mode: ApprovalMode,
@@ -38,6 +39,8 @@ pub struct ApprovalConfig {
     pub max_pending_per_session: u64,
     /// Approvals all sessions together may have waiting at once.
     pub max_pending: u64,
+    /// Where requests and decisions are POSTed, if anywhere.
+    pub webhook_url: Option<http::Uri>,
 }
 
 /// What a decision's envelope says about its approval.
@@ -46,6 +49,8 @@ pub enum ApprovalLink {
     /// The call waits for this approval (new, or already waiting).
     Requested {
         id: String,
+        /// Asked for by this call (not one already waiting).
+        fresh: bool,
         args_digest: String,
         expires_unix_ms: i64,
         approvals_required: u32,
@@ -94,7 +99,11 @@ impl Gate {
         let reader = self.reader.clone();
         let (tenant, session) = (identity.tenant_id.clone(), identity.session_id.clone());
         let (tool_owned, digest_owned) = (tool.to_owned(), digest.to_owned());
-        let config: ApprovalConfig = self.approvals;
+        let config = (
+            self.approvals.max_pending_per_session,
+            self.approvals.max_pending,
+        );
+        let ttl = self.approvals.ttl;
         let now = now_unix_ms();
         let found = tokio::task::spawn_blocking(move || {
             let key = (tenant.as_str(), session.as_str());
@@ -105,8 +114,8 @@ impl Gate {
             if let Some(waiting) = reader.waiting_approval(key, &tool_owned, &digest_owned, now)? {
                 return Ok(Found::Waiting(waiting));
             }
-            let full = reader.pending_approvals(Some(key), now)? >= config.max_pending_per_session
-                || reader.pending_approvals(None, now)? >= config.max_pending;
+            let full = reader.pending_approvals(Some(key), now)? >= config.0
+                || reader.pending_approvals(None, now)? >= config.1;
             Ok(if full { Found::Limit } else { Found::Nothing })
         })
         .await
@@ -129,6 +138,7 @@ impl Gate {
                 decision,
                 Some(ApprovalLink::Requested {
                     id: approval.id,
+                    fresh: false,
                     args_digest: approval.args_digest,
                     expires_unix_ms: approval.expires_unix_ms,
                     approvals_required: approval.approvals_required,
@@ -144,11 +154,12 @@ impl Gate {
                 None,
             ),
             Found::Nothing => {
-                let ttl_ms = i64::try_from(config.ttl.as_millis()).unwrap_or(i64::MAX);
+                let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
                 (
                     decision,
                     Some(ApprovalLink::Requested {
                         id: new_id()?,
+                        fresh: true,
                         args_digest: digest.to_owned(),
                         expires_unix_ms: now.saturating_add(ttl_ms),
                         approvals_required: required,
@@ -158,6 +169,36 @@ impl Gate {
             }
         })
     }
+}
+
+/// An approval as the API shows it: `state` as of now (an expiry not yet
+/// recorded already reads expired), the arguments as JSON unless cut.
+pub fn to_json(a: &Approval, now_unix_ms: i64) -> Value {
+    let args = match a.args_truncated {
+        false => serde_json::from_str(&a.args).unwrap_or_else(|_| json!(a.args)),
+        true => json!(a.args),
+    };
+    json!({
+        "id": a.id,
+        "tenant_id": a.tenant_id,
+        "session_id": a.session_id,
+        "tool_name": a.tool_name,
+        "args": args,
+        "args_truncated": a.args_truncated,
+        "args_digest": a.args_digest,
+        "manifest_sha256": a.manifest_sha256,
+        "approvals_required": a.approvals_required,
+        "approvals": a.approvals(),
+        "state": a.state_at(now_unix_ms).as_str(),
+        "recorded_state": a.state.as_str(),
+        "proposal_seq": a.proposal_seq,
+        "requested_seq": a.requested_seq,
+        "requested_unix_ms": a.requested_unix_ms,
+        "expires_unix_ms": a.expires_unix_ms,
+        "votes": a.votes,
+        "decided_unix_ms": a.decided_unix_ms,
+        "consumed_seq": a.consumed_seq,
+    })
 }
 
 enum Found {

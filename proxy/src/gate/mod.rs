@@ -98,6 +98,8 @@ pub struct Gate {
     pub started_unix_ms: i64,
     /// How calls held for approval wait, and for how long.
     pub approvals: ApprovalConfig,
+    /// Where new approvals are announced.
+    pub webhook: crate::webhook::Webhook,
 }
 
 /// One call to decide.
@@ -301,6 +303,12 @@ impl Gate {
             };
             let vetoed = decided.veto.is_some();
             decided.committed(decision.outcome);
+            if let Some(ApprovalLink::Requested {
+                id, fresh: true, ..
+            }) = &approval
+            {
+                self.webhook.send(crate::webhook::Event::Requested, id);
+            }
             return Ok(Verdict {
                 decision,
                 proposal_seq: proposal.seq,

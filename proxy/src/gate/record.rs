@@ -135,6 +135,7 @@ pub fn decision_payload(
             expires_unix_ms,
             approvals_required,
             mode,
+            ..
         }) => {
             payload[field::APPROVAL_ID] = json!(id);
             payload[field::ARGS_DIGEST] = json!(args_digest);

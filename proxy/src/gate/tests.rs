@@ -59,6 +59,7 @@ fn gate(ledger: &Ledger, started_unix_ms: i64) -> Gate {
         result_commit: ResultCommit::AfterAnswer,
         started_unix_ms,
         approvals: Default::default(),
+        webhook: crate::webhook::Webhook::off(),
     }
 }
 

@@ -326,6 +326,7 @@ mod tests {
             },
             Some(&ApprovalLink::Requested {
                 id: "appr-0123".into(),
+                fresh: true,
                 args_digest: "ab".repeat(32),
                 expires_unix_ms: 9,
                 approvals_required: 2,

@@ -22,6 +22,8 @@ pub struct ApprovalMetrics {
     pub decision_seconds: Histogram,
     /// Calls that ran on an approval (each consumed it).
     pub released: IntCounter,
+    /// Webhook events by result (`delivered`, `failed`, `dropped`).
+    pub webhooks: IntCounterVec,
 }
 
 impl ApprovalMetrics {
@@ -49,11 +51,23 @@ impl ApprovalMetrics {
                 "aegis_approvals_released_total",
                 "Calls that ran on an approval (each one consumed it).",
             )?,
+            webhooks: IntCounterVec::new(
+                Opts::new(
+                    "aegis_approval_webhooks_total",
+                    "Approval webhook events, by result (delivered; failed after every retry; \
+                     dropped, the queue being full).",
+                ),
+                &["result"],
+            )?,
         };
         registry.register(Box::new(metrics.pending.clone()))?;
         registry.register(Box::new(metrics.decided.clone()))?;
         registry.register(Box::new(metrics.decision_seconds.clone()))?;
         registry.register(Box::new(metrics.released.clone()))?;
+        registry.register(Box::new(metrics.webhooks.clone()))?;
+        for result in ["delivered", "failed", "dropped"] {
+            metrics.webhooks.with_label_values(&[result]);
+        }
         for outcome in OUTCOMES {
             metrics.decided.with_label_values(&[outcome]);
         }

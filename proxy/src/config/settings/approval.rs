@@ -53,9 +53,19 @@ pub const APPROVAL_MAX_PENDING: Setting = Setting::new(
 )
 .env(ENV_APPROVAL_MAX_PENDING);
 
+pub const ENV_APPROVAL_WEBHOOK_URL: &str = "AEGIS_APPROVAL_WEBHOOK_URL";
+pub const APPROVAL_WEBHOOK_URL: Setting = Setting::noted(
+    "approval.webhook_url",
+    Kind::Text,
+    "none",
+    "an http:// or https:// URL POSTed JSON when an approval is requested and when it is decided",
+)
+.env(ENV_APPROVAL_WEBHOOK_URL);
+
 pub(super) const SETTINGS: &[Setting] = &[
     APPROVAL_MODE,
     APPROVAL_TTL_MS,
     APPROVAL_MAX_PENDING_PER_SESSION,
     APPROVAL_MAX_PENDING,
+    APPROVAL_WEBHOOK_URL,
 ];

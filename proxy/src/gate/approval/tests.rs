@@ -55,6 +55,7 @@ fn gate_limited(ledger: &Ledger, max_pending_per_session: u64, max_pending: u64)
             max_pending,
             ..ApprovalConfig::default()
         },
+        webhook: crate::webhook::Webhook::off(),
     }
 }
 
