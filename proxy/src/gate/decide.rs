@@ -47,8 +47,10 @@ impl<'a> Decided<'a> {
                 &mut token,
             )),
         };
-        // A veto applies unless the policy already refused.
-        let veto = veto.filter(|_| policy.is_none_or(|d| d.outcome == Outcome::Allow));
+        // A veto applies unless the policy already refused: also over a
+        // call the policy would hold for approval, so that no person is
+        // asked to approve what the sidecar will not do anyway.
+        let veto = veto.filter(|_| policy.is_none_or(|d| d.outcome != Outcome::Deny));
         let decision = match (veto, policy) {
             (None, Some(decision)) => decision,
             (veto, _) => Decision {

@@ -128,8 +128,9 @@ pub struct Veto<'a> {
     /// Plain words for the ledger and the agent.
     pub detail: &'a str,
     /// `true`: refused without asking the policy (a port never connected
-    /// to); `false`: applies only when the policy allows (a destination
-    /// address the sidecar will not connect to); a policy denial stands.
+    /// to); `false`: applies only when the policy allows or would hold the
+    /// call for approval (a destination address the sidecar will not
+    /// connect to); a policy denial stands.
     pub before_policy: bool,
 }
 

@@ -256,6 +256,53 @@ async fn an_agent_naming_new_sessions_meets_the_limit_of_all_sessions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_is_asked_to_approve_what_the_sidecar_will_not_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(LedgerConfig::new(dir.path().join("ledger.db"))).unwrap();
+    let gate = gate(&ledger, 16);
+    let id = identity_in("s");
+    let (call_id, args) = (json!(1), json!({"url": "http://10.0.0.1/"}));
+    let call = CallRequest {
+        identity: &id,
+        upstream: super::super::EGRESS_UPSTREAM,
+        call_id: &call_id,
+        call_id_text: None,
+        tool_name: "write_file",
+        args: &args,
+        sanitizer_key: None,
+        enforce: true,
+    };
+    // The egress proxy's SSRF guard: applies when the policy would let
+    // the call run, approval or not.
+    let veto = super::super::Veto {
+        reason: Reason::EgressDeny,
+        detail: "a private address",
+        before_policy: false,
+    };
+    let verdict = tokio::time::timeout(
+        HANG_GUARD,
+        gate.decide_with_veto(call, Some(manifest(1)), Some(veto)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        (verdict.decision.outcome, verdict.decision.reason),
+        (Outcome::Deny, Reason::EgressDeny)
+    );
+    assert!(verdict.vetoed);
+    assert_eq!(verdict.approval, None);
+    assert_eq!(
+        ledger
+            .reader()
+            .pending_approvals(None, aegis_ledger::now_unix_ms())
+            .unwrap(),
+        0
+    );
+    ledger.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_mode_asks_no_human() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(LedgerConfig::new(dir.path().join("ledger.db"))).unwrap();
