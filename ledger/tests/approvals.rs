@@ -187,7 +187,13 @@ fn an_approval_releases_the_call_it_names_once() {
     assert!(
         ledger
             .reader()
-            .releasing_approval((TENANT, "s"), "write_file", &digest(&args), NOW)
+            .approval_for_call(
+                (TENANT, "s"),
+                "write_file",
+                &digest(&args),
+                ApprovalState::Approved,
+                NOW
+            )
             .unwrap()
             .is_some()
     );

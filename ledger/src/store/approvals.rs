@@ -235,48 +235,33 @@ pub(crate) fn list(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The approval that can release a call of (`tenant_id`, `session_id`,
-/// `tool_name`, `args_digest`) at `now_unix_ms`, if there is one: approved,
-/// unexpired, unused; the oldest first.
-pub(crate) fn releasing(
+/// The oldest unexpired approval of (`tenant_id`, `session_id`,
+/// `tool_name`, `args_digest`) in `state` at `now_unix_ms`, if any:
+/// `approved`, the one that can release the call; `pending`, the one the
+/// same call asked again joins.
+pub(crate) fn for_call(
     conn: &Connection,
-    tenant_id: &str,
-    session_id: &str,
+    (tenant_id, session_id): (&str, &str),
     tool_name: &str,
     args_digest: &str,
+    state: ApprovalState,
     now_unix_ms: i64,
 ) -> Result<Option<Approval>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM approvals WHERE tenant_id = ?1 AND session_id = ?2 \
-         AND tool_name = ?3 AND args_digest = ?4 AND state = 'approved' AND expires_unix_ms > ?5 \
+         AND tool_name = ?3 AND args_digest = ?4 AND state = ?5 AND expires_unix_ms > ?6 \
          ORDER BY rowid LIMIT 1"
     ))?;
     Ok(stmt
         .query_row(
-            params![tenant_id, session_id, tool_name, args_digest, now_unix_ms],
-            from_row,
-        )
-        .optional()?)
-}
-
-/// The session's approval still waiting for votes on (`tool_name`,
-/// `args_digest`), if any (what the same call asked again joins).
-pub(crate) fn waiting(
-    conn: &Connection,
-    tenant_id: &str,
-    session_id: &str,
-    tool_name: &str,
-    args_digest: &str,
-    now_unix_ms: i64,
-) -> Result<Option<Approval>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM approvals WHERE tenant_id = ?1 AND session_id = ?2 \
-         AND tool_name = ?3 AND args_digest = ?4 AND state = 'pending' AND expires_unix_ms > ?5 \
-         ORDER BY rowid LIMIT 1"
-    ))?;
-    Ok(stmt
-        .query_row(
-            params![tenant_id, session_id, tool_name, args_digest, now_unix_ms],
+            params![
+                tenant_id,
+                session_id,
+                tool_name,
+                args_digest,
+                state.as_str(),
+                now_unix_ms
+            ],
             from_row,
         )
         .optional()?)

@@ -13,7 +13,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::approvals::{self, ApprovalQuery};
 use super::{StoreError, schema};
-use crate::approval::Approval;
+use crate::approval::{Approval, ApprovalState};
 use crate::event::EventType;
 use crate::session::{DefaultSessionRules, SessionRules};
 use crate::stored::StoredEnvelope;
@@ -246,45 +246,20 @@ impl LedgerReader {
         Ok((rows.into_iter().map(|(_, a)| a).collect(), next))
     }
 
-    /// The approval that can release the call (approved, unexpired at
-    /// `now_unix_ms`, unused), if any. `args_digest`: SHA-256 hex of the
-    /// call's canonical arguments.
-    pub fn releasing_approval(
+    /// The oldest unexpired approval of this call in `state` at
+    /// `now_unix_ms`: `Approved`, the one that can release it; `Pending`,
+    /// the one it waits on. `args_digest`: SHA-256 hex of the call's
+    /// canonical arguments.
+    pub fn approval_for_call(
         &self,
-        (tenant_id, session_id): (&str, &str),
+        session: (&str, &str),
         tool_name: &str,
         args_digest: &str,
+        state: ApprovalState,
         now_unix_ms: i64,
     ) -> Result<Option<Approval>, StoreError> {
         self.with_conn(|conn| {
-            approvals::releasing(
-                conn,
-                tenant_id,
-                session_id,
-                tool_name,
-                args_digest,
-                now_unix_ms,
-            )
-        })
-    }
-
-    /// The session's approval still waiting for votes on this call, if any.
-    pub fn waiting_approval(
-        &self,
-        (tenant_id, session_id): (&str, &str),
-        tool_name: &str,
-        args_digest: &str,
-        now_unix_ms: i64,
-    ) -> Result<Option<Approval>, StoreError> {
-        self.with_conn(|conn| {
-            approvals::waiting(
-                conn,
-                tenant_id,
-                session_id,
-                tool_name,
-                args_digest,
-                now_unix_ms,
-            )
+            approvals::for_call(conn, session, tool_name, args_digest, state, now_unix_ms)
         })
     }
 

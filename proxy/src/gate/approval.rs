@@ -18,7 +18,7 @@
 //!   waiting, or all sessions `approval.max_pending` (then it is denied
 //!   `APPROVAL_LIMIT`).
 
-use aegis_ledger::{Approval, now_unix_ms};
+use aegis_ledger::{Approval, ApprovalState, now_unix_ms};
 use aegis_policy::{ApprovalMode, Decision, Outcome, Reason};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::Value;
@@ -107,11 +107,13 @@ impl Gate {
         let now = now_unix_ms();
         let found = tokio::task::spawn_blocking(move || {
             let key = (tenant.as_str(), session.as_str());
-            let releasing = reader.releasing_approval(key, &tool_owned, &digest_owned, now)?;
+            let find =
+                |state| reader.approval_for_call(key, &tool_owned, &digest_owned, state, now);
+            let releasing = find(ApprovalState::Approved)?;
             if let Some(approval) = releasing.filter(|a| a.approvals() >= required) {
                 return Ok::<_, aegis_ledger::StoreError>(Found::Release(approval));
             }
-            if let Some(waiting) = reader.waiting_approval(key, &tool_owned, &digest_owned, now)? {
+            if let Some(waiting) = find(ApprovalState::Pending)? {
                 return Ok(Found::Waiting(waiting));
             }
             let full = reader.pending_approvals(Some(key), now)? >= config.0
