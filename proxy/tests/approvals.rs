@@ -170,14 +170,7 @@ fn an_approved_call_runs_once_and_nothing_else_gets_through() {
     let manifest_file = dir.path().join("manifest.yaml");
     std::fs::write(&manifest_file, manifest(1)).unwrap();
     block_on(Duration::from_secs(120), async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let config = DemoConfig {
-            sandbox: dir.path().join("sandbox"),
-            answer: AnswerMode::Json,
-            ..DemoConfig::default()
-        };
-        std::fs::create_dir_all(&config.sandbox).unwrap();
-        let upstream = DemoServer::start(listener, config).await.unwrap();
+        let upstream = demo_upstream(dir.path()).await;
         let runs = || upstream.stats().tool_calls("write_file");
         let (server, mcp) = start(dir.path(), &ledger, &manifest_file, &upstream.url());
         let client = Client::builder(TokioExecutor::new()).build_http();
@@ -308,14 +301,7 @@ fn two_person_approval_needs_two_distinct_operators() {
     let manifest_file = dir.path().join("manifest.yaml");
     std::fs::write(&manifest_file, manifest(2)).unwrap();
     block_on(Duration::from_secs(120), async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let config = DemoConfig {
-            sandbox: dir.path().join("sandbox"),
-            answer: AnswerMode::Json,
-            ..DemoConfig::default()
-        };
-        std::fs::create_dir_all(&config.sandbox).unwrap();
-        let upstream = DemoServer::start(listener, config).await.unwrap();
+        let upstream = demo_upstream(dir.path()).await;
         let runs = || upstream.stats().tool_calls("write_file");
         let (server, mcp) = start(dir.path(), &ledger, &manifest_file, &upstream.url());
         let client = Client::builder(TokioExecutor::new()).build_http();
@@ -371,14 +357,7 @@ fn the_cli_lists_shows_approves_denies_and_watches() {
     let manifest_file = dir.path().join("manifest.yaml");
     std::fs::write(&manifest_file, manifest(1)).unwrap();
     block_on(Duration::from_secs(120), async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let config = DemoConfig {
-            sandbox: dir.path().join("sandbox"),
-            answer: AnswerMode::Json,
-            ..DemoConfig::default()
-        };
-        std::fs::create_dir_all(&config.sandbox).unwrap();
-        let upstream = DemoServer::start(listener, config).await.unwrap();
+        let upstream = demo_upstream(dir.path()).await;
         let (server, mcp) = start(dir.path(), &ledger, &manifest_file, &upstream.url());
         let client = Client::builder(TokioExecutor::new()).build_http();
         let (alice, agent) = (
@@ -509,14 +488,7 @@ fn the_webhook_hears_of_each_request_and_decision() {
     let manifest_file = dir.path().join("manifest.yaml");
     std::fs::write(&manifest_file, manifest(1)).unwrap();
     block_on(Duration::from_secs(120), async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let config = DemoConfig {
-            sandbox: dir.path().join("sandbox"),
-            answer: AnswerMode::Json,
-            ..DemoConfig::default()
-        };
-        std::fs::create_dir_all(&config.sandbox).unwrap();
-        let upstream = DemoServer::start(listener, config).await.unwrap();
+        let upstream = demo_upstream(dir.path()).await;
         let (hook, mut heard) = webhook_receiver().await;
         let extra = format!("approval:\n  webhook_url: http://{hook}/aegis\n");
         let (server, mcp) =
@@ -578,4 +550,16 @@ async fn next(heard: &mut tokio::sync::mpsc::UnboundedReceiver<Value>) -> Value 
         .await
         .expect("a webhook event within the deadline")
         .expect("the receiver is running")
+}
+
+/// The demo tool server on `127.0.0.1:0`, its sandbox under `dir`.
+async fn demo_upstream(dir: &Path) -> DemoServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = DemoConfig {
+        sandbox: dir.join("sandbox"),
+        answer: AnswerMode::Json,
+        ..DemoConfig::default()
+    };
+    std::fs::create_dir_all(&config.sandbox).unwrap();
+    DemoServer::start(listener, config).await.unwrap()
 }
