@@ -166,6 +166,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ),
         None => crate::webhook::Webhook::off(),
     };
+    let waiters = crate::gate::approval::Waiters::default();
     let state = Arc::new(AdminState {
         ledger: ledger.handle(),
         reader: ledger.reader(),
@@ -177,6 +178,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         auth,
         warnings,
         webhook: webhook.clone(),
+        waiters: waiters.clone(),
     });
     let drain = config.admin.request_timeout;
     let probes = probes_listener.map(|listener| {
@@ -200,6 +202,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         started_unix_ms: aegis_ledger::now_unix_ms(),
         approvals: config.approval.clone(),
         webhook: webhook.clone(),
+        waiters: waiters.clone(),
     };
     let sequencers = gate.sequencers.clone();
     let mut mcp_addr = None;
@@ -258,6 +261,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ledger.reader(),
         metrics.approvals.clone(),
         webhook,
+        waiters,
         shutdown_rx.clone(),
     ));
     let evictor = tokio::spawn(evict_idle_sessions(

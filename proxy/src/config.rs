@@ -101,6 +101,7 @@ impl Default for ApprovalConfig {
         ApprovalConfig {
             mode: DEFAULT_APPROVAL_MODE,
             ttl: Duration::from_millis(DEFAULT_APPROVAL_TTL_MS),
+            hold_timeout: Duration::from_millis(DEFAULT_APPROVAL_HOLD_TIMEOUT_MS),
             max_pending_per_session: DEFAULT_APPROVAL_MAX_PENDING_PER_SESSION,
             max_pending: DEFAULT_APPROVAL_MAX_PENDING,
             webhook_url: None,

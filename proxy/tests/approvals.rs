@@ -2,7 +2,9 @@
 //! human is answered pending and never reaches the tool server; an operator
 //! approves it through the API; the same call made again runs exactly once;
 //! other arguments, a repeat, a denial, the agent's own credentials and a
-//! restart change none of that.
+//! restart change none of that. In `hold` mode the request stays open
+//! until two operators approved it (then it runs), or its hold times out
+//! (answered pending; the approval stands), or the sidecar shuts down.
 
 #![allow(clippy::unwrap_used)]
 
@@ -29,6 +31,11 @@ const BOB: &str = "bob-operator-token-0123456789abcdef";
 const AGENT: &str = "agent-ingest-token-0123456789abcdef";
 
 fn manifest(approvers: u32) -> String {
+    manifest_in(approvers, "retry")
+}
+
+/// [`manifest`] with `write_file` waiting in `mode` (`hold` or `retry`).
+fn manifest_in(approvers: u32, mode: &str) -> String {
     format!(
         r#"
 schema: aegis.dev/manifest/v0.1
@@ -48,7 +55,7 @@ policy:
   # (the third identical call in twenty) allows.
   loops: {{identical_calls: 10, identical_window: 20}}
   approvals:
-    write_file: {{approvers: {approvers}}}
+    write_file: {{approvers: {approvers}, mode: {mode}}}
 "#
     )
 }
@@ -562,4 +569,217 @@ async fn demo_upstream(dir: &Path) -> DemoServer {
     };
     std::fs::create_dir_all(&config.sandbox).unwrap();
     DemoServer::start(listener, config).await.unwrap()
+}
+
+/// The `write_file` call of [`write`], as an HTTP request accepting `accept`.
+fn write_request(mcp: SocketAddr, content: &str, accept: &'static str) -> Request<Full<Bytes>> {
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "write_file", "arguments": {"path": "note.txt", "content": content}}});
+    Request::builder()
+        .method(Method::POST)
+        .uri(format!("http://{mcp}/mcp/tools"))
+        .header("content-type", "application/json")
+        .header("accept", accept)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("x-aegis-session-id", SESSION)
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}
+
+/// The next blank-line-ended block of an event stream (`buffer` keeps what
+/// came after it); `None` when the stream ended first.
+async fn next_block(body: &mut hyper::body::Incoming, buffer: &mut String) -> Option<String> {
+    let read = async {
+        loop {
+            if let Some(end) = buffer.find("\n\n") {
+                let block = buffer[..end].to_owned();
+                buffer.replace_range(..end + 2, "");
+                return Some(block);
+            }
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        buffer.push_str(std::str::from_utf8(&data).unwrap());
+                    }
+                }
+                _ => return None,
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, read).await.unwrap()
+}
+
+/// The JSON-RPC result of an SSE `message` event block.
+fn event_result(block: &str) -> Value {
+    let data: String = block
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    serde_json::from_str::<Value>(&data).unwrap()["result"].clone()
+}
+
+/// The approval id a keep-alive comment (`: waiting for approval <id> (..)`) names.
+fn comment_approval(block: &str) -> String {
+    let rest = block
+        .strip_prefix(": waiting for approval ")
+        .unwrap_or_else(|| panic!("not a hold keep-alive: {block:?}"));
+    rest.split(' ').next().unwrap().to_owned()
+}
+
+#[test]
+fn a_held_call_waits_for_two_operators_times_out_pending_and_ends_at_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.db");
+    let manifest_file = dir.path().join("manifest.yaml");
+    std::fs::write(&manifest_file, manifest_in(2, "hold")).unwrap();
+    block_on(Duration::from_secs(120), async {
+        let upstream = demo_upstream(dir.path()).await;
+        let runs = || upstream.stats().tool_calls("write_file");
+        let (server, mcp) = start(dir.path(), &ledger, &manifest_file, &upstream.url());
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        let (alice, bob, agent) = (
+            Api::new(server.addr).with_token(ALICE),
+            Api::new(server.addr).with_token(BOB),
+            Api::new(server.addr).with_token(AGENT),
+        );
+
+        // Held: an event stream at once, its first block naming the approval.
+        let sse = "application/json, text/event-stream";
+        let response = tokio::time::timeout(
+            DEADLINE,
+            client.request(write_request(mcp, "two keys", sse)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut body = response.into_body();
+        let mut buffer = String::new();
+        let id = comment_approval(&next_block(&mut body, &mut buffer).await.unwrap());
+        assert!(id.starts_with("appr-"), "{id}");
+        // The agent's own credential cannot approve it; one operator is
+        // not enough; the same one twice counts once.
+        let (status, _) = vote(&agent, &id, "approve").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, once) = vote(&alice, &id, "approve").await;
+        assert_eq!(
+            (status, once["state"].as_str()),
+            (StatusCode::OK, Some("pending"))
+        );
+        let (status, _) = vote(&alice, &id, "approve").await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(runs(), 0, "ran on one approval");
+        let (status, both) = vote(&bob, &id, "approve").await;
+        assert_eq!(
+            (status, both["state"].as_str()),
+            (StatusCode::OK, Some("approved"))
+        );
+        // The held request now carries the tool's own answer, and ends.
+        let result = loop {
+            let block = next_block(&mut body, &mut buffer).await.unwrap();
+            if !block.starts_with(':') {
+                break event_result(&block);
+            }
+        };
+        ran(&result);
+        assert_eq!(next_block(&mut body, &mut buffer).await, None);
+        assert_eq!(runs(), 1);
+        let (_, used) = alice
+            .request(Method::GET, &format!("/v1/approvals/{id}"), None)
+            .await
+            .unwrap();
+        assert_eq!(used["state"], "consumed", "{used}");
+        // A batch is not held: its call is answered pending at once.
+        let batch = json!([{"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+            "params": {"name": "write_file", "arguments": {"path": "b.txt", "content": "batch"}}}]);
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("http://{mcp}/mcp/tools"))
+            .header("content-type", "application/json")
+            .header("accept", sse)
+            .header("mcp-protocol-version", "2025-03-26")
+            .header("x-aegis-session-id", SESSION)
+            .body(Full::new(Bytes::from(batch.to_string())))
+            .unwrap();
+        let answer = tokio::time::timeout(DEADLINE, async {
+            let resp = client.request(req).await.unwrap();
+            resp.into_body().collect().await.unwrap().to_bytes()
+        })
+        .await
+        .unwrap();
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        pending(&answer[0]["result"]);
+        server.terminate();
+
+        // A hold that times out: a JSON-only client hears nothing until it
+        // is answered pending; the approval stands, and the same call made
+        // once it is approved runs at once.
+        let (server, mcp) = start_with(
+            dir.path(),
+            &ledger,
+            &manifest_file,
+            &upstream.url(),
+            "approval:\n  hold_timeout_ms: 300\n",
+        );
+        let (alice, bob) = (
+            Api::new(server.addr).with_token(ALICE),
+            Api::new(server.addr).with_token(BOB),
+        );
+        let answer = tokio::time::timeout(DEADLINE, async {
+            let resp = client
+                .request(write_request(mcp, "later", "application/json"))
+                .await
+                .unwrap();
+            assert_eq!(resp.headers()["content-type"], "application/json");
+            resp.into_body().collect().await.unwrap().to_bytes()
+        })
+        .await
+        .unwrap();
+        let result = serde_json::from_slice::<Value>(&answer).unwrap()["result"].clone();
+        assert_eq!(result["isError"], true, "{result}");
+        let text = result["content"][0]["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("Approval pending: nobody decided"),
+            "{text}"
+        );
+        let meta = &result["_meta"]["aegis/decision"];
+        assert_eq!(meta["approval_state"], "pending", "{result}");
+        let id = meta["approval_id"].as_str().unwrap().to_owned();
+        assert_eq!(runs(), 1);
+        vote(&alice, &id, "approve").await;
+        vote(&bob, &id, "approve").await;
+        let answer = tokio::time::timeout(DEADLINE, async {
+            let resp = client
+                .request(write_request(mcp, "later", "application/json"))
+                .await
+                .unwrap();
+            resp.into_body().collect().await.unwrap().to_bytes()
+        })
+        .await
+        .unwrap();
+        ran(&serde_json::from_slice::<Value>(&answer).unwrap()["result"]);
+        assert_eq!(runs(), 2);
+        server.terminate();
+
+        // Shutdown ends a hold at once, answered pending (it would
+        // otherwise hold the drain for the whole hold).
+        let (server, mcp) = start(dir.path(), &ledger, &manifest_file, &upstream.url());
+        let response = tokio::time::timeout(
+            DEADLINE,
+            client.request(write_request(mcp, "at shutdown", sse)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let mut body = response.into_body();
+        let mut buffer = String::new();
+        comment_approval(&next_block(&mut body, &mut buffer).await.unwrap());
+        support::signal(server.pid(), "TERM");
+        let result = event_result(&next_block(&mut body, &mut buffer).await.unwrap());
+        pending(&result);
+        server.terminate();
+        assert_eq!(runs(), 2);
+    });
 }

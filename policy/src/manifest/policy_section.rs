@@ -107,11 +107,6 @@ impl Validator {
             }
             if let Some(value) = raw.mode {
                 match value.as_str().and_then(ApprovalMode::parse) {
-                    // Not built yet: refused, never silently run as retry.
-                    Some(ApprovalMode::Hold) => self.problem(
-                        format!("{path}.mode"),
-                        "\"hold\" is not available in this build yet; use \"retry\"",
-                    ),
                     Some(mode) => rule.mode = Some(mode),
                     None => self.problem(
                         format!("{path}.mode"),

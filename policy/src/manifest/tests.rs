@@ -496,12 +496,14 @@ fn approval_rules_name_approval_tools_with_approvers_and_a_mode() {
             mode: Some(ApprovalMode::Retry)
         }
     );
-    // Not built yet, so refused rather than run as retry.
     value["policy"] = json!({"approvals": {"write_file": {"mode": "hold"}}});
+    let m = Manifest::from_value(&value).unwrap();
+    assert_eq!(m.approval_rule("write_file").mode, Some(ApprovalMode::Hold));
+    value["policy"] = json!({"approvals": {"write_file": {"mode": "wait"}}});
     assert!(
         problems(&value)
             .iter()
-            .any(|p| p.contains("\"hold\" is not available in this build yet")),
+            .any(|p| p.contains("must be \"hold\" or \"retry\", got \"wait\"")),
         "{:?}",
         problems(&value)
     );

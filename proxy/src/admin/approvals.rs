@@ -171,6 +171,8 @@ pub async fn vote(
             .await;
         match appended {
             Ok(appended) => {
+                // A held call looks again (its progress names the votes).
+                state.waiters.wake(&approval.id);
                 if leads_to != ApprovalState::Pending {
                     state
                         .webhook

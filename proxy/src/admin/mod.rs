@@ -69,6 +69,8 @@ pub struct AdminState {
     pub warnings: Arc<[String]>,
     /// Where approval decisions are announced (`approval.webhook_url`).
     pub webhook: crate::webhook::Webhook,
+    /// Calls held for approvals, woken when one is decided.
+    pub waiters: crate::gate::approval::Waiters,
 }
 
 /// Which routes a listener serves.

@@ -2,7 +2,8 @@
 //! `{"state": "expired"}` by the sidecar, in the approval's session), and
 //! the pending gauge follows, every few seconds. An expiry is in force
 //! from its time whether or not it is recorded yet (`Approval::state_at`):
-//! this puts it in the chain and ends it in the table.
+//! this puts it in the chain and ends it in the table, and wakes any call
+//! held open for it.
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use aegis_ledger::{
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::gate::approval::Waiters;
 use crate::metrics::ApprovalMetrics;
 use crate::webhook::Webhook;
 
@@ -27,6 +29,7 @@ pub(super) async fn expire_approvals(
     reader: LedgerReader,
     metrics: ApprovalMetrics,
     webhook: Webhook,
+    waiters: Waiters,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(EVERY);
@@ -36,7 +39,10 @@ pub(super) async fn expire_approvals(
             _ = ticker.tick() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        if sweep(&ledger, &reader, &metrics, &webhook).await.is_err() {
+        if sweep(&ledger, &reader, &metrics, &webhook, &waiters)
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -48,6 +54,7 @@ pub(super) async fn sweep(
     reader: &LedgerReader,
     metrics: &ApprovalMetrics,
     webhook: &Webhook,
+    waiters: &Waiters,
 ) -> Result<usize, ()> {
     let now = now_unix_ms();
     let lookup = reader.clone();
@@ -92,6 +99,7 @@ pub(super) async fn sweep(
                 expired += 1;
                 metrics.decided.with_label_values(&["expired"]).inc();
                 webhook.send(crate::webhook::Event::Decided, &approval.id);
+                waiters.wake(&approval.id);
                 tracing::info!(
                     approval_id = %approval.id,
                     tenant = %approval.tenant_id,
@@ -171,6 +179,7 @@ mod tests {
                 &ledger.reader(),
                 &metrics,
                 &Webhook::off(),
+                &Waiters::default(),
             ),
         )
         .await
@@ -188,7 +197,8 @@ mod tests {
         assert_eq!(metrics.pending.get(), 1);
         assert_eq!(metrics.decided.with_label_values(&["expired"]).get(), 1);
         // In the chain, and not again.
-        let again = sweep(&ledger.handle(), &reader, &metrics, &Webhook::off()).await;
+        let (off, nobody) = (Webhook::off(), Waiters::default());
+        let again = sweep(&ledger.handle(), &reader, &metrics, &off, &nobody).await;
         assert_eq!(again, Ok(0));
         let entry = reader.load_session("t", "s").unwrap().unwrap();
         assert_eq!(entry.head.seq, 4, "two proposals, two requests, one expiry");

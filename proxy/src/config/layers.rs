@@ -346,13 +346,9 @@ fn approval(c: &mut Checker<'_>) -> ApprovalConfig {
     let mode = c.get(
         &settings::APPROVAL_MODE,
         DEFAULT_APPROVAL_MODE,
-        |text: String| match aegis_policy::ApprovalMode::parse(text.trim()) {
-            // Not built yet: refused, never silently run as retry.
-            Some(aegis_policy::ApprovalMode::Hold) => {
-                Err("\"hold\" is not available in this build yet; use \"retry\"".to_owned())
-            }
-            Some(mode) => Ok(mode),
-            None => Err(format!("{text:?} is not retry")),
+        |text: String| {
+            aegis_policy::ApprovalMode::parse(text.trim())
+                .ok_or_else(|| format!("{text:?} is not hold or retry"))
         },
     );
     let ttl_ms = c.get(
@@ -360,6 +356,19 @@ fn approval(c: &mut Checker<'_>) -> ApprovalConfig {
         DEFAULT_APPROVAL_TTL_MS,
         positive::<u64>,
     );
+    let hold_timeout_ms = c.get(
+        &settings::APPROVAL_HOLD_TIMEOUT_MS,
+        // Unset, it is cut to a shorter ttl rather than refused.
+        DEFAULT_APPROVAL_HOLD_TIMEOUT_MS.min(ttl_ms),
+        positive::<u64>,
+    );
+    if hold_timeout_ms > ttl_ms {
+        // A call held past its approval's expiry could only be answered
+        // expired.
+        c.problems.push(format!(
+            "approval.hold_timeout_ms: must not exceed approval.ttl_ms ({ttl_ms}), got {hold_timeout_ms}"
+        ));
+    }
     let max_pending_per_session = c.get(
         &settings::APPROVAL_MAX_PENDING_PER_SESSION,
         DEFAULT_APPROVAL_MAX_PENDING_PER_SESSION,
@@ -394,6 +403,7 @@ fn approval(c: &mut Checker<'_>) -> ApprovalConfig {
     ApprovalConfig {
         mode,
         ttl: Duration::from_millis(ttl_ms),
+        hold_timeout: Duration::from_millis(hold_timeout_ms),
         max_pending_per_session,
         max_pending,
         webhook_url,

@@ -387,7 +387,7 @@ fn manifest_path_is_layered_file_env_flag() {
 }
 
 #[test]
-fn approval_settings_layer_and_hold_is_refused_until_it_is_built() {
+fn approval_settings_layer_and_a_hold_outlasting_the_ttl_is_refused() {
     let file = yaml_file("approval:\n  ttl_ms: 60000\n  max_pending_per_session: 3\n");
     let config = load(&flags_with_config(file.path()), &env(&[])).expect("valid");
     assert_eq!(
@@ -395,23 +395,37 @@ fn approval_settings_layer_and_hold_is_refused_until_it_is_built() {
         ApprovalConfig {
             mode: aegis_policy::ApprovalMode::Retry,
             ttl: Duration::from_secs(60),
+            // Unset: the default, cut to the ttl.
+            hold_timeout: Duration::from_secs(60),
             max_pending_per_session: 3,
             max_pending: 1024,
             webhook_url: None,
         }
     );
     assert_eq!(Config::default().approval.ttl, Duration::from_secs(3600));
-    let vars = env(&[(ENV_APPROVAL_TTL_MS, "5000"), (ENV_APPROVAL_MODE, "retry")]);
+    assert_eq!(
+        Config::default().approval.hold_timeout,
+        Duration::from_secs(300)
+    );
+    let vars = env(&[
+        (ENV_APPROVAL_TTL_MS, "5000"),
+        (ENV_APPROVAL_MODE, "hold"),
+        (ENV_APPROVAL_HOLD_TIMEOUT_MS, "4000"),
+    ]);
+    // The file's hold (300 s by default) would outlast the env's ttl; the
+    // env sets both.
     let config = load(&flags_with_config(file.path()), &vars).expect("valid");
     assert_eq!(config.approval.ttl, Duration::from_secs(5));
+    assert_eq!(config.approval.hold_timeout, Duration::from_secs(4));
+    assert_eq!(config.approval.mode, aegis_policy::ApprovalMode::Hold);
 
     let file = yaml_file(
-        "approval:\n  mode: hold\n  ttl_ms: 0\n  max_pending_per_session: 0\n  hold_timeout_ms: 5\n",
+        "approval:\n  mode: wait\n  ttl_ms: 0\n  max_pending_per_session: 0\n  hold_timeout_ms: 0\n",
     );
     let problems = problems(load(&flags_with_config(file.path()), &env(&[])));
     for expected in [
         "approval.hold_timeout_ms",
-        "approval.mode: \"hold\" is not available in this build yet",
+        "approval.mode: \"wait\" is not hold or retry",
         "approval.ttl_ms",
         "approval.max_pending_per_session",
     ] {
@@ -420,6 +434,14 @@ fn approval_settings_layer_and_hold_is_refused_until_it_is_built() {
             "{expected}: {problems:#?}"
         );
     }
+    let file = yaml_file("approval:\n  ttl_ms: 60000\n  hold_timeout_ms: 60001\n");
+    assert_eq!(
+        self::problems(load(&flags_with_config(file.path()), &env(&[]))),
+        vec![
+            "approval.hold_timeout_ms: must not exceed approval.ttl_ms (60000), got 60001"
+                .to_owned()
+        ]
+    );
     let problems = problems_of_env(&[
         (ENV_APPROVAL_MAX_PENDING, "4"),
         (ENV_APPROVAL_MAX_PENDING_PER_SESSION, "5"),
@@ -448,7 +470,7 @@ fn approval_settings_layer_and_hold_is_refused_until_it_is_built() {
     }
     let problems = problems_of_env(&[(ENV_APPROVAL_MODE, "wait")]);
     assert!(
-        problems[0].contains("\"wait\" is not retry"),
+        problems[0].contains("\"wait\" is not hold or retry"),
         "{problems:?}"
     );
 }

@@ -28,6 +28,9 @@ use sha2::{Digest as _, Sha256};
 use super::{Gate, GateError};
 use crate::identity::Identity;
 
+pub mod waiters;
+pub use waiters::{Waiters, Waiting};
+
 /// `approval:` (`README.md`, "Approvals"); its defaults are the config's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalConfig {
@@ -35,6 +38,8 @@ pub struct ApprovalConfig {
     pub mode: ApprovalMode,
     /// An approval expires this long after it was requested.
     pub ttl: std::time::Duration,
+    /// In `hold` mode, how long a call is held open for its approval.
+    pub hold_timeout: std::time::Duration,
     /// Approvals one session may have waiting at once.
     pub max_pending_per_session: u64,
     /// Approvals all sessions together may have waiting at once.

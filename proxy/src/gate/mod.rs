@@ -100,6 +100,8 @@ pub struct Gate {
     pub approvals: ApprovalConfig,
     /// Where new approvals are announced.
     pub webhook: crate::webhook::Webhook,
+    /// Calls held open for their approval (`approval.mode: hold`).
+    pub waiters: approval::Waiters,
 }
 
 /// One call to decide.

@@ -60,6 +60,7 @@ fn gate(ledger: &Ledger, started_unix_ms: i64) -> Gate {
         started_unix_ms,
         approvals: Default::default(),
         webhook: crate::webhook::Webhook::off(),
+        waiters: Default::default(),
     }
 }
 

@@ -13,6 +13,7 @@ use super::McpState;
 use super::answers::{self, DecisionRecord};
 use super::error::Failure;
 use super::exchange::{Call, Exchange};
+use super::hold::Held;
 use super::inputs::Read;
 use super::jsonrpc::{Id, Kind, Message};
 use crate::gate::{CallRequest, GateError};
@@ -22,7 +23,8 @@ pub const SANITIZER_META_KEY: &str = "aegis/sanitizer_key";
 
 /// Decides one message of a POST: `true` to forward it; otherwise its
 /// answer is kept in `exchange` (a denial, a malformed call, a call the
-/// ledger could not record).
+/// ledger could not record), or, for a call held for approval
+/// ([`super::hold`]), `exchange.held` is set.
 pub async fn admit(state: &McpState, exchange: &mut Exchange, message: &Message) -> bool {
     if message.method() == Some("tools/list")
         && let Kind::Request { id, .. } = &message.kind
@@ -146,6 +148,28 @@ pub async fn admit(state: &McpState, exchange: &mut Exchange, message: &Message)
             .push(Call::new(call.id.clone(), call.name, &verdict));
         return true;
     }
+    let record = DecisionRecord {
+        seq: verdict.decision_seq,
+        manifest_sha256: verdict.manifest_sha256(),
+    };
+    let approval = verdict.approval.as_ref();
+    if let Some(held) = Held::of(
+        message,
+        call.id,
+        &decision,
+        record,
+        approval,
+        exchange.batch,
+    ) {
+        tracing::info!(
+            tool = call.name,
+            seq = verdict.decision_seq,
+            approval_id = verdict.approval_id(),
+            "tool call held for approval"
+        );
+        exchange.held = Some(held);
+        return false;
+    }
     tracing::info!(
         tool = call.name,
         outcome = decision.outcome.as_str(),
@@ -155,15 +179,9 @@ pub async fn admit(state: &McpState, exchange: &mut Exchange, message: &Message)
         latency_us = u64::try_from(exchange.started.elapsed().as_micros()).unwrap_or(u64::MAX),
         "tool call refused"
     );
-    exchange.local.push(answers::not_forwarded(
-        call.id,
-        &decision,
-        DecisionRecord {
-            seq: verdict.decision_seq,
-            manifest_sha256: verdict.manifest_sha256(),
-        },
-        verdict.approval.as_ref(),
-    ));
+    exchange
+        .local
+        .push(answers::not_forwarded(call.id, &decision, record, approval));
     false
 }
 

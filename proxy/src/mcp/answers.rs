@@ -136,6 +136,22 @@ pub fn not_forwarded(
             decision.explanation()
         ),
     };
+    let result = json!({
+        "content": [{"type": "text", "text": text}],
+        "isError": true,
+        "resultType": "complete",
+        "_meta": {"aegis/decision": decision_meta(decision, record, approval)}
+    });
+    reply(Some(id), Some(result), None)
+}
+
+/// The `_meta["aegis/decision"]` of a call the sidecar answered: the
+/// decision, its envelope, the manifest, and the approval it waits for.
+pub fn decision_meta(
+    decision: &Decision,
+    record: DecisionRecord<'_>,
+    approval: Option<&ApprovalLink>,
+) -> Value {
     let mut meta = json!({
         "outcome": decision.outcome.as_str(),
         "reason": decision.reason.as_str(),
@@ -155,13 +171,7 @@ pub fn not_forwarded(
         meta["expires_unix_ms"] = json!(expires_unix_ms);
         meta["approval_mode"] = json!(mode.as_str());
     }
-    let result = json!({
-        "content": [{"type": "text", "text": text}],
-        "isError": true,
-        "resultType": "complete",
-        "_meta": {"aegis/decision": meta}
-    });
-    reply(Some(id), Some(result), None)
+    meta
 }
 
 /// A tool-error result the sidecar puts in place of a forwarded call's

@@ -13,6 +13,7 @@ use tokio::time::Instant as Deadline;
 use super::McpState;
 use super::answers::{self, Outgoing};
 use super::body::ProxyBody;
+use super::hold::Held;
 use super::inputs::Read;
 use super::jsonrpc::Id;
 use super::upstream::Upstream;
@@ -121,6 +122,8 @@ pub struct Exchange {
     pub local: Vec<Outgoing>,
     /// Ids of every forwarded request.
     pub forwarded_requests: Vec<Id>,
+    /// The call held for its approval (a POST of that one message).
+    pub held: Option<Held>,
 }
 
 impl Exchange {
@@ -145,6 +148,7 @@ impl Exchange {
             answered: Vec::new(),
             local: Vec::new(),
             forwarded_requests: Vec::new(),
+            held: None,
         }
     }
 

@@ -15,7 +15,7 @@
 //!    `Mcp-Method`/`Mcp-Name` headers checked against it (400).
 //! 4. [`admit`]: every `tools/call` decided and recorded by the gate
 //!    (`crate::gate`) before anything is sent; refused ones answered by the
-//!    sidecar ([`answers`]).
+//!    sidecar ([`answers`]), or held open for their approval ([`hold`]).
 //! 5. [`forward`]: what was admitted goes upstream, byte for byte; its answer
 //!    is relayed by [`relay`] (JSON whole, SSE event by event), or streams
 //!    through untouched when nothing in it needs inspecting.
@@ -35,6 +35,7 @@ pub mod body;
 pub mod error;
 pub mod exchange;
 pub mod forward;
+pub mod hold;
 pub mod identity;
 pub mod inputs;
 pub mod jsonrpc;
@@ -332,6 +333,9 @@ async fn post(
     for message in messages {
         if admit::admit(state, &mut exchange, &message).await {
             admitted.push(message);
+        } else if let Some(held) = exchange.held.take() {
+            // The POST's one message, held for its approval.
+            return hold::hold(exchange, parts, bytes, message, held).await;
         }
     }
     if admitted.is_empty() {

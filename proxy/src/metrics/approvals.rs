@@ -24,6 +24,10 @@ pub struct ApprovalMetrics {
     pub released: IntCounter,
     /// Webhook events by result (`delivered`, `failed`, `dropped`).
     pub webhooks: IntCounterVec,
+    /// Calls held open for their approval now (`approval.mode: hold`).
+    pub held: IntGauge,
+    /// Holds that ended, by how (`crate::mcp::hold::ENDINGS`).
+    pub holds_ended: IntCounterVec,
 }
 
 impl ApprovalMetrics {
@@ -59,12 +63,30 @@ impl ApprovalMetrics {
                 ),
                 &["result"],
             )?,
+            held: IntGauge::new(
+                "aegis_approval_held_calls",
+                "Tool calls held open for their approval now (approval mode hold).",
+            )?,
+            holds_ended: IntCounterVec::new(
+                Opts::new(
+                    "aegis_approval_holds_ended_total",
+                    "Holds of tool calls for approval that ended, by how: released (forwarded), \
+                     refused (decided again and refused), denied, expired, consumed (used by \
+                     another call), timed_out, shutdown, agent_gone.",
+                ),
+                &["outcome"],
+            )?,
         };
         registry.register(Box::new(metrics.pending.clone()))?;
         registry.register(Box::new(metrics.decided.clone()))?;
         registry.register(Box::new(metrics.decision_seconds.clone()))?;
         registry.register(Box::new(metrics.released.clone()))?;
         registry.register(Box::new(metrics.webhooks.clone()))?;
+        registry.register(Box::new(metrics.held.clone()))?;
+        registry.register(Box::new(metrics.holds_ended.clone()))?;
+        for ending in crate::mcp::hold::ENDINGS {
+            metrics.holds_ended.with_label_values(&[ending]);
+        }
         for result in ["delivered", "failed", "dropped"] {
             metrics.webhooks.with_label_values(&[result]);
         }

@@ -122,7 +122,7 @@ where
 }
 
 /// Sends a signal with the `kill` command (the tests have no libc).
-fn signal(pid: u32, name: &str) {
+pub fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(pid.to_string())

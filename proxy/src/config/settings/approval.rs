@@ -7,13 +7,13 @@ use super::{Kind, Setting};
 
 pub const ENV_APPROVAL_MODE: &str = "AEGIS_APPROVAL_MODE";
 /// Answering at once works with every client, whatever its own request
-/// timeout. (`hold` parses, and is refused until it is built.)
+/// timeout; `hold` needs clients that wait (README, "Approvals").
 pub const DEFAULT_APPROVAL_MODE: ApprovalMode = ApprovalMode::Retry;
 pub const APPROVAL_MODE: Setting = Setting::new(
     "approval.mode",
     Kind::Text,
     "retry",
-    "how a call that needs approval waits: retry (policy.approvals may say per tool)",
+    "how a call that needs approval waits: hold or retry (policy.approvals may say per tool)",
 )
 .env(ENV_APPROVAL_MODE);
 
@@ -28,6 +28,20 @@ pub const APPROVAL_TTL_MS: Setting = Setting::new(
     "an approval expires this long after it was requested, decided or not",
 )
 .env(ENV_APPROVAL_TTL_MS);
+
+pub const ENV_APPROVAL_HOLD_TIMEOUT_MS: &str = "AEGIS_APPROVAL_HOLD_TIMEOUT_MS";
+/// Five minutes: a person who is around answers within it, and it is
+/// within what agents' clients wait for one request (the TypeScript SDK's
+/// default is 60 s but progress resets it; the Python SDK waits as long as
+/// it is told to).
+pub const DEFAULT_APPROVAL_HOLD_TIMEOUT_MS: u64 = 5 * 60 * 1000;
+pub const APPROVAL_HOLD_TIMEOUT_MS: Setting = Setting::new(
+    "approval.hold_timeout_ms",
+    Kind::Integer,
+    "300000",
+    "in hold mode, how long a call is held open before it is answered pending (at most ttl_ms; unset, cut to it)",
+)
+.env(ENV_APPROVAL_HOLD_TIMEOUT_MS);
 
 pub const ENV_APPROVAL_MAX_PENDING_PER_SESSION: &str = "AEGIS_APPROVAL_MAX_PENDING_PER_SESSION";
 /// Enough for an agent's honest work; few enough that an agent cannot bury
@@ -65,6 +79,7 @@ pub const APPROVAL_WEBHOOK_URL: Setting = Setting::noted(
 pub(super) const SETTINGS: &[Setting] = &[
     APPROVAL_MODE,
     APPROVAL_TTL_MS,
+    APPROVAL_HOLD_TIMEOUT_MS,
     APPROVAL_MAX_PENDING_PER_SESSION,
     APPROVAL_MAX_PENDING,
     APPROVAL_WEBHOOK_URL,

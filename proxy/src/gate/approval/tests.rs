@@ -56,6 +56,7 @@ fn gate_limited(ledger: &Ledger, max_pending_per_session: u64, max_pending: u64)
             ..ApprovalConfig::default()
         },
         webhook: crate::webhook::Webhook::off(),
+        waiters: Default::default(),
     }
 }
 
