@@ -13,7 +13,7 @@ use super::McpState;
 use super::answers::{self, DecisionRecord};
 use super::error::Failure;
 use super::exchange::{Call, Exchange};
-use super::hold::Held;
+use super::held::Held;
 use super::inputs::Read;
 use super::jsonrpc::{Id, Kind, Message};
 use crate::gate::{CallRequest, GateError};

@@ -13,7 +13,7 @@ use tokio::time::Instant as Deadline;
 use super::McpState;
 use super::answers::{self, Outgoing};
 use super::body::ProxyBody;
-use super::hold::Held;
+use super::held::Held;
 use super::inputs::Read;
 use super::jsonrpc::Id;
 use super::upstream::Upstream;

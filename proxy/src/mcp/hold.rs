@@ -26,102 +26,29 @@
 use std::time::Duration;
 
 use aegis_ledger::{Approval, ApprovalState, VoteKind, now_unix_ms};
-use aegis_policy::{ApprovalMode, Decision, Outcome};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use super::McpState;
 use super::admit;
-use super::answers::{self, DecisionRecord, Outgoing};
+use super::answers::{self, Outgoing};
 use super::body::{ChannelBody, ProxyBody};
 use super::error::{Failure, UpstreamKind};
 use super::exchange::Exchange;
+use super::held::Held;
 use super::jsonrpc::{Id, Message};
 use super::upstream;
-use crate::gate::ApprovalLink;
 
 /// Between keep-alives (a progress notification or an SSE comment): well
 /// inside the idle timeouts of proxies and load balancers (60 s is common).
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
-
-/// How a hold ended (the `outcome` label of
-/// `aegis_approval_holds_ended_total`): a closed set.
-pub const ENDINGS: [&str; 8] = [
-    "released",
-    "refused",
-    "denied",
-    "expired",
-    "consumed",
-    "timed_out",
-    "shutdown",
-    "agent_gone",
-];
-
-/// A call held for its approval.
-#[derive(Debug)]
-pub struct Held {
-    pub call_id: Id,
-    pub approval_id: String,
-    pub approvals_required: u32,
-    /// `params._meta.progressToken`, when the call carried one.
-    pub progress_token: Option<Value>,
-    /// The decision's `_meta["aegis/decision"]`, for the answers.
-    pub meta: Value,
-    /// The `retry` answer: sent when the hold ends with the approval
-    /// still pending.
-    pub pending: Outgoing,
-    /// Keep-alives sent so far (a progress notification's `progress`).
-    pub sent: u64,
-}
-
-impl Held {
-    /// The hold for a call refused pending approval in `hold` mode; `None`
-    /// for anything else (in a batch, `retry`).
-    pub fn of(
-        message: &Message,
-        call_id: &Id,
-        decision: &Decision,
-        record: DecisionRecord<'_>,
-        approval: Option<&ApprovalLink>,
-        batch: bool,
-    ) -> Option<Held> {
-        let Some(ApprovalLink::Requested {
-            id,
-            approvals_required,
-            mode: ApprovalMode::Hold,
-            ..
-        }) = approval
-        else {
-            return None;
-        };
-        if batch || decision.outcome != Outcome::RequireApproval {
-            return None;
-        }
-        let progress_token = message
-            .value
-            .get("params")
-            .and_then(|p| p.get("_meta"))
-            .and_then(|m| m.get("progressToken"))
-            .filter(|t| t.is_string() || t.is_number())
-            .cloned();
-        Some(Held {
-            call_id: call_id.clone(),
-            approval_id: id.clone(),
-            approvals_required: *approvals_required,
-            progress_token,
-            meta: answers::decision_meta(decision, record, approval),
-            pending: answers::not_forwarded(call_id, decision, record, approval),
-            sent: 1,
-        })
-    }
-}
 
 /// Holds `exchange`'s one call (`message`, sent as `body`) for its
 /// approval; see the module's notes.
@@ -482,6 +409,8 @@ async fn pipe(
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use serde_json::Value;
+
     use super::*;
 
     #[test]

@@ -35,6 +35,7 @@ pub mod body;
 pub mod error;
 pub mod exchange;
 pub mod forward;
+pub mod held;
 pub mod hold;
 pub mod identity;
 pub mod inputs;

@@ -7,6 +7,19 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, 
 /// How approvals end (the `outcome` label): a closed set.
 pub const OUTCOMES: [&str; 3] = ["approved", "denied", "expired"];
 
+/// How a hold of a call for its approval ended (the `outcome` label of
+/// `aegis_approval_holds_ended_total`): a closed set.
+pub const HOLD_ENDINGS: [&str; 8] = [
+    "released",
+    "refused",
+    "denied",
+    "expired",
+    "consumed",
+    "timed_out",
+    "shutdown",
+    "agent_gone",
+];
+
 /// Seconds from a request to its decision: a minute to a day.
 const DECISION_BUCKETS: [f64; 12] = [
     5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0,
@@ -26,7 +39,7 @@ pub struct ApprovalMetrics {
     pub webhooks: IntCounterVec,
     /// Calls held open for their approval now (`approval.mode: hold`).
     pub held: IntGauge,
-    /// Holds that ended, by how (`crate::mcp::hold::ENDINGS`).
+    /// Holds that ended, by how ([`HOLD_ENDINGS`]).
     pub holds_ended: IntCounterVec,
 }
 
@@ -84,7 +97,7 @@ impl ApprovalMetrics {
         registry.register(Box::new(metrics.webhooks.clone()))?;
         registry.register(Box::new(metrics.held.clone()))?;
         registry.register(Box::new(metrics.holds_ended.clone()))?;
-        for ending in crate::mcp::hold::ENDINGS {
+        for ending in HOLD_ENDINGS {
             metrics.holds_ended.with_label_values(&[ending]);
         }
         for result in ["delivered", "failed", "dropped"] {
