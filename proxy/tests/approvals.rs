@@ -711,6 +711,14 @@ fn a_held_call_waits_for_two_operators_times_out_pending_and_ends_at_shutdown() 
         .unwrap();
         let answer: Value = serde_json::from_slice(&answer).unwrap();
         pending(&answer[0]["result"]);
+        let (_, metrics) = alice.get_text("/metrics").await;
+        for line in [
+            "aegis_approval_holds_ended_total{outcome=\"released\"} 1",
+            "aegis_approval_holds_ended_total{outcome=\"timed_out\"} 0",
+            "aegis_approval_held_calls 0",
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "{line} not in /metrics");
+        }
         server.terminate();
 
         // A hold that times out: a JSON-only client hears nothing until it
