@@ -358,22 +358,6 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
             ),
             (
                 Method::GET,
-                "/v1/sessions/nope/snapshot?tenant_id=t",
-                None,
-                String::new(),
-                StatusCode::NOT_FOUND,
-                "no envelopes",
-            ),
-            (
-                Method::GET,
-                "/v1/sessions/nope/verify?tenant_id=t",
-                None,
-                String::new(),
-                StatusCode::NOT_FOUND,
-                "no envelopes",
-            ),
-            (
-                Method::GET,
                 "/v1/sessions/s/verify",
                 None,
                 String::new(),
@@ -563,6 +547,35 @@ fn snapshots_survive_a_restart() {
             assert_eq!(after[field], before[field], "{field}");
         }
         assert!(after["wall_time_ms"].as_u64() >= before["wall_time_ms"].as_u64());
+        sidecar.stop().await;
+    });
+}
+
+/// A session nothing was recorded in answers as aegisd does: its chain is
+/// empty and valid, its snapshot all zero (`kind` `"none"`), not 404.
+#[test]
+fn a_session_with_no_envelopes_verifies_valid_and_snapshots_empty() {
+    aegis_e2e::run(async {
+        let sidecar = Sidecar::start().await;
+        let verify = sidecar
+            .http
+            .get("/v1/sessions/nope/verify?tenant_id=t")
+            .await;
+        assert_eq!(verify.status, StatusCode::OK, "{}", verify.text());
+        assert_eq!(
+            verify.json(),
+            serde_json::json!({"valid": true, "first_bad_seq": 0, "error": "", "envelopes": 0})
+        );
+        let snapshot = sidecar
+            .http
+            .get("/v1/sessions/nope/snapshot?tenant_id=t")
+            .await;
+        assert_eq!(snapshot.status, StatusCode::OK, "{}", snapshot.text());
+        assert_eq!(
+            snapshot.json(),
+            serde_json::json!({"steps_consumed": 0, "tool_calls_consumed": 0, "wall_time_ms": 0,
+                "is_tainted": false, "sanitized_keys": [], "loop_violation": "", "kind": "none"})
+        );
         sidecar.stop().await;
     });
 }

@@ -20,16 +20,11 @@ fn session_of<B>(raw_id: &str, req: &Request<B>) -> Result<(String, String), Api
     Ok((tenant, session))
 }
 
-fn unknown(tenant: &str, session: &str) -> ApiError {
-    ApiError::NotFound(format!(
-        "no envelopes for tenant {tenant:?} session {session:?}"
-    ))
-}
-
 /// The session's Aegis snapshot, from memory, else rebuilt from the ledger,
 /// with one key more than Aegis's: `kind`, `"sidecar"` (enforced inline,
 /// written only by the sidecar) or `"client"` (recorded through
-/// `/v1/events`).
+/// `/v1/events`). A session with no envelopes answers as aegisd does (its
+/// state folded over nothing: all zero, untainted), with `kind` `"none"`.
 pub async fn snapshot<B>(
     state: &AdminState,
     access: &Access,
@@ -41,24 +36,28 @@ pub async fn snapshot<B>(
     super::settled(state).await;
     let now = now_unix_ms();
     let entry = match state.ledger.sessions().entry(&tenant, &session) {
-        Some(entry) => entry,
+        Some(entry) => Some(entry),
         None => {
             let reader = state.reader.clone();
             let (t, s) = (tenant.clone(), session.clone());
             tokio::task::spawn_blocking(move || reader.load_session(&t, &s))
                 .await
                 .map_err(|e| ApiError::Internal(format!("snapshot task failed: {e}")))??
-                .ok_or_else(|| unknown(&tenant, &session))?
         }
     };
-    let mut body = serde_json::to_value(entry.state.snapshot(now))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    body["kind"] = json!(entry.kind.as_str());
+    let (snapshot, kind) = match &entry {
+        Some(entry) => (entry.state.snapshot(now), entry.kind.as_str()),
+        None => (aegis_ledger::session::Snapshot::default(), "none"),
+    };
+    let mut body = serde_json::to_value(snapshot).map_err(|e| ApiError::Internal(e.to_string()))?;
+    body["kind"] = json!(kind);
     Ok(json_response(StatusCode::OK, &body))
 }
 
 /// Recomputes the session's chain: `{"valid", "first_bad_seq", "error", "envelopes"}`
-/// (Aegis's shape: `first_bad_seq` 0 and `error` "" when valid).
+/// (Aegis's shape: `first_bad_seq` 0 and `error` "" when valid). A session
+/// with no envelopes is an empty chain, valid, as aegisd answers it
+/// (`envelopes` 0 says there was nothing to check).
 pub async fn verify<B>(
     state: &AdminState,
     access: &Access,
@@ -72,8 +71,13 @@ pub async fn verify<B>(
     let (t, s) = (tenant.clone(), session.clone());
     let report = tokio::task::spawn_blocking(move || reader.verify_session(&t, &s))
         .await
-        .map_err(|e| ApiError::Internal(format!("verify task failed: {e}")))??
-        .ok_or_else(|| unknown(&tenant, &session))?;
+        .map_err(|e| ApiError::Internal(format!("verify task failed: {e}")))??;
+    let Some(report) = report else {
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({"valid": true, "first_bad_seq": 0, "error": "", "envelopes": 0}),
+        ));
+    };
     let (first_bad_seq, error) = report
         .failure
         .as_ref()
