@@ -105,6 +105,10 @@ pub struct RunFlags {
     /// [env: AEGIS_ADMIN_LISTEN] [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<String>,
+    /// aegisd's `--addr`: refused, naming `--admin-listen` (kept so the
+    /// message can say so, rather than clap's "unexpected argument").
+    #[arg(long, value_name = "ADDR", hide = true)]
+    pub addr: Option<String>,
     /// Address of a second, plain-HTTP listener serving only /healthz,
     /// /readyz and /metrics, for the kubelet and Prometheus
     /// [env: AEGIS_ADMIN_METRICS_LISTEN] [default: none, no listener].

@@ -288,6 +288,13 @@ pub(super) fn resolve(
     mut problems: Vec<String>,
 ) -> Result<Config, ConfigError> {
     problems.extend(file.problems(source.as_deref()));
+    if flags.addr.is_some() {
+        problems.push(
+            "--addr: is aegisd's flag; the /v1 API here is --admin-listen (e.g. \
+             127.0.0.1:8080), and agents' MCP traffic comes to --listen"
+                .to_owned(),
+        );
+    }
     let mut c = Checker {
         problems,
         file: &file,

@@ -75,7 +75,14 @@ fn section(prefix: &str, node: &Node, problems: &mut Vec<FileProblem>) {
         if duplicate(&path, key, &mut seen, problems) {
             continue;
         }
-        if let Some(setting) = settings::find(&path) {
+        if let Some(replacement) = aegisd_key(&path, value) {
+            // aegisd's config file, read as ours: named, with what replaces it.
+            problems.push(FileProblem {
+                path,
+                message: format!("is aegisd's setting; {replacement}"),
+                at: key.at,
+            });
+        } else if let Some(setting) = settings::find(&path) {
             check(&path, setting.kind, value, problems);
         } else if keys_under(&path).is_empty() {
             if !REMOVED_KEYS.contains(&path.as_str()) {
@@ -85,6 +92,30 @@ fn section(prefix: &str, node: &Node, problems: &mut Vec<FileProblem>) {
             section(&path, value, problems);
         }
     }
+}
+
+/// What replaces a key of aegisd's config file (`dsn`, `addr`, `trust_mode`,
+/// `telemetry`, and `manifest` given as a file name), which users of the
+/// Aegis reference bring along.
+fn aegisd_key(path: &str, value: &Node) -> Option<&'static str> {
+    Some(match path {
+        "dsn" => "the ledger here is a SQLite file: `ledger.path: aegis.db` (or --ledger)",
+        "addr" => {
+            "the /v1 API here is `admin.listen` (e.g. 127.0.0.1:8080; or --admin-listen); \
+             agents' MCP traffic comes to `mcp.listen`"
+        }
+        "trust_mode" => {
+            "access to /v1 here is `admin.auth` (tokens or client certificates, with roles); \
+             with neither, only loopback clients, in dev mode"
+        }
+        "telemetry" => {
+            "there is no trace file here: the ledger is the record, and /metrics the telemetry"
+        }
+        "manifest" if value.entries().is_none() && !value.is_null() => {
+            "here it is `manifest: {path: FILE}` (or --manifest FILE)"
+        }
+        _ => return None,
+    })
 }
 
 /// Records `key` as seen; `true` (and a problem) when it already was.

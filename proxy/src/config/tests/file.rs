@@ -191,3 +191,51 @@ fn yaml_scalars_read_as_a_typed_parse_read_them() {
     assert_eq!(config.ledger.max_batch, 16);
     assert!(config.ledger.fail_open);
 }
+
+/// aegisd's own config file (the Aegis reference's documented example):
+/// each of its keys that means something else here is refused by name,
+/// with what replaces it; `log` is the same and passes.
+#[test]
+fn an_aegisd_config_file_is_refused_key_by_key_with_the_replacements() {
+    let (found, _) = file_problems(
+        "dsn: \"file:aegis.db?mode=rwc&cache=shared&_journal_mode=WAL\"\n\
+         addr: \":8080\"\n\
+         manifest: \"aegis-manifest.json\"\n\
+         trust_mode: \"dev\"\n\
+         telemetry:\n  path: \"/tmp/aegis-traces.ndjson\"\n\
+         log:\n  level: \"info\"\n  format: \"text\"\n",
+        &[],
+    );
+    let expected = [
+        ("dsn", "`ledger.path: aegis.db`"),
+        ("addr", "`admin.listen`"),
+        ("manifest", "`manifest: {path: FILE}`"),
+        ("trust_mode", "`admin.auth`"),
+        ("telemetry", "the ledger is the record"),
+    ];
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+    for (key, replacement) in expected {
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with(&format!("{key}: is aegisd's setting; "))
+                    && p.contains(replacement)),
+            "{key}: {found:#?}"
+        );
+    }
+    // Ours, as a mapping, is still ours.
+    let file = yaml_file("manifest:\n  path: m.yaml\n");
+    let config = load(&flags_with_config(file.path()), &env(&[])).expect("valid");
+    assert_eq!(config.manifest, Some(PathBuf::from("m.yaml")));
+}
+
+#[test]
+fn aegisds_addr_flag_is_refused_naming_admin_listen() {
+    let flags = RunFlags {
+        addr: Some(":8080".to_owned()),
+        ..RunFlags::default()
+    };
+    let found = problems(load(&flags, &env(&[])));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("--addr: is aegisd's flag; the /v1 API here is --admin-listen"));
+}
