@@ -48,6 +48,7 @@ use crate::manifest::{FsAccess, FsPathRule, Manifest, RateLimit};
 use crate::paths::{self, NormalPath};
 use crate::rate::RateLimiter;
 use crate::reason::{Outcome, Reason};
+use crate::sanitize::Sanitizer;
 
 /// Aegis's high-risk sink prefixes, used unless the manifest's
 /// `policy.high_risk_sinks` overrides them.
@@ -82,6 +83,8 @@ pub struct CompiledManifest {
     rate_limits: BTreeMap<String, RateLimit>,
     /// `None` when the manifest declares no filesystem root (rule 7 off).
     fs: Option<FsRoots>,
+    /// `policy.sanitize`, compiled.
+    sanitizers: BTreeMap<String, Sanitizer>,
 }
 
 /// Rule 7's roots, normalised, and the manifest's path-argument mapping.
@@ -185,7 +188,20 @@ impl CompiledManifest {
             loops: LoopRules::new(&manifest.policy.loops),
             rate_limits: manifest.policy.rate_limits.clone(),
             fs: FsRoots::new(manifest),
+            sanitizers: manifest
+                .policy
+                .sanitize
+                .iter()
+                .map(|(tool, rules)| (tool.clone(), Sanitizer::new(rules)))
+                .collect(),
         }
+    }
+
+    /// The tool's argument rewrites (`policy.sanitize`), if it has any:
+    /// applied by the caller before [`decide`], which then decides on the
+    /// rewritten arguments.
+    pub fn sanitizer(&self, tool: &str) -> Option<&Sanitizer> {
+        self.sanitizers.get(tool)
     }
 
     /// The decision that lets a call run, with the manifest's output and
@@ -317,6 +333,9 @@ impl Decision {
             }
             Reason::ApprovalLimit => {
                 "the call needs a human approval, and the session has as many waiting as allowed"
+            }
+            Reason::SanitizeRefused => {
+                "the manifest rewrites this tool's arguments (policy.sanitize), and these arguments cannot be rewritten"
             }
         }
     }

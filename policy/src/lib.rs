@@ -15,6 +15,7 @@
 //! - [`paths`]: lexical normalisation of path arguments and the
 //!   filesystem-roots check (`FS_DENY`).
 //! - [`rate`]: per-tool token buckets (`RATE_LIMITED`).
+//! - [`sanitize`]: rewrites of a call's arguments (`policy.sanitize`).
 //! - [`trust`]: which resources and prompts do not taint
 //!   (`policy.trusted_content`).
 //! - [`conformance`]: the Aegis conformance packs and the Aegis decide request.
@@ -34,6 +35,7 @@ pub mod manifest;
 pub mod paths;
 pub mod rate;
 mod reason;
+pub mod sanitize;
 pub mod store;
 pub mod trust;
 pub mod watch;

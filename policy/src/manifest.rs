@@ -17,6 +17,7 @@ use crate::trust::TrustedContent;
 mod check;
 mod policy_section;
 mod raw;
+mod sanitize;
 mod validate;
 
 #[cfg(test)]
@@ -185,6 +186,9 @@ pub struct PolicySection {
     /// How a tool of `permissions.approval_required` is approved, when it
     /// is not the default (one approver, the sidecar's `approval.mode`).
     pub approvals: BTreeMap<String, ApprovalRule>,
+    /// Rewrites of a tool's arguments before it is decided and forwarded
+    /// ([`crate::sanitize`]), in order.
+    pub sanitize: BTreeMap<String, Vec<crate::sanitize::SanitizeRule>>,
 }
 
 /// Most distinct approvers a tool may require.

@@ -41,6 +41,9 @@ pub enum Reason {
     /// the sidecar allows (`approval.max_pending_per_session`); decided by
     /// the sidecar, never by [`crate::decide`].
     ApprovalLimit,
+    /// `policy.sanitize` could not rewrite the call's arguments (a clamped
+    /// field that is not a number, arguments that are not an object).
+    SanitizeRefused,
 }
 
 impl Reason {
@@ -57,6 +60,7 @@ impl Reason {
         Reason::ManifestUnavailable,
         Reason::FsDeny,
         Reason::ApprovalLimit,
+        Reason::SanitizeRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +77,7 @@ impl Reason {
             Reason::ManifestUnavailable => "MANIFEST_UNAVAILABLE",
             Reason::FsDeny => "FS_DENY",
             Reason::ApprovalLimit => "APPROVAL_LIMIT",
+            Reason::SanitizeRefused => "SANITIZE_REFUSED",
         }
     }
 }
@@ -112,6 +117,7 @@ mod tests {
                 "MANIFEST_UNAVAILABLE",
                 "FS_DENY",
                 "APPROVAL_LIMIT",
+                "SANITIZE_REFUSED",
             ]
         );
         let outcomes: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();

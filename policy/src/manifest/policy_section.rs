@@ -58,6 +58,10 @@ impl Validator {
             Some(rules) => self.approvals(rules, approval_required),
             None => BTreeMap::new(),
         };
+        let sanitize = match self.section("policy.sanitize", raw.sanitize) {
+            Some(rules) => self.sanitize(rules, declared),
+            None => BTreeMap::new(),
+        };
         self.unknown("policy", raw.unknown, raw::POLICY_FIELDS);
         PolicySection {
             high_risk_sinks,
@@ -67,6 +71,7 @@ impl Validator {
             fs_paths,
             trusted_content,
             approvals,
+            sanitize,
         }
     }
 

@@ -158,6 +158,7 @@ pub(crate) struct RawPolicy {
     pub fs_paths: Option<Field<BTreeMap<String, Field<RawFsPath>>>>,
     pub trusted_content: Option<Field<RawTrustedContent>>,
     pub approvals: Option<Field<BTreeMap<String, Field<RawApproval>>>>,
+    pub sanitize: Option<Field<BTreeMap<String, List<RawSanitizeRule>>>>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -170,6 +171,32 @@ pub(crate) const POLICY_FIELDS: &[&str] = &[
     "fs_paths",
     "trusted_content",
     "approvals",
+    "sanitize",
+];
+
+/// One rule of `policy.sanitize[tool]`: every member kept as found (`set`
+/// takes any value).
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct RawSanitizeRule {
+    pub field: Option<Value>,
+    pub set: Option<Value>,
+    pub drop: Option<Value>,
+    pub redact: Option<Value>,
+    pub replacement: Option<Value>,
+    pub clamp: Option<Value>,
+    pub reason: Option<Value>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+pub(crate) const SANITIZE_RULE_FIELDS: &[&str] = &[
+    "field",
+    "set",
+    "drop",
+    "redact",
+    "replacement",
+    "clamp",
+    "reason",
 ];
 
 #[derive(Debug, Default, serde::Deserialize)]

@@ -318,7 +318,7 @@ fn every_problem_is_reported_with_its_path() {
         "policy.trusted_content.resources[2]: expected a string, got 3".to_owned(),
         "policy.trusted_content.uris: unknown field (expected one of: upstreams, resources, prompts)".to_owned(),
         "policy.sinks: unknown field (expected one of: high_risk_sinks, non_tainting_tools, loops, \
-         rate_limits, fs_paths, trusted_content, approvals)"
+         rate_limits, fs_paths, trusted_content, approvals, sanitize)"
             .to_owned(),
         "extra: unknown field (expected one of: schema, name, version, publisher, permissions, \
          sandbox, integrity, policy)"
@@ -536,5 +536,93 @@ fn approval_rules_name_approval_tools_with_approvers_and_a_mode() {
             .iter()
             .any(|p| p.starts_with("policy.approvals[\"exec\"]: expected a mapping")),
         "{found:#?}"
+    );
+}
+
+#[test]
+fn sanitize_rules_load_in_order_and_every_problem_has_its_path() {
+    use crate::sanitize::{SanitizeAction, SanitizeRule};
+    let mut value = minimal();
+    value["permissions"]["tools"] = json!(["read_file", "send_email"]);
+    value["policy"] = json!({"sanitize": {"send_email": [
+        {"field": "cc", "drop": true, "reason": "no copies"},
+        {"field": "headers.priority", "set": "normal"},
+        {"redact": "\\d{16}"},
+        {"field": "limit", "clamp": {"max": 10}},
+    ]}});
+    let m = Manifest::from_value(&value).unwrap();
+    let rules = &m.policy.sanitize["send_email"];
+    assert_eq!(rules.len(), 4);
+    assert_eq!(
+        rules[0],
+        SanitizeRule {
+            field: Some(vec!["cc".into()]),
+            action: SanitizeAction::Drop,
+            reason: Some("no copies".into()),
+        }
+    );
+    assert_eq!(rules[1].field_text(), "headers.priority");
+    assert_eq!(rules[2].field_text(), "*");
+    assert!(matches!(
+        &rules[2].action,
+        SanitizeAction::Redact { replacement, .. } if replacement == "[REDACTED]"
+    ));
+    assert!(matches!(
+        &rules[3].action,
+        SanitizeAction::Clamp {
+            min: None,
+            max: Some(_)
+        }
+    ));
+
+    value["policy"] = json!({"sanitize": {
+        "fetch": [{"field": "url", "drop": true}],
+        "read_file": [],
+        "send_email": [
+            {"field": "cc"},
+            {"field": "cc", "drop": true, "set": 1},
+            {"field": "a..b", "drop": false},
+            {"set": 1},
+            {"field": "body", "redact": "x*"},
+            {"field": "body", "redact": "(", "replacement": 3},
+            {"field": "n", "clamp": {"min": 5, "max": 1}},
+            {"field": "n", "clamp": {"min": "1", "step": 2}},
+            {"field": "n", "clamp": {}},
+            {"field": 3, "drop": true, "why": "x"},
+            {"field": "n", "set": 1, "replacement": "y", "reason": ""},
+            "drop everything",
+        ],
+    }});
+    let found = problems(&value);
+    for expected in [
+        "policy.sanitize[\"fetch\"]: \"fetch\" is not declared in permissions.tools",
+        "policy.sanitize[\"read_file\"]: must list at least one rule",
+        "policy.sanitize[\"send_email\"][0]: needs one of set, drop, redact or clamp",
+        "policy.sanitize[\"send_email\"][1]: has set and drop",
+        "policy.sanitize[\"send_email\"][2].field: must be member names joined by dots",
+        "policy.sanitize[\"send_email\"][2].drop: must be true, got false",
+        "policy.sanitize[\"send_email\"][3].field: required",
+        "policy.sanitize[\"send_email\"][4].redact: not a usable pattern: the pattern matches the empty string",
+        "policy.sanitize[\"send_email\"][5].replacement: expected a string, got 3",
+        "policy.sanitize[\"send_email\"][6].clamp: min (5) is above max (1)",
+        "policy.sanitize[\"send_email\"][7].clamp.min: expected a number, got \"1\"",
+        "policy.sanitize[\"send_email\"][7].clamp.step: unknown field",
+        "policy.sanitize[\"send_email\"][8].clamp: needs min, max or both",
+        "policy.sanitize[\"send_email\"][9].field: expected a string, got 3",
+        "policy.sanitize[\"send_email\"][9].why: unknown field",
+        "policy.sanitize[\"send_email\"][10].reason: expected a non-empty string",
+        "policy.sanitize[\"send_email\"][10].replacement: only a redact rule has a replacement",
+        "policy.sanitize[\"send_email\"][11]: expected a mapping, got \"drop everything\"",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(expected)),
+            "{expected} not in {found:#?}"
+        );
+    }
+    value["policy"] = json!({"sanitize": {"send_email": {"field": "cc"}}});
+    assert!(
+        problems(&value)
+            .iter()
+            .any(|p| p.starts_with("policy.sanitize[\"send_email\"]: expected a list of rules")),
     );
 }
