@@ -56,6 +56,10 @@ pub const REGISTER_SANITIZER_ACTION: &str = "register_sanitizer";
 /// never recorded; it taints the session.
 pub const RESULT_NOT_RECORDED: &str = "result_not_recorded";
 
+/// The member of a `TOOL_CALL_ALLOWED` payload saying the client runs the
+/// call itself (the decision APIs): `true` there, the call never opens.
+pub const DELEGATED: &str = "delegated";
+
 /// Open calls tracked per session (see the module docs).
 pub const MAX_OPEN_CALLS: usize = 256;
 
@@ -285,6 +289,9 @@ impl Observation {
                     .into(),
                 args_digest: ToolCall::digest_args(payload.get("args").unwrap_or(&Value::Null)),
             },
+            // A delegated call runs in the client (the decision APIs): no
+            // result will settle it, so it never opens.
+            ToolCallAllowed if payload.get(DELEGATED) == Some(&Value::Bool(true)) => Effect::None,
             ToolCallAllowed => open().map_or(Effect::None, Effect::Allowed),
             ToolCallDenied | ApprovalRequested => {
                 match open().filter(|_| payload.get("enforced") == Some(&Value::Bool(false))) {

@@ -9,6 +9,7 @@ use aegis_policy::loops::CallKey;
 use aegis_policy::rate::RateLimiter;
 use aegis_policy::store::LoadedManifest;
 use aegis_policy::{Decision, Outcome, Proposal, Reason, SessionFacts, decide};
+use serde_json::Value;
 
 use super::{CallRequest, Veto};
 use crate::limits::SessionLimiters;
@@ -27,8 +28,11 @@ pub struct Decided<'a> {
 impl<'a> Decided<'a> {
     /// Decides `call` given the session's state (`None`: a fresh session),
     /// the live manifest (`None`: fail closed) and the caller's veto.
+    /// `args` are what is decided on (the call's, or `policy.sanitize`'s
+    /// rewrite of them); `args_digest` is the proposal's, for loops.
     pub fn new(
         call: &CallRequest<'_>,
+        args: &Value,
         args_digest: [u8; 16],
         entry: Option<&SessionEntry>,
         manifest: Option<&LoadedManifest>,
@@ -40,6 +44,7 @@ impl<'a> Decided<'a> {
             Some(v) if v.before_policy => None,
             _ => Some(on_policy(
                 call,
+                args,
                 args_digest,
                 entry,
                 manifest,
@@ -82,6 +87,7 @@ impl<'a> Decided<'a> {
 
 fn on_policy(
     call: &CallRequest<'_>,
+    args: &Value,
     args_digest: [u8; 16],
     entry: Option<&SessionEntry>,
     manifest: Option<&LoadedManifest>,
@@ -97,7 +103,7 @@ fn on_policy(
     };
     let proposal = Proposal {
         tool_name: call.tool_name,
-        args: call.args,
+        args,
         sanitizer_key: call.sanitizer_key,
         args_digest: Some(args_digest),
     };

@@ -38,6 +38,7 @@ use aegis_ledger::{
     AppendError, AppendRequest, Appended, EventType, LedgerHandle, LedgerReader, Origin,
     SessionEntry,
 };
+use aegis_policy::sanitize::Rewrite;
 use aegis_policy::store::LoadedManifest;
 use aegis_policy::{Decision, Outcome, Reason};
 use serde_json::Value;
@@ -56,6 +57,12 @@ const MAX_ATTEMPTS: usize = 8;
 /// The `upstream` of calls from the egress forward proxy (`crate::egress`);
 /// their proposals say `"transport": "egress"`.
 pub const EGRESS_UPSTREAM: &str = "egress";
+
+/// The `upstream` of calls decided for a client that runs the tool itself
+/// (the decision APIs, `crate::admin`); their proposals say `"transport":
+/// "decision_api"` and their allowed decisions `"delegated": true`: the
+/// sidecar never sees their results, so they never stay open.
+pub const DECISION_API_UPSTREAM: &str = "decision_api";
 
 /// When a call's result is committed relative to the agent's answer
 /// (`ledger.result_commit`).
@@ -152,6 +159,9 @@ pub struct Verdict {
     pub decide_time: std::time::Duration,
     /// The caller's [`Veto`] made the decision, not the policy.
     pub vetoed: bool,
+    /// The arguments `policy.sanitize` rewrote, decided on, and to be
+    /// forwarded instead of the agent's; `None` when no rule changed them.
+    pub sanitized: Option<Rewrite>,
 }
 
 impl Verdict {
@@ -231,6 +241,17 @@ impl Gate {
         veto: Option<Veto<'_>>,
     ) -> Result<Verdict, GateError> {
         let args_digest = HistoryCall::digest_args(call.args);
+        let (sanitized, refusal) = sanitize(&call, manifest.as_deref());
+        let veto = match (&refusal, veto) {
+            (Some(detail), v) if v.is_none_or(|v| !v.before_policy) => Some(Veto {
+                reason: Reason::SanitizeRefused,
+                detail,
+                before_policy: true,
+            }),
+            (_, v) => v,
+        };
+        // Decided on what is forwarded: the rewritten arguments.
+        let decide_args = sanitized.as_ref().map_or(call.args, |r| &r.args);
         let turn = self.sequencers.turn(call.identity).await?;
         let mut lost = turn.take_lost();
         for _ in 0..MAX_ATTEMPTS {
@@ -247,6 +268,7 @@ impl Gate {
             let started = Instant::now();
             let decided = decide::Decided::new(
                 &call,
+                decide_args,
                 args_digest,
                 entry.as_ref(),
                 manifest.as_deref(),
@@ -284,11 +306,11 @@ impl Gate {
             let group = record::proposal_and_decision(
                 &call,
                 &decision,
-                seq,
-                prev_hash,
+                (seq, prev_hash),
                 manifest.as_deref(),
                 approval.as_ref(),
                 decided.veto,
+                sanitized.as_ref(),
             );
             let mut results = self.ledger.append_group(group).await.into_iter();
             let proposal = match results.next() {
@@ -320,6 +342,7 @@ impl Gate {
                 approval,
                 decide_time,
                 vetoed,
+                sanitized: sanitized.filter(|_| !vetoed),
             });
         }
         Err(GateError::Contended)
@@ -447,6 +470,31 @@ impl Gate {
             .await
             .map_err(|e| GateError::State(format!("session load task failed: {e}")))?
             .map_err(|e| GateError::State(e.to_string()))
+    }
+}
+
+/// `policy.sanitize` on the call: its rewrite, or why it cannot be made (a
+/// refusal). The egress proxy forwards the agent's own bytes, so a rewrite
+/// of an egress call is a refusal too: never decide on one thing and
+/// forward another.
+fn sanitize(
+    call: &CallRequest<'_>,
+    manifest: Option<&LoadedManifest>,
+) -> (Option<Rewrite>, Option<String>) {
+    let Some(sanitizer) = manifest.and_then(|m| m.compiled.sanitizer(call.tool_name)) else {
+        return (None, None);
+    };
+    match sanitizer.apply(call.args) {
+        Ok(None) => (None, None),
+        Ok(Some(_)) if call.upstream == EGRESS_UPSTREAM => (
+            None,
+            Some(
+                "policy.sanitize rewrites this call's arguments, and the egress proxy forwards requests unchanged"
+                    .to_owned(),
+            ),
+        ),
+        Ok(Some(rewrite)) => (Some(rewrite), None),
+        Err(refusal) => (None, Some(refusal.0)),
     }
 }
 

@@ -10,8 +10,9 @@ use aegis_policy::store::LoadedManifest;
 use serde_json::{Value, json};
 
 use super::approval::ApprovalLink;
-use super::{CallRequest, EGRESS_UPSTREAM, Veto};
+use super::{CallRequest, DECISION_API_UPSTREAM, EGRESS_UPSTREAM, Veto};
 use crate::identity::Identity;
+use aegis_policy::sanitize::Rewrite;
 
 /// Every envelope the sidecar writes is built here: its session key, and
 /// in its payload who the agent is (`principal`) and, when the request
@@ -40,11 +41,11 @@ pub fn event(identity: &Identity, event_type: EventType, mut payload: Value) -> 
 pub fn proposal_and_decision(
     call: &CallRequest<'_>,
     decision: &Decision,
-    seq: u64,
-    prev_hash: Option<Digest>,
+    (seq, prev_hash): (u64, Option<Digest>),
     manifest: Option<&LoadedManifest>,
     approval: Option<&ApprovalLink>,
     veto: Option<Veto<'_>>,
+    sanitized: Option<&Rewrite>,
 ) -> Vec<AppendRequest> {
     let event_type = match decision.outcome {
         aegis_policy::Outcome::Allow => EventType::ToolCallAllowed,
@@ -56,6 +57,18 @@ pub fn proposal_and_decision(
         payload["detail"] = json!(veto.detail);
         // A veto applies in shadow mode too: the call does not run.
         payload["enforced"] = json!(true);
+    } else if let Some(rewrite) = sanitized {
+        // What was decided on and is forwarded, beside what was proposed.
+        payload["sanitized"] = json!({
+            "changed": rewrite.changed,
+            "message": rewrite.message,
+            "args_sha256": super::approval::args_digest(call.args),
+            "sanitized_args_sha256": super::approval::args_digest(&rewrite.args),
+        });
+    }
+    if call.upstream == DECISION_API_UPSTREAM && decision.outcome == aegis_policy::Outcome::Allow {
+        // The client runs the tool; no result will come to settle it.
+        payload[aegis_ledger::session::DELEGATED] = json!(true);
     }
     let proposed = AppendRequest {
         event: event(
@@ -86,7 +99,11 @@ pub fn proposal_payload(call: &CallRequest<'_>) -> Value {
         "tool_name": call.tool_name,
         "call_id": call.call_id,
         "args": call.args,
-        "transport": if call.upstream == EGRESS_UPSTREAM { "egress" } else { "mcp" },
+        "transport": match call.upstream {
+            EGRESS_UPSTREAM => "egress",
+            DECISION_API_UPSTREAM => "decision_api",
+            _ => "mcp",
+        },
         "upstream": call.upstream,
     });
     if let Some(key) = call.sanitizer_key {
@@ -303,7 +320,8 @@ mod tests {
             detail: "private address",
             before_policy: false,
         };
-        let group = proposal_and_decision(&call, &decision, 0, None, None, None, Some(veto));
+        let group =
+            proposal_and_decision(&call, &decision, (0, None), None, None, Some(veto), None);
         let decided = group[1].event.payload.value();
         assert_eq!(decided["enforced"], true);
         assert_eq!(decided["detail"], "private address");

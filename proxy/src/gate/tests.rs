@@ -174,3 +174,159 @@ async fn the_next_decision_sees_the_result_the_agent_already_has() {
     assert!(result < proposal);
     ledger.close();
 }
+
+fn sanitizing_manifest() -> Arc<LoadedManifest> {
+    let manifest = Manifest::from_value(&json!({
+        "schema": "aegis.dev/manifest/v0.1", "name": "t", "version": "1", "publisher": "p",
+        "permissions": {"tools": ["net.get", "send_email"], "net": {"domains": ["ok.example"]}},
+        "sandbox": {"required": true}, "integrity": {},
+        "policy": {"sanitize": {
+            "net.get": [{"field": "url", "set": "https://ok.example/"}],
+            "send_email": [
+                {"field": "cc", "drop": true, "reason": "no copies outside"},
+                {"field": "limit", "clamp": {"max": 10}},
+            ],
+        }},
+    }))
+    .unwrap();
+    Arc::new(LoadedManifest {
+        compiled: CompiledManifest::new(&manifest),
+        manifest,
+        sha256: String::new(),
+        generation: 1,
+        loaded_at_unix_ms: 0,
+        path: "m.json".into(),
+    })
+}
+
+async fn decide_on(gate: &Gate, upstream: &str, tool: &str, args: Value) -> Verdict {
+    let id = identity();
+    let call_id = json!(1);
+    let call = CallRequest {
+        identity: &id,
+        upstream,
+        call_id: &call_id,
+        call_id_text: None,
+        tool_name: tool,
+        args: &args,
+        sanitizer_key: None,
+        enforce: true,
+    };
+    tokio::time::timeout(
+        HANG_GUARD,
+        gate.decide_and_record(call, Some(sanitizing_manifest())),
+    )
+    .await
+    .expect("decided")
+    .expect("recorded")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sanitized_calls_are_decided_on_what_is_forwarded_and_both_digests_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(LedgerConfig::new(dir.path().join("ledger.db"))).unwrap();
+    let gate = gate(&ledger, 0);
+    // The agent names an undeclared domain; the rule replaces it, and the
+    // decision is on the replacement.
+    let v = decide_on(
+        &gate,
+        "tools",
+        "net.get",
+        json!({"url": "https://evil.example/"}),
+    )
+    .await;
+    assert_eq!(v.decision.outcome, Outcome::Allow);
+    let rewrite = v.sanitized.clone().expect("rewritten");
+    assert_eq!(rewrite.args, json!({"url": "https://ok.example/"}));
+
+    let v = decide_on(
+        &gate,
+        "tools",
+        "send_email",
+        json!({"to": "a", "cc": "b", "limit": 99}),
+    )
+    .await;
+    assert_eq!(v.decision.outcome, Outcome::Allow);
+    let rewrite = v.sanitized.clone().unwrap();
+    assert_eq!(rewrite.args, json!({"to": "a", "limit": 10}));
+    assert_eq!(rewrite.message, "no copies outside");
+    let events = chain(&ledger);
+    let (_, proposed) = &events[2];
+    assert_eq!(
+        proposed["args"]["cc"], "b",
+        "the proposal is what the agent sent"
+    );
+    let (kind, allowed) = &events[3];
+    assert_eq!(kind, "TOOL_CALL_ALLOWED");
+    let recorded = &allowed["sanitized"];
+    assert_eq!(recorded["changed"], json!(["cc drop", "limit clamp"]));
+    assert_eq!(
+        recorded["args_sha256"],
+        approval::args_digest(&json!({"to": "a", "cc": "b", "limit": 99}))
+    );
+    assert_eq!(
+        recorded["sanitized_args_sha256"],
+        approval::args_digest(&rewrite.args)
+    );
+
+    // Nothing to rewrite: no record of a rewrite.
+    let v = decide_on(&gate, "tools", "send_email", json!({"to": "a"})).await;
+    assert!(v.sanitized.is_none());
+    assert!(chain(&ledger)[5].1.get("sanitized").is_none());
+    ledger.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arguments_that_cannot_be_sanitized_and_rewrites_of_egress_calls_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(LedgerConfig::new(dir.path().join("ledger.db"))).unwrap();
+    let gate = gate(&ledger, 0);
+    let v = decide_on(&gate, "tools", "send_email", json!({"limit": "1000000"})).await;
+    assert_eq!(v.decision.outcome, Outcome::Deny);
+    assert_eq!(v.decision.reason, Reason::SanitizeRefused);
+    assert!(v.sanitized.is_none());
+    let denied = &chain(&ledger)[1].1;
+    assert_eq!(denied["reason"], "SANITIZE_REFUSED");
+    assert!(
+        denied["detail"].as_str().unwrap().contains("limit"),
+        "{denied}"
+    );
+    // The egress proxy cannot forward rewritten arguments: refused, even
+    // where the rewrite would have been allowed.
+    let v = decide_on(
+        &gate,
+        EGRESS_UPSTREAM,
+        "net.get",
+        json!({"url": "https://evil.example/"}),
+    )
+    .await;
+    assert_eq!(v.decision.reason, Reason::SanitizeRefused);
+    ledger.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delegated_calls_stay_closed_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let ledger = Ledger::open(LedgerConfig::new(&path)).unwrap();
+    let v = decide_on(
+        &gate(&ledger, 0),
+        DECISION_API_UPSTREAM,
+        "send_email",
+        json!({}),
+    )
+    .await;
+    assert_eq!(v.decision.outcome, Outcome::Allow);
+    let events = chain(&ledger);
+    assert_eq!(events[0].1["transport"], "decision_api");
+    assert_eq!(events[1].1["delegated"], true);
+    ledger.close();
+    // A later process finds nothing open (the client ran the tool, and no
+    // result was ever to come): nothing recorded as lost.
+    let ledger = Ledger::open(LedgerConfig::new(&path)).unwrap();
+    let later = gate(&ledger, aegis_ledger::now_unix_ms() + 1);
+    let v = decide_on(&later, DECISION_API_UPSTREAM, "send_email", json!({})).await;
+    assert_eq!(v.decision.outcome, Outcome::Allow);
+    assert!(!chain(&ledger).iter().any(|(t, _)| t == "ERROR_RAISED"));
+    ledger.close();
+}

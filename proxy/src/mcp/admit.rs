@@ -143,6 +143,25 @@ pub async fn admit(state: &McpState, exchange: &mut Exchange, message: &Message)
                 "shadow mode: tool call would be refused; forwarded"
             );
         }
+        if enforce && let Some(rewrite) = &verdict.sanitized {
+            match rewritten(message, &rewrite.args) {
+                Some(text) => exchange.rewrites.push((message.span.start, text)),
+                None => {
+                    // Never forward what was not decided on.
+                    exchange.local.push(
+                        Failure::InvalidCall("params is not an object, so policy.sanitize's rewrite cannot be forwarded".into())
+                            .answer(Some(call.id)),
+                    );
+                    return false;
+                }
+            }
+            tracing::info!(
+                tool = call.name,
+                seq = verdict.decision_seq,
+                changed = %rewrite.changed.join(", "),
+                "tool call arguments rewritten by policy.sanitize"
+            );
+        }
         exchange
             .calls
             .push(Call::new(call.id.clone(), call.name, &verdict));
@@ -185,16 +204,51 @@ pub async fn admit(state: &McpState, exchange: &mut Exchange, message: &Message)
     false
 }
 
-/// The batch of `forward`'s messages, each as the text it had in `body`.
-pub fn admitted_text(body: &Bytes, forward: &[Message]) -> Bytes {
-    let len = forward.iter().map(|m| m.span.len() + 1).sum::<usize>() + 1;
+/// The message with `params.arguments` replaced, as JSON text.
+fn rewritten(message: &Message, args: &Value) -> Option<Bytes> {
+    let mut value = message.value.clone();
+    *value
+        .get_mut("params")?
+        .as_object_mut()?
+        .entry("arguments")
+        .or_insert(Value::Null) = args.clone();
+    serde_json::to_vec(&value).ok().map(Bytes::from)
+}
+
+/// What goes upstream of a POST whose `body` held `total` messages and
+/// `forward` were admitted: the body byte for byte when all were and none
+/// was rewritten; otherwise each admitted message's own text (or its
+/// `policy.sanitize` rewrite), as a batch when the POST was one.
+pub fn upstream_body(
+    body: Bytes,
+    forward: &[Message],
+    total: usize,
+    batch: bool,
+    rewrites: &[(usize, Bytes)],
+) -> Bytes {
+    if forward.len() == total && rewrites.is_empty() {
+        return body;
+    }
+    let text = |message: &Message| -> &[u8] {
+        match rewrites
+            .iter()
+            .find(|(start, _)| *start == message.span.start)
+        {
+            Some((_, text)) => text,
+            None => body.get(message.span.clone()).unwrap_or_default(),
+        }
+    };
+    if !batch && let [message] = forward {
+        return Bytes::copy_from_slice(text(message));
+    }
+    let len = forward.iter().map(|m| text(m).len() + 1).sum::<usize>() + 1;
     let mut out = Vec::with_capacity(len);
     out.push(b'[');
     for (i, message) in forward.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(body.get(message.span.clone()).unwrap_or_default());
+        out.extend_from_slice(text(message));
     }
     out.push(b']');
     out.into()

@@ -3,6 +3,8 @@
 //! answer side, which takes from it what each answer settles.
 
 use std::sync::Arc;
+
+use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 use aegis_policy::manifest::{DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_TIMEOUT_MS};
@@ -124,6 +126,9 @@ pub struct Exchange {
     pub forwarded_requests: Vec<Id>,
     /// The call held for its approval (a POST of that one message).
     pub held: Option<Held>,
+    /// Admitted messages `policy.sanitize` rewrote: where each starts in
+    /// the body, and the text forwarded instead ([`super::admit::upstream_body`]).
+    pub rewrites: Vec<(usize, Bytes)>,
 }
 
 impl Exchange {
@@ -149,6 +154,7 @@ impl Exchange {
             local: Vec::new(),
             forwarded_requests: Vec::new(),
             held: None,
+            rewrites: Vec::new(),
         }
     }
 

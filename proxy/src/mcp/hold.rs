@@ -136,6 +136,9 @@ async fn run(
             ended(&state, &held, "released");
             exchange.forwarded_requests =
                 admit::request_id(&message).cloned().into_iter().collect();
+            let rewrites = std::mem::take(&mut exchange.rewrites);
+            let body =
+                admit::upstream_body(body, std::slice::from_ref(&message), 1, false, &rewrites);
             return Some(super::forward::forward(exchange, parts, body).await);
         }
         match exchange.held.take() {

@@ -343,12 +343,9 @@ async fn post(
         return exchange.local_only();
     }
     // Forward: unchanged bodies byte for byte; a batch with some messages
-    // kept back is the others' own text (what was decided).
-    let upstream_body = if admitted.len() == total {
-        bytes
-    } else {
-        admit::admitted_text(&bytes, &admitted)
-    };
+    // kept back is the others' own text (what was decided), and a call
+    // `policy.sanitize` rewrote goes as its rewrite (what was decided on).
+    let upstream_body = admit::upstream_body(bytes, &admitted, total, batch, &exchange.rewrites);
     exchange.forwarded_requests = admitted
         .iter()
         .filter_map(admit::request_id)
