@@ -219,6 +219,26 @@ impl LedgerReader {
         })
     }
 
+    /// The envelope at `seq` of a session, if there is one.
+    pub fn envelope(
+        &self,
+        tenant_id: &str,
+        session_id: &str,
+        seq: u64,
+    ) -> Result<Option<StoredEnvelope>, StoreError> {
+        let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM envelopes WHERE tenant_id = ?1 AND session_id = ?2 AND seq = ?3"
+            ))?;
+            let mut rows = stmt.query(rusqlite::params![tenant_id, session_id, seq])?;
+            Ok(match rows.next()? {
+                Some(row) => Some(stored_from_row(row)?),
+                None => None,
+            })
+        })
+    }
+
     /// One approval by id.
     pub fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError> {
         self.with_conn(|conn| approvals::get(conn, id))
