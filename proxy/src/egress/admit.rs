@@ -87,6 +87,7 @@ pub async fn admit(
         args: &args,
         sanitizer_key: None,
         enforce: state.enforce,
+        context: None,
     };
     let verdict = state
         .gate

@@ -71,6 +71,17 @@ impl<'a> Decided<'a> {
         }
     }
 
+    /// Replaces the decision with `veto`'s refusal (a refusal the caller
+    /// could only find after the policy decided); its token goes back.
+    pub fn veto_now(&mut self, veto: Veto<'a>) {
+        self.decision = Decision {
+            outcome: Outcome::Deny,
+            reason: veto.reason,
+            constraints: None,
+        };
+        self.veto = Some(veto);
+    }
+
     /// The decision is durable, with `outcome` (the policy's, or what the
     /// approvals store made of it): its token is spent if the call runs
     /// (allowed, or held for approval — it runs once approved), given back

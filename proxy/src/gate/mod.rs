@@ -64,6 +64,11 @@ pub const EGRESS_UPSTREAM: &str = "egress";
 /// sidecar never sees their results, so they never stay open.
 pub const DECISION_API_UPSTREAM: &str = "decision_api";
 
+/// Why a decision-API call that `policy.sanitize` rewrites is refused
+/// where the policy would hold it for approval.
+const HELD_REWRITE: &str = "policy.sanitize rewrites this call's arguments and it needs an approval: \
+     a decision-API client runs an approved call with the arguments it proposed, so it is refused";
+
 /// When a call's result is committed relative to the agent's answer
 /// (`ledger.result_commit`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -126,6 +131,10 @@ pub struct CallRequest<'a> {
     pub sanitizer_key: Option<&'a str>,
     /// Shadow mode when false: the decision is recorded, not applied.
     pub enforce: bool,
+    /// What the client said about itself beside the call (the decision
+    /// API's `agent_id` and `session`): recorded in the proposal as
+    /// `client_context`, never used as an identity.
+    pub context: Option<&'a Value>,
 }
 
 /// A refusal the caller found itself, recorded as the call's decision (a
@@ -266,7 +275,7 @@ impl Gate {
                 continue;
             }
             let started = Instant::now();
-            let decided = decide::Decided::new(
+            let mut decided = decide::Decided::new(
                 &call,
                 decide_args,
                 args_digest,
@@ -275,6 +284,19 @@ impl Gate {
                 &self.limiters,
                 veto,
             );
+            if call.upstream == DECISION_API_UPSTREAM
+                && call.enforce
+                && sanitized.is_some()
+                && decided.decision.outcome == Outcome::RequireApproval
+            {
+                // aegislib runs an approved call with the arguments it
+                // proposed: an approval would release the unrewritten call.
+                decided.veto_now(Veto {
+                    reason: Reason::SanitizeRefused,
+                    detail: HELD_REWRITE,
+                    before_policy: false,
+                });
+            }
             let decide_time = started.elapsed();
             // The proposal goes at the successor of the head the decision was
             // made on, its decision right after it, both in one commit.
@@ -291,7 +313,12 @@ impl Gate {
                 && let Some(live) = manifest.as_deref()
             {
                 let rule = live.manifest.approval_rule(call.tool_name);
-                let mode = rule.mode.unwrap_or(self.approvals.mode);
+                // A decision-API client polls for its approval: nothing is
+                // held open for it.
+                let mode = match call.upstream {
+                    DECISION_API_UPSTREAM => aegis_policy::ApprovalMode::Retry,
+                    _ => rule.mode.unwrap_or(self.approvals.mode),
+                };
                 (decision, approval) = self
                     .consult_approvals(
                         call.identity,

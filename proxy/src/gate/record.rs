@@ -112,6 +112,9 @@ pub fn proposal_payload(call: &CallRequest<'_>) -> Value {
     if let Some(text) = call.call_id_text {
         payload["call_id_text"] = json!(text);
     }
+    if let Some(context) = call.context {
+        payload["client_context"] = context.clone();
+    }
     payload
 }
 
@@ -276,6 +279,7 @@ mod tests {
             args: &args,
             sanitizer_key: Some("k1"),
             enforce: false,
+            context: None,
         };
         assert_eq!(
             proposal_payload(&call),
@@ -309,6 +313,7 @@ mod tests {
             args: &args,
             sanitizer_key: None,
             enforce: false,
+            context: None,
         };
         let decision = Decision {
             outcome: Outcome::Deny,

@@ -76,6 +76,7 @@ async fn decide(gate: &Gate, tool: &str) -> Verdict {
         args: &args,
         sanitizer_key: None,
         enforce: true,
+        context: None,
     };
     tokio::time::timeout(HANG_GUARD, gate.decide_and_record(call, Some(manifest())))
         .await
@@ -211,6 +212,7 @@ async fn decide_on(gate: &Gate, upstream: &str, tool: &str, args: Value) -> Verd
         args: &args,
         sanitizer_key: None,
         enforce: true,
+        context: None,
     };
     tokio::time::timeout(
         HANG_GUARD,
@@ -328,5 +330,86 @@ async fn delegated_calls_stay_closed_across_a_restart() {
     let v = decide_on(&later, DECISION_API_UPSTREAM, "send_email", json!({})).await;
     assert_eq!(v.decision.outcome, Outcome::Allow);
     assert!(!chain(&ledger).iter().any(|(t, _)| t == "ERROR_RAISED"));
+    ledger.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decision_api_approvals_are_polled_and_never_release_an_unrewritten_call() {
+    let manifest = Manifest::from_value(&json!({
+        "schema": "aegis.dev/manifest/v0.1", "name": "t", "version": "1", "publisher": "p",
+        "permissions": {"tools": ["send_email"], "approval_required": ["send_email"]},
+        "sandbox": {"required": false}, "integrity": {},
+        "policy": {"sanitize": {"send_email": [{"field": "cc", "drop": true}]}},
+    }))
+    .unwrap();
+    let live = Arc::new(LoadedManifest {
+        compiled: CompiledManifest::new(&manifest),
+        manifest,
+        sha256: String::new(),
+        generation: 1,
+        loaded_at_unix_ms: 0,
+        path: "m.json".into(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(LedgerConfig::new(dir.path().join("ledger.db"))).unwrap();
+    let mut gate = gate(&ledger, 0);
+    gate.approvals.mode = aegis_policy::ApprovalMode::Hold;
+    let id = identity();
+    let call_id = json!("req-1");
+    let ask = |upstream, args| {
+        let (gate, live, id, call_id) = (&gate, live.clone(), &id, &call_id);
+        async move {
+            let call = CallRequest {
+                identity: id,
+                upstream,
+                call_id,
+                call_id_text: None,
+                tool_name: "send_email",
+                args: &args,
+                sanitizer_key: None,
+                enforce: true,
+                context: Some(&json!({"api": "test"})),
+            };
+            tokio::time::timeout(HANG_GUARD, gate.decide_and_record(call, Some(live)))
+                .await
+                .expect("decided")
+                .expect("recorded")
+        }
+    };
+    // Nothing to rewrite: an approval the client polls for, never held.
+    let v = ask(DECISION_API_UPSTREAM, json!({"to": "a"})).await;
+    assert_eq!(v.decision.outcome, Outcome::RequireApproval);
+    assert!(matches!(
+        v.approval,
+        Some(ApprovalLink::Requested {
+            mode: aegis_policy::ApprovalMode::Retry,
+            ..
+        })
+    ));
+    assert_eq!(
+        chain(&ledger)[0].1["client_context"],
+        json!({"api": "test"})
+    );
+    // Rewritten: the client would run its own arguments once approved, so
+    // no person is asked; refused.
+    let v = ask(DECISION_API_UPSTREAM, json!({"to": "a", "cc": "b"})).await;
+    assert_eq!(v.decision.outcome, Outcome::Deny);
+    assert_eq!(v.decision.reason, Reason::SanitizeRefused);
+    assert!(v.approval.is_none() && v.sanitized.is_none());
+    let denied = &chain(&ledger)[3].1;
+    assert!(
+        denied["detail"].as_str().unwrap().contains("approved call"),
+        "{denied}"
+    );
+    // Inline, the rewrite is what an approval releases: held as configured.
+    let v = ask("tools", json!({"to": "a", "cc": "b"})).await;
+    assert_eq!(v.decision.outcome, Outcome::RequireApproval);
+    assert!(matches!(
+        v.approval,
+        Some(ApprovalLink::Requested {
+            mode: aegis_policy::ApprovalMode::Hold,
+            ..
+        })
+    ));
     ledger.close();
 }

@@ -63,6 +63,7 @@ pub async fn admit(state: &McpState, exchange: &mut Exchange, message: &Message)
         args: call.arguments,
         sanitizer_key,
         enforce,
+        context: None,
     };
     let manifest = state.manifests.current();
     let verdict = match state.gate.decide_and_record(request, manifest).await {

@@ -72,6 +72,7 @@ async fn call(gate: &Gate, manifest: &Arc<LoadedManifest>, args: Value, enforce:
         args: &args,
         sanitizer_key: None,
         enforce,
+        context: None,
     };
     tokio::time::timeout(
         HANG_GUARD,
@@ -235,6 +236,7 @@ async fn an_agent_naming_new_sessions_meets_the_limit_of_all_sessions() {
             args: &args,
             sanitizer_key: None,
             enforce: true,
+            context: None,
         };
         let verdict =
             tokio::time::timeout(HANG_GUARD, gate.decide_and_record(call, Some(m.clone())))
@@ -272,6 +274,7 @@ async fn nobody_is_asked_to_approve_what_the_sidecar_will_not_do() {
         args: &args,
         sanitizer_key: None,
         enforce: true,
+        context: None,
     };
     // The egress proxy's SSRF guard: applies when the policy would let
     // the call run, approval or not.
