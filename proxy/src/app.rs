@@ -167,6 +167,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         None => crate::webhook::Webhook::off(),
     };
     let waiters = crate::gate::approval::Waiters::default();
+    // One gate for every listener: a session's calls are sequenced together
+    // whether they come as MCP tools/call, as egress or through a decision API.
+    let gate = Gate {
+        ledger: ledger.handle(),
+        reader: ledger.reader(),
+        limiters: limiters.clone(),
+        sequencers: crate::gate::Sequencers::new(config.mcp.max_queued_per_session),
+        result_commit: config.ledger.result_commit,
+        started_unix_ms: aegis_ledger::now_unix_ms(),
+        approvals: config.approval.clone(),
+        webhook: webhook.clone(),
+        waiters: waiters.clone(),
+    };
     let state = Arc::new(AdminState {
         ledger: ledger.handle(),
         reader: ledger.reader(),
@@ -179,6 +192,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         warnings,
         webhook: webhook.clone(),
         waiters: waiters.clone(),
+        gate: gate.clone(),
+        identity: identity.clone(),
+        enforce: config.mcp.enforce,
+        fail_open: config.ledger.fail_open,
+        releasing: Default::default(),
     });
     let drain = config.admin.request_timeout;
     let probes = probes_listener.map(|listener| {
@@ -191,19 +209,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     });
     let admin = tokio::spawn(admin::serve(listener, state, admin_shutdown_rx, drain));
 
-    // One gate for every listener: a session's calls are sequenced together
-    // whether they come as MCP tools/call or as egress.
-    let gate = Gate {
-        ledger: ledger.handle(),
-        reader: ledger.reader(),
-        limiters,
-        sequencers: crate::gate::Sequencers::new(config.mcp.max_queued_per_session),
-        result_commit: config.ledger.result_commit,
-        started_unix_ms: aegis_ledger::now_unix_ms(),
-        approvals: config.approval.clone(),
-        webhook: webhook.clone(),
-        waiters: waiters.clone(),
-    };
     let sequencers = gate.sequencers.clone();
     let mut mcp_addr = None;
     let mut mcp = None;

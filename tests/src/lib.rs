@@ -11,6 +11,7 @@ pub mod node;
 pub mod pki;
 pub mod python;
 pub mod scripted;
+pub mod seed;
 
 use std::future::Future;
 use std::net::SocketAddr;

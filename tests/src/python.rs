@@ -49,7 +49,9 @@ pub const TEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// The first line a server prints on stdout once it accepts connections.
 pub const READY_PREFIX: &str = "LISTENING ";
 
-/// One generation of the official MCP Python SDK, pinned.
+/// One pinned Python package and its own venv: a generation of the
+/// official MCP Python SDK, or a seed system's real client (each of those
+/// is `import aegis`, so none can share a venv).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Sdk {
     /// `mcp==1.30.0`: `FastMCP`, `ClientSession`; the initialize handshake only.
@@ -57,28 +59,42 @@ pub enum Sdk {
     /// `mcp==2.3.0`: `MCPServer`, `mcp.Client`; the handshake and the
     /// stateless 2026-07-28 protocol.
     V2,
+    /// `aegislib==0.2.3`: aegislib's `DecisionClient` and `@aegis_guard`
+    /// (`aegislib_client.py`).
+    Aegislib,
 }
 
 impl Sdk {
+    /// The MCP SDKs.
     pub const ALL: [Sdk; 2] = [Sdk::V1, Sdk::V2];
 
-    /// The pinned `mcp` version.
+    /// The pinned package's name on PyPI.
+    pub fn package(self) -> &'static str {
+        match self {
+            Sdk::V1 | Sdk::V2 => "mcp",
+            Sdk::Aegislib => "aegislib",
+        }
+    }
+
+    /// The pinned version.
     pub fn version(self) -> &'static str {
         match self {
             Sdk::V1 => "1.30.0",
             Sdk::V2 => "2.3.0",
+            Sdk::Aegislib => "0.2.3",
         }
     }
 
     /// The venv's directory name under [`cache_root`].
     pub fn venv_name(self) -> String {
-        format!("mcp-{}", self.version())
+        format!("{}-{}", self.package(), self.version())
     }
 
     pub fn requirements(self) -> PathBuf {
         scripts_dir().join(match self {
             Sdk::V1 => "requirements-mcp1.txt",
             Sdk::V2 => "requirements-mcp2.txt",
+            Sdk::Aegislib => "requirements-aegislib.txt",
         })
     }
 
@@ -86,6 +102,7 @@ impl Sdk {
         scripts_dir().join(match self {
             Sdk::V1 => "server_v1.py",
             Sdk::V2 => "server_v2.py",
+            Sdk::Aegislib => panic!("aegislib is a client only"),
         })
     }
 
@@ -93,6 +110,7 @@ impl Sdk {
         scripts_dir().join(match self {
             Sdk::V1 => "client_v1.py",
             Sdk::V2 => "client_v2.py",
+            Sdk::Aegislib => "aegislib_client.py",
         })
     }
 
@@ -100,6 +118,7 @@ impl Sdk {
         match self {
             Sdk::V1 => 0,
             Sdk::V2 => 1,
+            Sdk::Aegislib => 2,
         }
     }
 }
@@ -130,7 +149,7 @@ fn base_python() -> String {
 /// a cold install takes tens of seconds (bounded by [`INSTALL_TIMEOUT`]).
 /// Once per process and SDK; panics if the install fails.
 pub fn venv(sdk: Sdk) -> PathBuf {
-    static READY: [OnceLock<PathBuf>; 2] = [OnceLock::new(), OnceLock::new()];
+    static READY: [OnceLock<PathBuf>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
     READY[sdk.index()]
         .get_or_init(|| ensure_venv(sdk).unwrap_or_else(|e| panic!("the {sdk:?} Python venv: {e}")))
         .clone()
@@ -214,7 +233,8 @@ fn ensure_venv(sdk: Sdk) -> Result<PathBuf, String> {
     )?;
     fs::write(&stamp_path, want).map_err(|e| format!("writing {}: {e}", stamp_path.display()))?;
     eprintln!(
-        "installed mcp=={} into {} in {:.1?}",
+        "installed {}=={} into {} in {:.1?}",
+        sdk.package(),
         sdk.version(),
         dir.display(),
         started.elapsed()
@@ -623,6 +643,7 @@ pub async fn run_client(sdk: Sdk, url: &str, opts: &ClientOpts, script: &Value) 
             "mcp 1.x only speaks the initialize handshake"
         ),
         Sdk::V2 => args.extend(["--mode".into(), opts.mode.flag().into()]),
+        Sdk::Aegislib => panic!("aegislib is not an MCP client: see aegis_e2e::seed"),
     }
     for (k, v) in &opts.headers {
         args.push("--header".into());

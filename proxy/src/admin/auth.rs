@@ -42,12 +42,21 @@ pub(super) enum Need {
 /// lowest role, so only a caller who may use the route learns its methods.
 pub(super) fn required(route: Route, method: &Method) -> Need {
     match route {
-        Route::Healthz | Route::Readyz | Route::Metrics | Route::NotFound => Need::Open,
+        Route::Healthz
+        | Route::Readyz
+        | Route::Metrics
+        | Route::ProposeHealth
+        | Route::NotFound => Need::Open,
         Route::Events if method == Method::POST => Need::Role(Role::Ingest),
         Route::Events | Route::Snapshot | Route::Verify | Route::Manifest => {
             Need::Role(Role::Reader)
         }
-        Route::Decide => Need::Role(Role::Ingest),
+        // The decision APIs: what the agent's own library calls.
+        Route::Decide
+        | Route::Decision
+        | Route::DecisionBatch
+        | Route::DecisionStatus
+        | Route::Propose => Need::Role(Role::Ingest),
         // Approvals: operators only, reading included (the arguments of a
         // held call are for the humans who decide it, not for the agent).
         Route::ManifestReload

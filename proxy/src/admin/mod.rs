@@ -13,11 +13,14 @@
 
 mod approvals;
 pub mod auth;
+mod decision;
+mod delegated;
 mod error;
 mod events;
 mod health;
 pub(crate) mod manifest;
 mod policy;
+mod propose;
 mod request;
 pub mod role;
 mod sessions;
@@ -71,6 +74,18 @@ pub struct AdminState {
     pub webhook: crate::webhook::Webhook,
     /// Calls held for approvals, woken when one is decided.
     pub waiters: crate::gate::approval::Waiters,
+    /// Decides the decision APIs' calls (aegislib's, `propose`) as the
+    /// inline path decides its own: one gate for every listener.
+    pub gate: crate::gate::Gate,
+    /// Whose session a decision-API call counts against
+    /// (`mcp.identity`; see [`delegated`]).
+    pub identity: Arc<crate::identity::Resolver>,
+    /// `mcp.enforce`: false is shadow mode, for the decision APIs too.
+    pub enforce: bool,
+    /// `ledger.fail_open`, for the decision APIs too.
+    pub fail_open: bool,
+    /// Approvals a decision-status poll is releasing now.
+    pub releasing: decision::Releasing,
 }
 
 /// Which routes a listener serves.
@@ -99,11 +114,16 @@ enum Route {
     Approval,
     ApprovalApprove,
     ApprovalDeny,
+    Decision,
+    DecisionBatch,
+    DecisionStatus,
+    Propose,
+    ProposeHealth,
     NotFound,
 }
 
 impl Route {
-    const ALL: [Route; 15] = [
+    const ALL: [Route; 20] = [
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -118,6 +138,11 @@ impl Route {
         Route::Approval,
         Route::ApprovalApprove,
         Route::ApprovalDeny,
+        Route::Decision,
+        Route::DecisionBatch,
+        Route::DecisionStatus,
+        Route::Propose,
+        Route::ProposeHealth,
         Route::NotFound,
     ];
 
@@ -137,6 +162,11 @@ impl Route {
             Route::Approval => "approval",
             Route::ApprovalApprove => "approval_approve",
             Route::ApprovalDeny => "approval_deny",
+            Route::Decision => "decision",
+            Route::DecisionBatch => "decision_batch",
+            Route::DecisionStatus => "decision_status",
+            Route::Propose => "propose",
+            Route::ProposeHealth => "propose_health",
             Route::NotFound => "not_found",
         }
     }
@@ -270,6 +300,11 @@ fn route(path: &str) -> (Route, Option<String>) {
         ["v1", "approvals", id] => (Route::Approval, Some((*id).to_owned())),
         ["v1", "approvals", id, "approve"] => (Route::ApprovalApprove, Some((*id).to_owned())),
         ["v1", "approvals", id, "deny"] => (Route::ApprovalDeny, Some((*id).to_owned())),
+        ["v1", "decision"] => (Route::Decision, None),
+        ["v1", "decision", "batch"] => (Route::DecisionBatch, None),
+        ["v1", "decision", id, "status"] => (Route::DecisionStatus, Some((*id).to_owned())),
+        ["api", "v1", "governance", "propose"] => (Route::Propose, None),
+        ["api", "v1", "health"] => (Route::ProposeHealth, None),
         _ => (Route::NotFound, None),
     }
 }
@@ -341,6 +376,23 @@ async fn dispatch(
             };
             approvals::vote(state, access, &session, vote, req).await
         }
+        Route::Decision => {
+            only(&method, Method::POST, "POST")?;
+            decision::decide(state, access, req).await
+        }
+        Route::DecisionBatch => {
+            only(&method, Method::POST, "POST")?;
+            decision::decide_batch(state, access, req).await
+        }
+        Route::DecisionStatus => {
+            only(&method, Method::GET, "GET")?;
+            decision::status(state, access, &session).await
+        }
+        Route::Propose => {
+            only(&method, Method::POST, "POST")?;
+            propose::propose(state, access, req).await
+        }
+        Route::ProposeHealth => only(&method, Method::GET, "GET").map(|()| propose::health()),
         Route::NotFound => Err(ApiError::NotFound(format!(
             "no such endpoint: {}",
             req.uri().path()
@@ -390,6 +442,16 @@ mod tests {
             ("/v1/policy/decide", Route::Decide, None),
             ("/v1/manifest", Route::Manifest, None),
             ("/v1/manifest/reload", Route::ManifestReload, None),
+            ("/v1/decision", Route::Decision, None),
+            ("/v1/decision/batch", Route::DecisionBatch, None),
+            (
+                "/v1/decision/appr-1/status",
+                Route::DecisionStatus,
+                Some("appr-1"),
+            ),
+            ("/v1/decision/appr-1", Route::NotFound, None),
+            ("/api/v1/governance/propose", Route::Propose, None),
+            ("/api/v1/health", Route::ProposeHealth, None),
             ("/v1/sessions/s", Route::NotFound, None),
             ("/v1/events/", Route::NotFound, None),
             ("/", Route::NotFound, None),

@@ -242,6 +242,9 @@ pub enum SessionSource {
     McpSessionId,
     /// `session_scope: client`: the egress proxy's basic-auth username.
     ProxyAuthorization,
+    /// `session_scope: client`: the `agent_id` a decision API was sent
+    /// (`crate::admin`).
+    AgentId,
 }
 
 /// Where the principal came from.

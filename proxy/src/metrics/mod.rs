@@ -51,7 +51,24 @@ pub struct Metrics {
     pub auth: AuthMetrics,
     pub identity: IdentityMetrics,
     pub approvals: ApprovalMetrics,
+    /// Answers of the seed systems' decision APIs, by API and answer
+    /// ([`DECISION_API_ANSWERS`]).
+    pub decision_api: IntCounterVec,
 }
+
+/// The `api` and `answer` labels of `aegis_decision_api_answers_total`: a
+/// closed set (each API's answers, lower-case).
+pub const DECISION_API_ANSWERS: [(&str, &[&str]); 3] = [
+    (
+        "aegislib",
+        &["allow", "deny", "sanitize", "approval_needed"],
+    ),
+    ("aegislib_status", &["allow", "deny", "approval_needed"]),
+    (
+        "propose",
+        &["allow", "deny", "escalate", "require_confirmation"],
+    ),
+];
 
 /// Who requests act for (`crate::identity`): refusals by listener and
 /// reason, and JWK Set reloads.
@@ -355,6 +372,20 @@ impl Metrics {
             &["listener"],
         )?;
         registry.register(Box::new(listener_connections_open.clone()))?;
+        let decision_api = IntCounterVec::new(
+            Opts::new(
+                "aegis_decision_api_answers_total",
+                "Answers of the seed clients' decision APIs (aegislib's /v1/decision and its \
+                 status polls, propose), by API and answer.",
+            ),
+            &["api", "answer"],
+        )?;
+        for (api, answers) in DECISION_API_ANSWERS {
+            for answer in answers {
+                decision_api.with_label_values(&[api, answer]);
+            }
+        }
+        registry.register(Box::new(decision_api.clone()))?;
         registry.register(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -381,6 +412,7 @@ impl Metrics {
             identity,
             auth,
             approvals,
+            decision_api,
         })
     }
 

@@ -131,6 +131,11 @@ fn every_route_needs_what_the_table_says() {
         (Route::Approval, M::GET, Need::Role(Role::Operator)),
         (Route::ApprovalApprove, M::POST, Need::Role(Role::Operator)),
         (Route::ApprovalDeny, M::POST, Need::Role(Role::Operator)),
+        (Route::Decision, M::POST, Need::Role(Role::Ingest)),
+        (Route::DecisionBatch, M::POST, Need::Role(Role::Ingest)),
+        (Route::DecisionStatus, M::GET, Need::Role(Role::Ingest)),
+        (Route::Propose, M::POST, Need::Role(Role::Ingest)),
+        (Route::ProposeHealth, M::GET, Need::Open),
     ];
     for (route, method, need) in cases {
         assert_eq!(required(route, &method), need, "{route:?} {method}");
@@ -138,7 +143,7 @@ fn every_route_needs_what_the_table_says() {
 }
 
 #[test]
-fn the_protected_routes_are_the_v1_routes() {
+fn the_protected_routes_are_the_api_routes() {
     assert_eq!(
         super::super::protected_routes().collect::<Vec<_>>(),
         [
@@ -152,7 +157,11 @@ fn the_protected_routes_are_the_v1_routes() {
             "approvals",
             "approval",
             "approval_approve",
-            "approval_deny"
+            "approval_deny",
+            "decision",
+            "decision_batch",
+            "decision_status",
+            "propose"
         ]
     );
 }
