@@ -30,6 +30,7 @@
 pub mod conformance;
 pub mod decide;
 pub mod domain;
+pub mod governance;
 pub mod loops;
 pub mod manifest;
 pub mod paths;
