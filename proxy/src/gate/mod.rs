@@ -425,6 +425,53 @@ impl Gate {
         }
     }
 
+    /// Appends the envelopes `build` makes, given the seq the first will
+    /// have, one after the other at the session's head in one commit, under
+    /// the session's turn (no call of the session is decided between them).
+    /// Made again on the new head when another writer moved it. For records
+    /// that are not a gate decision but may ask or use an approval (the
+    /// governance API's evaluations).
+    pub async fn record_chain(
+        &self,
+        identity: &Identity,
+        build: impl Fn(u64) -> Vec<(EventType, Value)>,
+    ) -> Result<Vec<Appended>, GateError> {
+        let _turn = self.sequencers.turn(identity).await?;
+        for _ in 0..MAX_ATTEMPTS {
+            let entry = self.session(identity).await?;
+            let (mut seq, mut prev_hash) = match &entry {
+                Some(entry) => (entry.head.seq + 1, Some(entry.head.hash)),
+                None => (0, None),
+            };
+            let mut group = Vec::new();
+            for (event_type, payload) in build(seq) {
+                let request = AppendRequest {
+                    event: record::event(identity, event_type, payload),
+                    seal: aegis_ledger::Seal::Expect { seq, prev_hash },
+                    origin: Origin::Sidecar,
+                };
+                prev_hash = Some(request.preimage(seq, prev_hash.as_ref()).hash());
+                seq += 1;
+                group.push(request);
+            }
+            let mut results = self.ledger.append_group(group).await.into_iter();
+            let first = match results.next() {
+                Some(Ok(appended)) => appended,
+                // Another writer moved the head (nothing of the group
+                // landed): made again on the new one.
+                Some(Err(AppendError::Conflict { .. })) => continue,
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(AppendError::Closed.into()),
+            };
+            let mut appended = vec![first];
+            for result in results {
+                appended.push(result?);
+            }
+            return Ok(appended);
+        }
+        Err(GateError::Contended)
+    }
+
     /// Records an envelope at the session's head now (what does not settle
     /// a call: a content read's `TOOL_RESULT`).
     pub async fn record(
