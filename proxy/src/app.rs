@@ -197,6 +197,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         enforce: config.mcp.enforce,
         fail_open: config.ledger.fail_open,
         releasing: Default::default(),
+        governance: Default::default(),
     });
     let drain = config.admin.request_timeout;
     let probes = probes_listener.map(|listener| {

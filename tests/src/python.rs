@@ -62,6 +62,9 @@ pub enum Sdk {
     /// `aegislib==0.2.3`: aegislib's `DecisionClient` and `@aegis_guard`
     /// (`aegislib_client.py`).
     Aegislib,
+    /// `aegis-governance[mcp]==1.4.2`: `Aegis.evaluate`, `@aegis_gate` and
+    /// the `aegis-mcp-server` stdio MCP server (`governance_client.py`).
+    Governance,
 }
 
 impl Sdk {
@@ -73,6 +76,7 @@ impl Sdk {
         match self {
             Sdk::V1 | Sdk::V2 => "mcp",
             Sdk::Aegislib => "aegislib",
+            Sdk::Governance => "aegis-governance",
         }
     }
 
@@ -82,6 +86,7 @@ impl Sdk {
             Sdk::V1 => "1.30.0",
             Sdk::V2 => "2.3.0",
             Sdk::Aegislib => "0.2.3",
+            Sdk::Governance => "1.4.2",
         }
     }
 
@@ -95,6 +100,7 @@ impl Sdk {
             Sdk::V1 => "requirements-mcp1.txt",
             Sdk::V2 => "requirements-mcp2.txt",
             Sdk::Aegislib => "requirements-aegislib.txt",
+            Sdk::Governance => "requirements-governance.txt",
         })
     }
 
@@ -102,7 +108,7 @@ impl Sdk {
         scripts_dir().join(match self {
             Sdk::V1 => "server_v1.py",
             Sdk::V2 => "server_v2.py",
-            Sdk::Aegislib => panic!("aegislib is a client only"),
+            Sdk::Aegislib | Sdk::Governance => panic!("{self:?} has no test server"),
         })
     }
 
@@ -111,6 +117,7 @@ impl Sdk {
             Sdk::V1 => "client_v1.py",
             Sdk::V2 => "client_v2.py",
             Sdk::Aegislib => "aegislib_client.py",
+            Sdk::Governance => "governance_client.py",
         })
     }
 
@@ -119,6 +126,7 @@ impl Sdk {
             Sdk::V1 => 0,
             Sdk::V2 => 1,
             Sdk::Aegislib => 2,
+            Sdk::Governance => 3,
         }
     }
 }
@@ -149,7 +157,7 @@ fn base_python() -> String {
 /// a cold install takes tens of seconds (bounded by [`INSTALL_TIMEOUT`]).
 /// Once per process and SDK; panics if the install fails.
 pub fn venv(sdk: Sdk) -> PathBuf {
-    static READY: [OnceLock<PathBuf>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    static READY: [OnceLock<PathBuf>; 4] = [const { OnceLock::new() }; 4];
     READY[sdk.index()]
         .get_or_init(|| ensure_venv(sdk).unwrap_or_else(|e| panic!("the {sdk:?} Python venv: {e}")))
         .clone()
@@ -643,7 +651,9 @@ pub async fn run_client(sdk: Sdk, url: &str, opts: &ClientOpts, script: &Value) 
             "mcp 1.x only speaks the initialize handshake"
         ),
         Sdk::V2 => args.extend(["--mode".into(), opts.mode.flag().into()]),
-        Sdk::Aegislib => panic!("aegislib is not an MCP client: see aegis_e2e::seed"),
+        Sdk::Aegislib | Sdk::Governance => {
+            panic!("{sdk:?} is not an MCP client: see aegis_e2e::seed")
+        }
     }
     for (k, v) in &opts.headers {
         args.push("--header".into());

@@ -58,6 +58,30 @@ pub async fn aegislib(url: &str, api_key: &str, script: &Value) -> Vec<Value> {
     report["steps"].as_array().cloned().unwrap_or_default()
 }
 
+/// Runs a `governance_client.py` script against the governance API at
+/// `url` with `api_key` (as `AEGIS_BASE_URL` and `AEGIS_API_KEY`, which
+/// the client, `@aegis_gate` and `aegis-mcp-server` read) and returns its
+/// steps' results.
+pub async fn governance(url: &str, api_key: &str, script: &Value) -> Vec<Value> {
+    let args = ["--script".to_owned(), script.to_string()];
+    let env = [("AEGIS_API_KEY", api_key), ("AEGIS_BASE_URL", url)];
+    let mut process = PyProcess::spawn(
+        Sdk::Governance,
+        &Sdk::Governance.client_script(),
+        &args,
+        &env,
+    )
+    .await;
+    let line = process.wait_for_line("REPORT ", CLIENT_TIMEOUT).await;
+    let report: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+        panic!(
+            "governance_client.py printed a report that is not JSON ({e}): {line}\nstderr:\n{}",
+            process.stderr()
+        )
+    });
+    report["steps"].as_array().cloned().unwrap_or_default()
+}
+
 /// How long a seed-client test may run (interpreters start, venvs are
 /// installed before the bound).
 pub const TEST_TIMEOUT: Duration = crate::python::TEST_TIMEOUT;

@@ -287,6 +287,11 @@ fn propose_answers_all_four_verdicts_from_the_manifest_and_the_approvals_store()
         let health = sidecar.http.without_token().get("/api/v1/health").await;
         assert_eq!(health.status, 200);
         assert_eq!(health.json()["status"], "ok");
+        let verify = sidecar
+            .http
+            .get("/v1/sessions/default/verify?tenant_id=default")
+            .await;
+        assert_eq!(verify.json()["valid"], true, "{}", verify.text());
         let events = sidecar.http.session_events("default", "default").await;
         let types: Vec<&str> = events
             .iter()

@@ -46,6 +46,7 @@ pub(super) fn required(route: Route, method: &Method) -> Need {
         | Route::Readyz
         | Route::Metrics
         | Route::ProposeHealth
+        | Route::GovernanceHealth
         | Route::NotFound => Need::Open,
         Route::Events if method == Method::POST => Need::Role(Role::Ingest),
         Route::Events | Route::Snapshot | Route::Verify | Route::Manifest => {
@@ -56,7 +57,14 @@ pub(super) fn required(route: Route, method: &Method) -> Need {
         | Route::Decision
         | Route::DecisionBatch
         | Route::DecisionStatus
-        | Route::Propose => Need::Role(Role::Ingest),
+        | Route::Propose
+        | Route::Evaluate
+        | Route::SandboxEvaluate
+        | Route::RiskCheck => Need::Role(Role::Ingest),
+        // The governance client's own decisions, read back.
+        Route::CustomerDecisions | Route::CustomerDecision | Route::CustomerUsage => {
+            Need::Role(Role::Reader)
+        }
         // Approvals: operators only, reading included (the arguments of a
         // held call are for the humans who decide it, not for the agent).
         Route::ManifestReload

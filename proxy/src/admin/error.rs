@@ -34,6 +34,13 @@ pub enum ApiError {
     Timeout(u128),
     #[error("{0}")]
     Unavailable(String),
+    /// Well-formed but refused (422): an idempotency key reused with
+    /// another body.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// In conflict with a request still in flight (409).
+    #[error("{0}")]
+    Conflict(String),
     /// No, a bad, or an insufficient credential.
     #[error("{0}")]
     Auth(#[from] AuthError),
@@ -93,6 +100,8 @@ impl ApiError {
             },
             ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
+            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, None),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, None),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
             ApiError::Auth(e) => match e {
                 AuthError::Missing(_) | AuthError::Invalid(_) => (StatusCode::UNAUTHORIZED, None),

@@ -17,6 +17,7 @@ mod decision;
 mod delegated;
 mod error;
 mod events;
+mod governance;
 mod health;
 pub(crate) mod manifest;
 mod policy;
@@ -86,6 +87,8 @@ pub struct AdminState {
     pub fail_open: bool,
     /// Approvals a decision-status poll is releasing now.
     pub releasing: decision::Releasing,
+    /// The governance API's idempotency keys and drift series.
+    pub governance: governance::Memory,
 }
 
 /// Which routes a listener serves.
@@ -119,11 +122,18 @@ enum Route {
     DecisionStatus,
     Propose,
     ProposeHealth,
+    Evaluate,
+    SandboxEvaluate,
+    RiskCheck,
+    GovernanceHealth,
+    CustomerDecisions,
+    CustomerDecision,
+    CustomerUsage,
     NotFound,
 }
 
 impl Route {
-    const ALL: [Route; 20] = [
+    const ALL: [Route; 27] = [
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -143,6 +153,13 @@ impl Route {
         Route::DecisionStatus,
         Route::Propose,
         Route::ProposeHealth,
+        Route::Evaluate,
+        Route::SandboxEvaluate,
+        Route::RiskCheck,
+        Route::GovernanceHealth,
+        Route::CustomerDecisions,
+        Route::CustomerDecision,
+        Route::CustomerUsage,
         Route::NotFound,
     ];
 
@@ -167,6 +184,13 @@ impl Route {
             Route::DecisionStatus => "decision_status",
             Route::Propose => "propose",
             Route::ProposeHealth => "propose_health",
+            Route::Evaluate => "evaluate",
+            Route::SandboxEvaluate => "sandbox_evaluate",
+            Route::RiskCheck => "risk_check",
+            Route::GovernanceHealth => "governance_health",
+            Route::CustomerDecisions => "customer_decisions",
+            Route::CustomerDecision => "customer_decision",
+            Route::CustomerUsage => "customer_usage",
             Route::NotFound => "not_found",
         }
     }
@@ -305,6 +329,14 @@ fn route(path: &str) -> (Route, Option<String>) {
         ["v1", "decision", id, "status"] => (Route::DecisionStatus, Some((*id).to_owned())),
         ["api", "v1", "governance", "propose"] => (Route::Propose, None),
         ["api", "v1", "health"] => (Route::ProposeHealth, None),
+        ["evaluate"] => (Route::Evaluate, None),
+        ["sandbox", "evaluate"] => (Route::SandboxEvaluate, None),
+        ["risk-check"] => (Route::RiskCheck, None),
+        ["health"] => (Route::GovernanceHealth, None),
+        ["customer", "decisions"] => (Route::CustomerDecisions, None),
+        ["customer", "decisions", id] => (Route::CustomerDecision, Some((*id).to_owned())),
+        ["customer", "usage"] => (Route::CustomerUsage, None),
+        ["customer", "usage", month] => (Route::CustomerUsage, Some((*month).to_owned())),
         _ => (Route::NotFound, None),
     }
 }
@@ -393,6 +425,30 @@ async fn dispatch(
             propose::propose(state, access, req).await
         }
         Route::ProposeHealth => only(&method, Method::GET, "GET").map(|()| propose::health()),
+        Route::Evaluate | Route::SandboxEvaluate => {
+            only(&method, Method::POST, "POST")?;
+            governance::evaluate(state, access, req, route == Route::SandboxEvaluate).await
+        }
+        Route::RiskCheck => {
+            only(&method, Method::POST, "POST")?;
+            governance::risk_check(state, access, req).await
+        }
+        Route::GovernanceHealth => {
+            only(&method, Method::GET, "GET").map(|()| governance::health(state))
+        }
+        Route::CustomerDecisions => {
+            only(&method, Method::GET, "GET")?;
+            governance::decisions(state, access, &req).await
+        }
+        Route::CustomerDecision => {
+            only(&method, Method::GET, "GET")?;
+            governance::decision(state, access, &session).await
+        }
+        Route::CustomerUsage => {
+            only(&method, Method::GET, "GET")?;
+            let month = (!session.is_empty()).then_some(session.as_str());
+            governance::usage(state, access, &req, month).await
+        }
         Route::NotFound => Err(ApiError::NotFound(format!(
             "no such endpoint: {}",
             req.uri().path()
@@ -452,6 +508,22 @@ mod tests {
             ("/v1/decision/appr-1", Route::NotFound, None),
             ("/api/v1/governance/propose", Route::Propose, None),
             ("/api/v1/health", Route::ProposeHealth, None),
+            ("/evaluate", Route::Evaluate, None),
+            ("/sandbox/evaluate", Route::SandboxEvaluate, None),
+            ("/risk-check", Route::RiskCheck, None),
+            ("/health", Route::GovernanceHealth, None),
+            ("/customer/decisions", Route::CustomerDecisions, None),
+            (
+                "/customer/decisions/d-1",
+                Route::CustomerDecision,
+                Some("d-1"),
+            ),
+            ("/customer/usage", Route::CustomerUsage, None),
+            (
+                "/customer/usage/2026-12",
+                Route::CustomerUsage,
+                Some("2026-12"),
+            ),
             ("/v1/sessions/s", Route::NotFound, None),
             ("/v1/events/", Route::NotFound, None),
             ("/", Route::NotFound, None),

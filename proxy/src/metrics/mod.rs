@@ -58,7 +58,7 @@ pub struct Metrics {
 
 /// The `api` and `answer` labels of `aegis_decision_api_answers_total`: a
 /// closed set (each API's answers, lower-case).
-pub const DECISION_API_ANSWERS: [(&str, &[&str]); 3] = [
+pub const DECISION_API_ANSWERS: [(&str, &[&str]); 4] = [
     (
         "aegislib",
         &["allow", "deny", "sanitize", "approval_needed"],
@@ -68,6 +68,7 @@ pub const DECISION_API_ANSWERS: [(&str, &[&str]); 3] = [
         "propose",
         &["allow", "deny", "escalate", "require_confirmation"],
     ),
+    ("governance", &["proceed", "pause", "halt", "escalate"]),
 ];
 
 /// Who requests act for (`crate::identity`): refusals by listener and
@@ -376,7 +377,7 @@ impl Metrics {
             Opts::new(
                 "aegis_decision_api_answers_total",
                 "Answers of the seed clients' decision APIs (aegislib's /v1/decision and its \
-                 status polls, propose), by API and answer.",
+                 status polls, propose, the governance /evaluate), by API and answer.",
             ),
             &["api", "answer"],
         )?;

@@ -136,6 +136,12 @@ fn every_route_needs_what_the_table_says() {
         (Route::DecisionStatus, M::GET, Need::Role(Role::Ingest)),
         (Route::Propose, M::POST, Need::Role(Role::Ingest)),
         (Route::ProposeHealth, M::GET, Need::Open),
+        (Route::Evaluate, M::POST, Need::Role(Role::Ingest)),
+        (Route::SandboxEvaluate, M::POST, Need::Role(Role::Ingest)),
+        (Route::RiskCheck, M::POST, Need::Role(Role::Ingest)),
+        (Route::GovernanceHealth, M::GET, Need::Open),
+        (Route::CustomerDecisions, M::GET, Need::Role(Role::Reader)),
+        (Route::CustomerUsage, M::GET, Need::Role(Role::Reader)),
     ];
     for (route, method, need) in cases {
         assert_eq!(required(route, &method), need, "{route:?} {method}");
@@ -161,7 +167,13 @@ fn the_protected_routes_are_the_api_routes() {
             "decision",
             "decision_batch",
             "decision_status",
-            "propose"
+            "propose",
+            "evaluate",
+            "sandbox_evaluate",
+            "risk_check",
+            "customer_decisions",
+            "customer_decision",
+            "customer_usage"
         ]
     );
 }
