@@ -139,6 +139,9 @@ impl Claim {
     fn finish(mut self, body: [u8; 32], answer: &Bytes, request_id: &str) {
         if let Some(key) = self.key.take() {
             let mut idem = self.memory.lock_idempotency();
+            // Kept from now: the order entry made when it was claimed may
+            // have been passed over while it was in flight.
+            idem.order.push_back((key.clone(), Instant::now()));
             idem.slots.insert(
                 key,
                 Slot::Done {
@@ -374,9 +377,9 @@ async fn decide(
         _ => None,
     };
     if let Override::Limit = &approval {
-        outcome.constraints.push(
-            "override unavailable: the session has as many approvals waiting as allowed".into(),
-        );
+        outcome
+            .constraints
+            .push("override unavailable: as many approvals are waiting as allowed".into());
     }
     let mut answer = answer_json(&gates, &outcome, &drift, &decision_id, now);
     match (&approval, &ask_id) {
@@ -484,7 +487,8 @@ enum Override {
     Waiting(String),
     /// Approved by enough approvers: this evaluation uses it.
     Released { id: String, approvers: Vec<String> },
-    /// The session has as many approvals waiting as allowed.
+    /// The session, or all sessions, have as many approvals waiting as
+    /// allowed (`approval.max_pending_per_session`, `approval.max_pending`).
     Limit,
 }
 
@@ -496,9 +500,10 @@ async fn find_override(
 ) -> Result<Override, ApiError> {
     let reader = state.reader.clone();
     let (tenant, session) = (identity.tenant_id.clone(), identity.session_id.clone());
-    let (digest, limit) = (
-        digest.to_owned(),
+    let digest = digest.to_owned();
+    let limits = (
         state.gate.approvals.max_pending_per_session,
+        state.gate.approvals.max_pending,
     );
     let found = tokio::task::spawn_blocking(move || {
         let key = (tenant.as_str(), session.as_str());
@@ -521,7 +526,9 @@ async fn find_override(
         if let Some(a) = find(ApprovalState::Pending)? {
             return Ok(Override::Waiting(a.id));
         }
-        if reader.pending_approvals(Some(key), now)? >= limit {
+        if reader.pending_approvals(Some(key), now)? >= limits.0
+            || reader.pending_approvals(None, now)? >= limits.1
+        {
             return Ok(Override::Limit);
         }
         Ok(Override::Ask)
