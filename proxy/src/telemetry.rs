@@ -1,4 +1,8 @@
-//! Logging: tracing to stderr, as text or JSON.
+//! Logging: tracing to stderr, as text or JSON. Text is coloured only when
+//! stderr is a terminal and `NO_COLOR` is unset (<https://no-color.org>): a
+//! log file, a pipe or a container runtime's log collector gets plain text.
+
+use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
 
@@ -17,6 +21,10 @@ pub fn init(log: &LogConfig) {
         });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .with_writer(std::io::stderr);
     let installed = match log.format {
         LogFormat::Text => builder.try_init(),
@@ -24,5 +32,24 @@ pub fn init(log: &LogConfig) {
     };
     if let Err(e) = installed {
         eprintln!("logging was already initialised: {e}");
+    }
+}
+
+/// Whether text logs are coloured: on a terminal, unless `NO_COLOR` is set
+/// to anything but the empty string.
+fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".as_ref())));
+        assert!(!colour(true, Some("1".as_ref())));
+        assert!(!colour(false, None));
     }
 }

@@ -389,6 +389,26 @@ fn metrics_listen_serves_the_probes_and_the_ready_file_names_it() {
 }
 
 #[test]
+fn logs_written_to_a_file_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.db");
+    // Dev mode is announced at warn level: a line that would be coloured.
+    let server = Server::start(
+        dir.path(),
+        &[OsStr::new("--ledger"), ledger.as_os_str()],
+        &[],
+    );
+    let log = server.log.clone();
+    server.terminate();
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(text.contains("WARN"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI escapes in a log file: {text:?}"
+    );
+}
+
+#[test]
 fn run_layers_flags_over_env_over_file() {
     let dir = tempfile::tempdir().unwrap();
     let from_file = dir.path().join("from-file.db");
