@@ -58,6 +58,8 @@ pub struct Running {
     expirer: JoinHandle<()>,
     draining: Arc<AtomicBool>,
     shutdown_grace: Duration,
+    /// How long the listeners keep accepting once shutdown begins.
+    drain_delay: Duration,
     /// Results on their way to the ledger; shutdown waits for them.
     sequencers: crate::gate::Sequencers,
     ledger: Ledger,
@@ -316,6 +318,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         expirer,
         draining,
         shutdown_grace: config.mcp.shutdown_grace,
+        drain_delay: config.mcp.drain_delay,
         sequencers,
         ledger,
         metrics,
@@ -424,10 +427,28 @@ impl Running {
     /// (within `deadline`), and what is queued is committed and the ledger
     /// closed.
     pub async fn shutdown(self, deadline: Duration) {
+        self.shutdown_after(deadline, std::future::pending()).await;
+    }
+
+    /// [`Running::shutdown`], whose drain delay (`mcp.drain_delay_ms`: the
+    /// listeners still accept, readiness already answers draining) ends
+    /// early when `cut` resolves (a second signal).
+    pub async fn shutdown_after(
+        self,
+        deadline: Duration,
+        cut: impl std::future::Future<Output = ()>,
+    ) {
         if let Some(path) = &self.ready_file {
             remove_ready_file(path);
         }
         self.draining.store(true, Ordering::SeqCst);
+        if !self.drain_delay.is_zero() {
+            tracing::info!(delay = ?self.drain_delay, "draining: still accepting while endpoints are removed");
+            tokio::select! {
+                () = tokio::time::sleep(self.drain_delay) => {}
+                () = cut => tracing::info!("drain delay cut short by a second signal"),
+            }
+        }
         let _ = self.shutdown.send(true);
         if let Some(mcp) = self.mcp {
             // The server bounds its own drain by the grace period.

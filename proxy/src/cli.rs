@@ -160,6 +160,11 @@ pub struct RunFlags {
     /// [env: AEGIS_SHUTDOWN_GRACE_MS] [default: 10000].
     #[arg(long, value_name = "MS")]
     pub shutdown_grace_ms: Option<String>,
+    /// On SIGTERM, how long the MCP and forward listeners keep accepting
+    /// before they stop, readiness already false; a second signal ends it
+    /// [env: AEGIS_DRAIN_DELAY_MS] [default: 0].
+    #[arg(long, value_name = "MS")]
+    pub drain_delay_ms: Option<String>,
     /// Certificate chain (PEM, leaf first) the MCP listener serves TLS with;
     /// needs --tls-key [env: AEGIS_MCP_TLS_CERT] [default: plain HTTP].
     #[arg(long, value_name = "FILE")]

@@ -91,7 +91,10 @@ fn run(flags: &RunFlags) -> ExitCode {
             }
         };
         tracing::info!(signal, "shutting down");
-        running.shutdown(drain).await;
+        // A second SIGTERM or SIGINT ends the drain delay (SIGHUPs meanwhile
+        // are not reloads any more).
+        let again = async move { while let Signal::Hangup = signals.recv().await {} };
+        running.shutdown_after(drain, again).await;
         ExitCode::SUCCESS
     })
 }

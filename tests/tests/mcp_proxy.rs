@@ -533,10 +533,16 @@ fn shadow_mode_records_the_decision_and_forwards_anyway() {
 
 #[test]
 fn shutdown_drains_a_call_in_flight_and_records_its_result() {
-    run(async {
+    for answer in [AnswerMode::Json, AnswerMode::Sse] {
+        shutdown_drains(answer);
+    }
+}
+
+fn shutdown_drains(answer: AnswerMode) {
+    run(async move {
         // The drain's bound is a hang guard: the call is drained because
         // it is in flight, not because it was quick enough.
-        let mut stack = Stack::start(MANIFEST, AnswerMode::Json, |config| {
+        let mut stack = Stack::start(MANIFEST, answer, |config| {
             client_sessions(config);
             config.mcp.shutdown_grace = HANG_GUARD;
         })

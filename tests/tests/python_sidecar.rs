@@ -241,3 +241,73 @@ fn v2_stateless_client_lists_and_calls_the_demo_servers_tools_through_the_sideca
         assert_eq!(stack.upstream.stats().tool_calls("echo"), 1);
     });
 }
+
+/// The sidecar asked to stop (SIGTERM's path) while a handshake-era client
+/// waits for a streamed answer. During the drain delay readiness already
+/// answers 503 and the listener still accepts, so the client gets its
+/// answer whole and makes the requests that follow it (both SDKs fetch
+/// `tools/list` after calling a tool they have not listed, and end their
+/// session with a DELETE): with the listener closed at once, the client
+/// failed with "All connection attempts failed" and lost the answer. A
+/// second signal (here: the client having finished) ends the delay.
+#[test]
+fn a_handshake_client_gets_its_streamed_answer_when_the_sidecar_stops_mid_call() {
+    for sdk in Sdk::ALL {
+        run_py(async move {
+            let stack = aegis_e2e::mcp::Stack::start(
+                aegis_e2e::mcp::MANIFEST,
+                aegis_demo_upstream::AnswerMode::Sse,
+                |config| {
+                    aegis_e2e::mcp::client_sessions(config);
+                    // Hang guards: the call drains because it is in flight,
+                    // and the delay ends when the client is done.
+                    config.mcp.shutdown_grace = aegis_e2e::HANG_GUARD;
+                    config.mcp.drain_delay = aegis_e2e::HANG_GUARD;
+                },
+            )
+            .await;
+            let url = format!(
+                "http://{}/mcp/tools",
+                stack.sidecar.running.mcp_addr().unwrap()
+            );
+            let script = json!([step::call("slow", json!({"ms": 2000}))]);
+            let (done, finished) = tokio::sync::oneshot::channel::<()>();
+            let client = tokio::spawn(async move {
+                let opts = ClientOpts::mode(Mode::Handshake).header("x-aegis-session-id", "stop");
+                let out = run_client(sdk, &url, &opts, &script).await;
+                let _ = done.send(());
+                out
+            });
+            let stats = stack.upstream.stats();
+            aegis_e2e::wait_until("the slow call to reach the tool server", || {
+                stats.tool_calls("slow") == 1
+            })
+            .await;
+            let aegis_e2e::mcp::Stack {
+                sidecar, upstream, ..
+            } = stack;
+            let http = sidecar.http.clone();
+            let stopping = tokio::spawn(sidecar.running.shutdown_after(
+                aegis_e2e::HANG_GUARD,
+                async move {
+                    let _ = finished.await;
+                },
+            ));
+            aegis_e2e::wait_for("readiness to turn false", || {
+                let http = http.clone();
+                async move { (http.get("/readyz").await.status == 503).then_some(()) }
+            })
+            .await;
+            let out = client.await.unwrap();
+            assert!(out.get("error").is_none(), "{sdk:?}: {out:#}");
+            let step = &out["steps"][0];
+            assert!(step.get("error").is_none(), "{sdk:?}: {step:#}");
+            assert_eq!(step["text"], "slept 2000 ms", "{sdk:?}: {step:#}");
+            tokio::time::timeout(aegis_e2e::HANG_GUARD, stopping)
+                .await
+                .unwrap()
+                .unwrap();
+            drop(upstream);
+        });
+    }
+}

@@ -12,10 +12,10 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Uri};
 
 use super::settings::{
-    DEFAULT_MCP_ENFORCE, DEFAULT_MCP_HEADER_TIMEOUT_MS, DEFAULT_MCP_MAX_BODY_BYTES,
-    DEFAULT_MCP_MAX_CONNECTIONS, DEFAULT_MCP_MAX_IN_FLIGHT, DEFAULT_MCP_MAX_QUEUED_PER_SESSION,
-    DEFAULT_MCP_MAX_RESPONSE_BYTES, DEFAULT_MCP_RESULT_CAPTURE_BYTES, DEFAULT_MCP_SESSION_IDLE_MS,
-    DEFAULT_SHUTDOWN_GRACE_MS,
+    DEFAULT_DRAIN_DELAY_MS, DEFAULT_MCP_ENFORCE, DEFAULT_MCP_HEADER_TIMEOUT_MS,
+    DEFAULT_MCP_MAX_BODY_BYTES, DEFAULT_MCP_MAX_CONNECTIONS, DEFAULT_MCP_MAX_IN_FLIGHT,
+    DEFAULT_MCP_MAX_QUEUED_PER_SESSION, DEFAULT_MCP_MAX_RESPONSE_BYTES,
+    DEFAULT_MCP_RESULT_CAPTURE_BYTES, DEFAULT_MCP_SESSION_IDLE_MS, DEFAULT_SHUTDOWN_GRACE_MS,
 };
 use super::tls::{ServerTls, UpstreamTls};
 use crate::identity::IdentityConfig;
@@ -74,6 +74,9 @@ pub struct McpConfig {
     pub session_idle: Duration,
     /// On SIGTERM, how long in-flight calls may finish.
     pub shutdown_grace: Duration,
+    /// On SIGTERM, how long the listeners keep accepting first (readiness
+    /// already false).
+    pub drain_delay: Duration,
 }
 
 impl Default for McpConfig {
@@ -97,6 +100,7 @@ impl Default for McpConfig {
             enforce: DEFAULT_MCP_ENFORCE,
             session_idle: Duration::from_millis(DEFAULT_MCP_SESSION_IDLE_MS),
             shutdown_grace: Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS),
+            drain_delay: Duration::from_millis(DEFAULT_DRAIN_DELAY_MS),
         }
     }
 }

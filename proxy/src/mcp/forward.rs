@@ -179,10 +179,11 @@ pub async fn pass(
         }
         return resume::stream::relay(state.clone(), upstream, identity, response);
     }
-    // A held-open stream ends when the sidecar shuts down.
+    // A held-open stream ends when the sidecar shuts down, once the calls
+    // in flight have answered.
     let (mut parts, body) = response.into_parts();
     parts.headers = upstream::response_headers(parts.headers, false);
-    let shutdown = state.shutdown.clone();
+    let shutdown = state.streams_end.clone();
     let body = UntilShutdown {
         body,
         shutdown: Box::pin(async move {

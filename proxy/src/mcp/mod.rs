@@ -92,8 +92,15 @@ pub struct McpState {
     /// POSTs being handled; a full set answers 503. Shutdown waits for
     /// every permit to come back (the drain).
     pub in_flight: Arc<Semaphore>,
-    /// Turns true on shutdown: held-open GET streams end.
+    /// Turns true when shutdown begins: calls held for an approval end;
+    /// the listener stops accepting.
     pub shutdown: watch::Receiver<bool>,
+    /// Turns true once the POSTs in flight at shutdown have delivered their
+    /// answers (or the grace period ran out): held-open GET streams end
+    /// then, not before, so a client does not lose its session's stream
+    /// while its calls still answer.
+    pub streams_end: watch::Receiver<bool>,
+    streams_end_tx: Arc<watch::Sender<bool>>,
     /// `Host` and `Origin` rules, checked before anything else.
     pub front_door: FrontDoor,
     /// Requests whose POST stream ended early, waiting for a resumed one.
@@ -138,6 +145,7 @@ impl McpState {
         for reason in Failure::LABELS {
             m.refused_requests.with_label_values(&[reason]);
         }
+        let (streams_end_tx, streams_end) = watch::channel(false);
         Ok(McpState {
             gate,
             manifests,
@@ -150,6 +158,8 @@ impl McpState {
             upstreams,
             default_upstream,
             shutdown,
+            streams_end,
+            streams_end_tx: Arc::new(streams_end_tx),
             resumable: Resumable::default(),
         })
     }
@@ -182,15 +192,24 @@ pub async fn serve(
         })
     };
     accept_loop(listener, builder, service, &graceful, shutdown).await;
-    // Requests in flight finish (their answers stream to the end); idle
-    // keep-alive connections close now.
+    // Idle keep-alive connections close now; POSTs in flight finish, their
+    // answers streamed to the end; then the held-open GET streams end and
+    // their connections close.
     let in_flight = state.in_flight.clone();
     let max = u32::try_from(state.config.max_in_flight).unwrap_or(u32::MAX);
+    let streams_end = state.streams_end_tx.clone();
+    let connections = graceful.shutdown();
+    tokio::pin!(connections);
     let drained = async {
-        graceful.shutdown().await;
-        let _ = in_flight.acquire_many(max).await;
+        tokio::select! {
+            () = &mut connections => return,
+            _ = in_flight.acquire_many(max) => {}
+        }
+        let _ = streams_end.send(true);
+        connections.as_mut().await;
     };
     if tokio::time::timeout(drain, drained).await.is_err() {
+        let _ = streams_end.send(true);
         tracing::warn!(
             ?drain,
             "mcp requests still in flight after the shutdown grace period"

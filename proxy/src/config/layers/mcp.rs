@@ -71,6 +71,8 @@ pub(super) fn resolve(admin_listen: SocketAddr, c: &mut Checker<'_>) -> McpConfi
         Ok,
     );
 
+    let drain_delay_ms = c.get(&settings::MCP_DRAIN_DELAY_MS, DEFAULT_DRAIN_DELAY_MS, Ok);
+
     McpConfig {
         listen,
         tls,
@@ -90,6 +92,7 @@ pub(super) fn resolve(admin_listen: SocketAddr, c: &mut Checker<'_>) -> McpConfi
         enforce,
         session_idle: Duration::from_millis(session_idle_ms),
         shutdown_grace: Duration::from_millis(shutdown_grace_ms),
+        drain_delay: Duration::from_millis(drain_delay_ms),
     }
 }
 

@@ -159,6 +159,20 @@ pub const MCP_SHUTDOWN_GRACE_MS: Setting = Setting::new(
 .env(ENV_SHUTDOWN_GRACE_MS)
 .flag("--shutdown-grace-ms", |f| text(&f.shutdown_grace_ms));
 
+pub const ENV_DRAIN_DELAY_MS: &str = "AEGIS_DRAIN_DELAY_MS";
+/// Off by default (a laptop's Ctrl-C stops at once); the Kubernetes
+/// manifests set it, so that endpoints are gone before connections are
+/// refused.
+pub const DEFAULT_DRAIN_DELAY_MS: u64 = 0;
+pub const MCP_DRAIN_DELAY_MS: Setting = Setting::new(
+    "mcp.drain_delay_ms",
+    Kind::Integer,
+    "0",
+    "on SIGTERM, how long the MCP and forward listeners keep accepting (readiness already false) before they stop; a second signal ends it",
+)
+.env(ENV_DRAIN_DELAY_MS)
+.flag("--drain-delay-ms", |f| text(&f.drain_delay_ms));
+
 // mcp.allowed_hosts / mcp.allowed_origins: the front door (DNS rebinding).
 
 /// Comma-separated `host` or `host:port` entries; replaces the file's list.
@@ -312,6 +326,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     MCP_ENFORCE,
     MCP_SESSION_IDLE_MS,
     MCP_SHUTDOWN_GRACE_MS,
+    MCP_DRAIN_DELAY_MS,
     MCP_ALLOWED_HOSTS,
     MCP_ALLOWED_ORIGINS,
 ];

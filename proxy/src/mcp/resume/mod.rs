@@ -363,7 +363,7 @@ fn count(state: &McpState, outcome: &'static str) {
 /// Records `serial`'s calls that were not answered in time, until none of
 /// its requests wait (or the sidecar shuts down).
 async fn expire(state: Arc<McpState>, serial: u64) {
-    let mut shutdown = state.shutdown.clone();
+    let mut shutdown = state.streams_end.clone();
     while let Some(at) = state.resumable.next_deadline(serial) {
         tokio::select! {
             () = tokio::time::sleep_until(at) => {}

@@ -49,7 +49,7 @@ async fn task(state: Arc<McpState>, key: StreamKey, mut body: Incoming, tx: mpsc
     let hold = Some(limit as u64);
     let mut framer = Framer::new(limit);
     let mut pieces = Vec::new();
-    let mut shutdown = state.shutdown.clone();
+    let mut shutdown = state.streams_end.clone();
     loop {
         let next = tokio::select! {
             next = body.frame() => next,
