@@ -1,4 +1,5 @@
-//! Every config file shipped in `configs/` must load, so examples cannot rot.
+//! Every config file shipped in `configs/` and `deploy/kubernetes/` must
+//! load, so examples cannot rot.
 //!
 //! Examples read upstream header secrets from the environment or from files
 //! that only exist where they are deployed. The test supplies stand-ins and
@@ -6,6 +7,8 @@
 //! map, each `value_from_file: PATH` is pointed at a temporary file holding a
 //! known value, and so is each admin token's `file: PATH`; the rest of the
 //! file is loaded exactly as shipped.
+
+#![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::fs;
@@ -146,11 +149,7 @@ fn every_example_config_loads() {
         "configs that do not load:\n{}",
         failures.join("\n")
     );
-    assert!(
-        loaded >= 2,
-        "expected aegis.yaml and sidecar.yaml in {}",
-        dir.display()
-    );
+    assert!(loaded >= 1, "expected aegis.yaml in {}", dir.display());
 }
 
 #[test]
@@ -190,10 +189,10 @@ fn the_annotated_example_holds_the_defaults_and_one_upstream() {
 }
 
 #[test]
-fn the_sidecar_example_is_a_locked_down_pod() {
-    let path = configs_dir().join("sidecar.yaml");
+fn the_tool_gateway_config_is_a_locked_down_pod() {
+    let path = deploy_dir().join("tool-gateway/aegis.yaml");
     let (config, supplied) = load(&path);
-    let config = config.expect("configs/sidecar.yaml loads");
+    let config = config.expect("deploy/kubernetes/tool-gateway/aegis.yaml loads");
     assert!(supplied.env.is_empty());
     let shipped: Vec<&str> = supplied.files.iter().map(|(f, _)| f.as_str()).collect();
     assert_eq!(
@@ -207,7 +206,11 @@ fn the_sidecar_example_is_a_locked_down_pod() {
     );
 
     let any = |port: u16| SocketAddr::from(([0, 0, 0, 0], port));
-    assert_eq!(config.admin.listen, any(8080));
+    // The /v1 API on loopback: nothing outside the pod reaches it.
+    assert_eq!(
+        config.admin.listen,
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    );
     // Probes and Prometheus on a port that serves nothing else; every /v1
     // call needs a token, by role.
     assert_eq!(config.admin.metrics_listen, Some(any(9090)));
@@ -223,7 +226,7 @@ fn the_sidecar_example_is_a_locked_down_pod() {
     assert!(!config.ledger.fail_open);
     assert_eq!(
         config.manifest,
-        Some(PathBuf::from("/etc/aegis/manifest.yaml"))
+        Some(PathBuf::from("/etc/aegis/manifest/manifest.yaml"))
     );
     assert_eq!(config.log.format, config::LogFormat::Json);
 
@@ -242,6 +245,8 @@ fn the_sidecar_example_is_a_locked_down_pod() {
     assert_eq!(mcp.results.keep, Keep::Hash);
     assert!(mcp.results.tools.is_empty());
     assert_eq!(mcp.shutdown_grace, Duration::from_secs(20));
+    // Endpoints are removed before connections are refused.
+    assert_eq!(mcp.drain_delay, Duration::from_secs(5));
     assert_eq!(mcp.default_upstream.as_deref(), Some("tools"));
     let [tools] = mcp.upstreams.as_slice() else {
         panic!("one upstream expected: {:?}", mcp.upstreams);
@@ -265,4 +270,217 @@ fn kubernetes_manifests_are_recognised() {
         "# apiVersion: v1\nadmin:\n  listen: 127.0.0.1:1\n"
     ));
     assert!(!is_kubernetes_manifest(""));
+}
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes")
+}
+
+fn yaml(path: &Path) -> serde_json::Value {
+    let text =
+        fs::read_to_string(path).unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
+    serde_saphyr::from_str(&text).unwrap_or_else(|err| panic!("parse {}: {err}", path.display()))
+}
+
+/// The port of a listen address's socket.
+fn port(addr: Option<SocketAddr>) -> u64 {
+    u64::from(addr.expect("a listener").port())
+}
+
+/// Each topology under `deploy/kubernetes/`: its kustomization names files
+/// that exist (and every file there is named); its `aegis.yaml` loads and
+/// its manifest validates; and the sidecar's container agrees with the
+/// configuration it runs (the config file and manifest where the ConfigMaps
+/// are mounted, the ledger on the volume, the tokens in the Secret, probes
+/// and ports on the configured listeners), runs as a native sidecar, and is
+/// locked down as Pod Security "restricted" asks.
+#[test]
+fn every_deploy_topology_is_consistent_with_its_config() {
+    let mut topologies = 0;
+    for entry in fs::read_dir(deploy_dir()).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        topologies += 1;
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let kustomization = yaml(&dir.join("kustomization.yaml"));
+        let mut named: Vec<String> = vec!["kustomization.yaml".into()];
+        for resource in kustomization["resources"].as_array().unwrap() {
+            named.push(resource.as_str().unwrap().to_owned());
+        }
+        let mut generated = HashMap::new();
+        for generator in kustomization["configMapGenerator"].as_array().unwrap() {
+            let files: Vec<String> = generator["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap().to_owned())
+                .collect();
+            named.extend(files.iter().cloned());
+            generated.insert(generator["name"].as_str().unwrap().to_owned(), files);
+        }
+        let mut present: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        present.sort();
+        named.sort();
+        assert_eq!(
+            present, named,
+            "{name}: files and kustomization.yaml differ"
+        );
+
+        let (config, supplied) = load(&dir.join("aegis.yaml"));
+        let config = config.unwrap_or_else(|e| panic!("{name}/aegis.yaml: {e}"));
+        let manifest = fs::read_to_string(dir.join("manifest.yaml")).unwrap();
+        if let Err(e) = aegis_policy::Manifest::from_yaml(&manifest) {
+            panic!("{name}/manifest.yaml: {e}");
+        }
+
+        let deployment = yaml(&dir.join("deployment.yaml"));
+        let pod = &deployment["spec"]["template"]["spec"];
+        let sidecar = pod["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "aegis-proxy")
+            .unwrap_or_else(|| panic!("{name}: aegis-proxy is an init container"));
+        assert_eq!(
+            sidecar["restartPolicy"], "Always",
+            "{name}: a native sidecar"
+        );
+        let mounts: HashMap<String, String> = sidecar["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["mountPath"].as_str().unwrap().to_owned(),
+                    m["name"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let volume = |volume: &str| {
+            pod["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["name"] == volume)
+                .unwrap_or_else(|| panic!("{name}: no volume {volume}"))
+                .clone()
+        };
+        // The volume mounted at `path`'s directory.
+        let mounted_at = |path: &Path| {
+            let parent = path.parent().unwrap().to_string_lossy().into_owned();
+            let volume_name = mounts
+                .get(&parent)
+                .unwrap_or_else(|| panic!("{name}: nothing is mounted at {parent}"));
+            volume(volume_name)
+        };
+        let args: Vec<&str> = sidecar["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(args[..2], ["run", "--config"], "{name}");
+        let config_file = Path::new(args[2]);
+        assert_eq!(mounted_at(config_file)["configMap"]["name"], "aegis-config");
+        assert_eq!(
+            generated["aegis-config"],
+            [config_file.file_name().unwrap().to_string_lossy()]
+        );
+        let manifest_path = config.manifest.clone().unwrap();
+        assert_eq!(
+            mounted_at(&manifest_path)["configMap"]["name"],
+            "aegis-manifest"
+        );
+        assert!(mounted_at(&config.ledger.path)["persistentVolumeClaim"].is_object());
+        // Every secret file is in a mounted Secret: the tokens in the API's.
+        assert_eq!(config.admin.auth.tokens.len(), 2, "{name}");
+        for (file, _) in &supplied.files {
+            let secret = mounted_at(Path::new(file))["secret"]["secretName"].clone();
+            assert!(secret.is_string(), "{name}: {file} is not in a Secret");
+            if file.contains("aegis-api") {
+                assert_eq!(secret, "aegis-api-tokens", "{name}: {file}");
+            }
+        }
+        // Probes on the metrics listener, which serves nothing else.
+        let ports: HashMap<String, u64> = sidecar["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_owned(),
+                    p["containerPort"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ports["metrics"],
+            port(config.admin.metrics_listen),
+            "{name}"
+        );
+        if let Some(mcp) = ports.get("mcp") {
+            assert_eq!(*mcp, port(config.mcp.listen), "{name}");
+        }
+        for (probe, path) in [
+            ("startupProbe", "/readyz"),
+            ("readinessProbe", "/readyz"),
+            ("livenessProbe", "/healthz"),
+        ] {
+            assert_eq!(sidecar[probe]["httpGet"]["path"], path, "{name} {probe}");
+            assert_eq!(
+                sidecar[probe]["httpGet"]["port"], "metrics",
+                "{name} {probe}"
+            );
+        }
+        assert!(
+            config.admin.listen.ip().is_loopback(),
+            "{name}: /v1 on loopback"
+        );
+        assert!(
+            !config.admin.auth.is_dev_mode(),
+            "{name}: tokens configured"
+        );
+        // Drain, grace and the ledger's flush fit the pod's grace period.
+        let grace_ms = pod["terminationGracePeriodSeconds"].as_u64().unwrap() * 1000;
+        let needed = config.mcp.drain_delay + config.mcp.shutdown_grace;
+        assert!(u128::from(grace_ms) > needed.as_millis() + 1000, "{name}");
+        // Pod Security "restricted".
+        let security = &pod["securityContext"];
+        assert_eq!(security["runAsNonRoot"], true, "{name}");
+        assert_ne!(security["runAsUser"], 0, "{name}");
+        assert!(
+            security["fsGroup"].is_u64(),
+            "{name}: the volume is the user's"
+        );
+        assert_eq!(
+            security["seccompProfile"]["type"], "RuntimeDefault",
+            "{name}"
+        );
+        let containers = pod["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(pod["containers"].as_array().unwrap());
+        for container in containers {
+            let c = &container["securityContext"];
+            let who = format!("{name}/{}", container["name"]);
+            assert_eq!(c["allowPrivilegeEscalation"], false, "{who}");
+            assert_eq!(c["readOnlyRootFilesystem"], true, "{who}");
+            assert_eq!(
+                c["capabilities"]["drop"],
+                serde_json::json!(["ALL"]),
+                "{who}"
+            );
+            assert!(
+                container["resources"]["limits"]["memory"].is_string(),
+                "{who}"
+            );
+        }
+    }
+    assert_eq!(topologies, 2, "agent-sidecar and tool-gateway");
 }

