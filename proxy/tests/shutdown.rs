@@ -156,3 +156,61 @@ fn a_connection_made_during_the_drain_delay_is_served() {
         upstream.shutdown().await;
     });
 }
+
+/// With no grace (`mcp.shutdown_grace_ms: 0`), a call in flight at SIGTERM
+/// is cut: the client sees its answer fail, and the ledger does not say it
+/// was answered — the call stays open (allowed, no result), which the next
+/// process records as `result_not_recorded` before the session's next
+/// decision (`gate::record_lost`, tested in `gate/tests.rs`).
+#[test]
+fn a_call_cut_by_the_grace_period_is_not_recorded_as_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("manifest.yaml");
+    std::fs::write(&manifest, MANIFEST).unwrap();
+    let ledger = dir.path().join("ledger.db");
+    block_on(Duration::from_secs(120), async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = DemoConfig {
+            sandbox: dir.path().join("sandbox"),
+            answer: AnswerMode::Sse,
+            ..DemoConfig::default()
+        };
+        let upstream = DemoServer::start(listener, config).await.unwrap();
+        let no_grace = [("AEGIS_SHUTDOWN_GRACE_MS", std::ffi::OsStr::new("0"))];
+        let (server, mcp) =
+            Server::with_mcp(dir.path(), &ledger, &manifest, &upstream.url(), &no_grace);
+        let stats = upstream.stats();
+        // Far longer than the test: it is in flight when SIGTERM lands.
+        let in_flight = tokio::spawn(call(
+            mcp,
+            json!({"name": "slow", "arguments": {"ms": 60000}}),
+        ));
+        let started = std::time::Instant::now();
+        while stats.tool_calls("slow") == 0 {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "the call never reached the tool server"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::task::spawn_blocking(move || server.terminate())
+            .await
+            .unwrap();
+        let answer = tokio::time::timeout(DEADLINE, in_flight)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            answer.as_ref().map_or(true, |text| !text.contains("slept")),
+            "{answer:?}"
+        );
+        upstream.shutdown().await;
+    });
+    let mut cmd = support::command();
+    cmd.args(["events", "export", "--ledger"])
+        .arg(&ledger)
+        .args(["--tenant", "default", "--session", "drain"]);
+    let out = support::output(cmd);
+    assert!(out.stdout.contains("TOOL_CALL_ALLOWED"), "{}", out.stdout);
+    assert!(!out.stdout.contains("TOOL_RESULT"), "{}", out.stdout);
+}
