@@ -200,6 +200,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         fail_open: config.ledger.fail_open,
         releasing: Default::default(),
         governance: Default::default(),
+        upstream_checks: health_checked_upstreams(&config.mcp),
     });
     let drain = config.admin.request_timeout;
     let probes = probes_listener.map(|listener| {
@@ -495,4 +496,29 @@ impl Running {
         }
         tracing::info!("aegis-proxy stopped");
     }
+}
+
+/// The upstreams readiness connects to (`mcp.ready_checks_upstreams`): each
+/// one's `host:port`, the scheme's port when the URL names none.
+fn health_checked_upstreams(mcp: &crate::config::McpConfig) -> Arc<[(String, String)]> {
+    if !mcp.ready_checks_upstreams {
+        return Arc::from(Vec::new());
+    }
+    mcp.upstreams
+        .iter()
+        .filter_map(|u| {
+            let host = u.url.host()?;
+            let port = u.url.port_u16().unwrap_or(match u.url.scheme_str() {
+                Some("https") => 443,
+                _ => 80,
+            });
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let authority = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            Some((u.name.clone(), authority))
+        })
+        .collect()
 }

@@ -98,3 +98,34 @@ fn made_up_methods_become_one_metric_series() {
         assert_eq!(stack.upstream.stats().total_tool_calls(), 0);
     });
 }
+
+/// `mcp.ready_checks_upstreams`: off (the default), readiness ignores the
+/// tool servers; on, it answers 503 naming the upstream it cannot connect
+/// to, and 200 again once it can.
+#[test]
+fn readiness_follows_the_upstreams_only_when_asked() {
+    run(async {
+        let held = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = held.local_addr().unwrap();
+        let url = format!("http://{addr}/mcp");
+        let checking =
+            aegis_e2e::mcp::sidecar_in_front_of("tools", &url, aegis_e2e::mcp::MANIFEST, |c| {
+                c.mcp.ready_checks_upstreams = true;
+            })
+            .await;
+        let plain =
+            aegis_e2e::mcp::sidecar_in_front_of("tools", &url, aegis_e2e::mcp::MANIFEST, |_| {})
+                .await;
+        assert_eq!(checking.http.get("/readyz").await.status, 200);
+        assert_eq!(plain.http.get("/readyz").await.status, 200);
+        // Nothing listens there any more.
+        drop(held);
+        let down = checking.http.get("/readyz").await;
+        assert_eq!(down.status, 503, "{}", down.text());
+        assert!(down.text().contains("upstream tools"), "{}", down.text());
+        assert_eq!(plain.http.get("/readyz").await.status, 200);
+        let back = tokio::net::TcpListener::bind(addr).await.unwrap();
+        assert_eq!(checking.http.get("/readyz").await.status, 200);
+        drop(back);
+    });
+}

@@ -12,6 +12,8 @@ use super::error::json_response;
 
 /// How long readiness waits for the ledger writer to answer.
 const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long readiness waits for a TCP connection to an upstream.
+const UPSTREAM_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Liveness: the process answers.
 pub fn healthz() -> Response<Full<Bytes>> {
@@ -29,7 +31,16 @@ pub async fn readyz(state: &AdminState) -> Response<Full<Bytes>> {
             &json!({"status": "draining"}),
         );
     }
-    match tokio::time::timeout(READY_PROBE_TIMEOUT, state.ledger.probe()).await {
+    let ledger = tokio::time::timeout(READY_PROBE_TIMEOUT, state.ledger.probe()).await;
+    if let Ok(Ok(())) = ledger
+        && let Some(unreachable) = unreachable_upstream(state).await
+    {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "unavailable", "error": unreachable}),
+        );
+    }
+    match ledger {
         Ok(Ok(())) if state.warnings.is_empty() => {
             json_response(StatusCode::OK, &json!({"status": "ok"}))
         }
@@ -47,6 +58,36 @@ pub async fn readyz(state: &AdminState) -> Response<Full<Bytes>> {
             &json!({"status": "unavailable", "error": "the ledger writer did not answer within 2 s"}),
         ),
     }
+}
+
+/// The first upstream readiness cannot connect to, said in words
+/// (`mcp.ready_checks_upstreams`; every upstream is tried at once).
+async fn unreachable_upstream(state: &AdminState) -> Option<String> {
+    let mut checks = tokio::task::JoinSet::new();
+    for (name, authority) in state.upstream_checks.iter() {
+        let (name, authority) = (name.clone(), authority.clone());
+        checks.spawn(async move {
+            match tokio::time::timeout(
+                UPSTREAM_PROBE_TIMEOUT,
+                tokio::net::TcpStream::connect(&authority),
+            )
+            .await
+            {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(format!("upstream {name} ({authority}) is unreachable: {e}")),
+                Err(_) => Some(format!(
+                    "upstream {name} ({authority}) did not accept a connection within 1 s"
+                )),
+            }
+        });
+    }
+    let mut first = None;
+    while let Some(done) = checks.join_next().await {
+        if let Ok(Some(why)) = done {
+            first.get_or_insert(why);
+        }
+    }
+    first
 }
 
 /// Prometheus text exposition; gauges sampled now.

@@ -89,6 +89,9 @@ pub struct AdminState {
     pub releasing: decision::Releasing,
     /// The governance API's idempotency keys and drift series.
     pub governance: governance::Memory,
+    /// `(name, host:port)` of each upstream readiness must reach
+    /// (`mcp.ready_checks_upstreams`); empty when off.
+    pub upstream_checks: Arc<[(String, String)]>,
 }
 
 /// Which routes a listener serves.

@@ -15,7 +15,8 @@ use super::settings::{
     DEFAULT_DRAIN_DELAY_MS, DEFAULT_MCP_ENFORCE, DEFAULT_MCP_HEADER_TIMEOUT_MS,
     DEFAULT_MCP_MAX_BODY_BYTES, DEFAULT_MCP_MAX_CONNECTIONS, DEFAULT_MCP_MAX_IN_FLIGHT,
     DEFAULT_MCP_MAX_QUEUED_PER_SESSION, DEFAULT_MCP_MAX_RESPONSE_BYTES,
-    DEFAULT_MCP_RESULT_CAPTURE_BYTES, DEFAULT_MCP_SESSION_IDLE_MS, DEFAULT_SHUTDOWN_GRACE_MS,
+    DEFAULT_MCP_READY_CHECKS_UPSTREAMS, DEFAULT_MCP_RESULT_CAPTURE_BYTES,
+    DEFAULT_MCP_SESSION_IDLE_MS, DEFAULT_SHUTDOWN_GRACE_MS,
 };
 use super::tls::{ServerTls, UpstreamTls};
 use crate::identity::IdentityConfig;
@@ -69,6 +70,8 @@ pub struct McpConfig {
     pub results: ResultsConfig,
     /// `false` is shadow mode: decisions are recorded, calls forwarded anyway.
     pub enforce: bool,
+    /// Readiness also needs a TCP connection to every upstream.
+    pub ready_checks_upstreams: bool,
     /// Sessions unused this long are evicted from memory and rebuilt from the
     /// ledger on next use.
     pub session_idle: Duration,
@@ -98,6 +101,7 @@ impl Default for McpConfig {
             max_response_bytes: DEFAULT_MCP_MAX_RESPONSE_BYTES,
             results: ResultsConfig::default(),
             enforce: DEFAULT_MCP_ENFORCE,
+            ready_checks_upstreams: DEFAULT_MCP_READY_CHECKS_UPSTREAMS,
             session_idle: Duration::from_millis(DEFAULT_MCP_SESSION_IDLE_MS),
             shutdown_grace: Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS),
             drain_delay: Duration::from_millis(DEFAULT_DRAIN_DELAY_MS),

@@ -59,6 +59,11 @@ pub(super) fn resolve(admin_listen: SocketAddr, c: &mut Checker<'_>) -> McpConfi
     let results = results::resolve(c);
 
     let enforce = c.get(&settings::MCP_ENFORCE, DEFAULT_MCP_ENFORCE, boolean);
+    let ready_checks_upstreams = c.get(
+        &settings::MCP_READY_CHECKS_UPSTREAMS,
+        DEFAULT_MCP_READY_CHECKS_UPSTREAMS,
+        boolean,
+    );
     let session_idle_ms = c.get(
         &settings::MCP_SESSION_IDLE_MS,
         DEFAULT_MCP_SESSION_IDLE_MS,
@@ -90,6 +95,7 @@ pub(super) fn resolve(admin_listen: SocketAddr, c: &mut Checker<'_>) -> McpConfi
         max_response_bytes: limits.max_response_bytes,
         results,
         enforce,
+        ready_checks_upstreams,
         session_idle: Duration::from_millis(session_idle_ms),
         shutdown_grace: Duration::from_millis(shutdown_grace_ms),
         drain_delay: Duration::from_millis(drain_delay_ms),

@@ -133,6 +133,20 @@ pub const MCP_ENFORCE: Setting = Setting::new(
 .env(ENV_MCP_ENFORCE)
 .flag("--enforce", |f| text(&f.enforce));
 
+pub const ENV_MCP_READY_CHECKS_UPSTREAMS: &str = "AEGIS_MCP_READY_CHECKS_UPSTREAMS";
+/// Off: an unreachable tool server should answer the agent with a tool
+/// error, not make Kubernetes take the sidecar (and, in the agent's pod, the
+/// agent) out of service; a gateway in front of replicated tool servers may
+/// want the Service to route around it.
+pub const DEFAULT_MCP_READY_CHECKS_UPSTREAMS: bool = false;
+pub const MCP_READY_CHECKS_UPSTREAMS: Setting = Setting::new(
+    "mcp.ready_checks_upstreams",
+    Kind::Bool,
+    "false",
+    "readiness also needs a TCP connection to every upstream (within 1 s)",
+)
+.env(ENV_MCP_READY_CHECKS_UPSTREAMS);
+
 pub const ENV_MCP_SESSION_IDLE_MS: &str = "AEGIS_MCP_SESSION_IDLE_MS";
 /// Long enough that an agent thinking between calls keeps its session warm,
 /// short enough that abandoned sessions do not pile up in memory (they are
@@ -324,6 +338,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     MCP_UPSTREAMS,
     MCP_DEFAULT_UPSTREAM,
     MCP_ENFORCE,
+    MCP_READY_CHECKS_UPSTREAMS,
     MCP_SESSION_IDLE_MS,
     MCP_SHUTDOWN_GRACE_MS,
     MCP_DRAIN_DELAY_MS,
