@@ -202,7 +202,12 @@ pub async fn serve(
     tokio::pin!(connections);
     let drained = async {
         tokio::select! {
-            () = &mut connections => return,
+            () = &mut connections => {
+                // Every connection closed; what their answers left running
+                // (a relay finishing its record) still holds its permit.
+                let _ = in_flight.acquire_many(max).await;
+                return;
+            }
             _ = in_flight.acquire_many(max) => {}
         }
         let _ = streams_end.send(true);
