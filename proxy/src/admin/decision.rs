@@ -41,7 +41,7 @@ use serde_json::{Map, Value, json};
 
 use super::delegated::{self, Answered, Ask};
 use super::error::json_response;
-use super::request::{json_body, path_segment};
+use super::request::{json_object, path_segment};
 use super::{Access, AdminState, ApiError};
 use crate::gate::{ApprovalLink, DECISION_API_UPSTREAM, Verdict};
 use crate::identity::{Identity, PrincipalSource, SessionSource};
@@ -93,9 +93,7 @@ pub async fn decide(
     access: &Access,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let body = json_body(req, state.config.max_body_bytes).await?;
-    let fields = crate::json::object(&body)
-        .map_err(|e| ApiError::BadRequest(format!("body is not a JSON object: {e}")))?;
+    let fields = json_object(req, state.config.max_body_bytes).await?;
     let asked = parse(&Value::Object(fields), "")?;
     let answer = decide_one(state, access, &asked).await?;
     Ok(json_response(StatusCode::OK, &answer))
@@ -109,9 +107,7 @@ pub async fn decide_batch(
     access: &Access,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let body = json_body(req, state.config.max_body_bytes).await?;
-    let fields = crate::json::object(&body)
-        .map_err(|e| ApiError::BadRequest(format!("body is not a JSON object: {e}")))?;
+    let fields = json_object(req, state.config.max_body_bytes).await?;
     delegated::only_members(&fields, &["requests"], "")?;
     let Some(Value::Array(requests)) = fields.get("requests") else {
         return Err(ApiError::BadRequest(

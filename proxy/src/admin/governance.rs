@@ -49,7 +49,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::delegated;
 use super::error::{json_bytes_response, json_response};
-use super::request::{json_body, path_segment, query};
+use super::request::{json_body, json_object, path_segment, query};
 use super::{Access, AdminState, ApiError};
 use crate::gate::approval::args_digest;
 use crate::gate::{DECISION_API_UPSTREAM, GateError};
@@ -300,6 +300,7 @@ pub async fn evaluate(
                 })
         })
         .transpose()?;
+    // The raw bytes too: an idempotency key binds the exact body.
     let body = json_body(req, state.config.max_body_bytes).await?;
     let fields = crate::json::object(&body)
         .map_err(|e| ApiError::BadRequest(format!("body is not a JSON object: {e}")))?;
@@ -930,9 +931,7 @@ pub async fn risk_check(
     access: &Access,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let body = json_body(req, state.config.max_body_bytes).await?;
-    let fields = crate::json::object(&body)
-        .map_err(|e| ApiError::BadRequest(format!("body is not a JSON object: {e}")))?;
+    let fields = json_object(req, state.config.max_body_bytes).await?;
     delegated::only_members(
         &fields,
         &["risk_score", "threshold", "action_description", "agent_id"],

@@ -31,7 +31,7 @@ use serde_json::{Map, Value, json};
 
 use super::delegated::{self, Answered, Ask};
 use super::error::json_response;
-use super::request::json_body;
+use super::request::json_object;
 use super::{Access, AdminState, ApiError};
 use crate::gate::{ApprovalLink, Verdict};
 
@@ -50,9 +50,7 @@ pub async fn propose(
     access: &Access,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let body = json_body(req, state.config.max_body_bytes).await?;
-    let fields = crate::json::object(&body)
-        .map_err(|e| ApiError::BadRequest(format!("body is not a JSON object: {e}")))?;
+    let fields = json_object(req, state.config.max_body_bytes).await?;
     let proposal = parse(&fields)?;
     let identity = delegated::identity(state, access, &proposal.agent_id)?;
     let audit_id = delegated::new_id("prop-")?;

@@ -39,6 +39,17 @@ pub async fn json_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Ap
     }
 }
 
+/// Reads a JSON object body of at most `limit` bytes, refusing duplicate
+/// member names anywhere inside ([`crate::json::object`]).
+pub async fn json_object(
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let body = json_body(req, limit).await?;
+    crate::json::object(&body)
+        .map_err(|e| ApiError::BadRequest(format!("body is not a JSON object: {e}")))
+}
+
 fn is_json(content_type: &str) -> bool {
     content_type
         .split(';')
