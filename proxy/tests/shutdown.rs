@@ -8,7 +8,9 @@
 
 mod support;
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aegis_demo_upstream::{AnswerMode, DemoConfig, DemoServer};
@@ -54,23 +56,36 @@ async fn call(mcp: SocketAddr, params: serde_json::Value) -> Result<String, Stri
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn drains(answer: AnswerMode, tool: &'static str, params: serde_json::Value, says: &'static str) {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("manifest.yaml");
-    std::fs::write(&manifest, MANIFEST).unwrap();
-    let ledger = dir.path().join("ledger.db");
-    block_on(Duration::from_secs(120), async {
+/// The demo tool server (answering `answer`) and the real binary in front
+/// of it, with `envs`, on a ledger in `dir`.
+struct Rig {
+    upstream: DemoServer,
+    server: Server,
+    mcp: SocketAddr,
+}
+
+impl Rig {
+    async fn start(dir: &Path, answer: AnswerMode, envs: &[(&str, &OsStr)]) -> Rig {
+        let manifest = dir.join("manifest.yaml");
+        std::fs::write(&manifest, MANIFEST).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let config = DemoConfig {
-            sandbox: dir.path().join("sandbox"),
+            sandbox: dir.join("sandbox"),
             answer,
             ..DemoConfig::default()
         };
         let upstream = DemoServer::start(listener, config).await.unwrap();
-        let (server, mcp) = Server::with_mcp(dir.path(), &ledger, &manifest, &upstream.url(), &[]);
-        let stats = upstream.stats();
-        // Long enough to be in flight when SIGTERM lands; within the grace.
-        let in_flight = tokio::spawn(call(mcp, params));
+        let (server, mcp) = Server::with_mcp(dir, &ledger(dir), &manifest, &upstream.url(), envs);
+        Rig {
+            upstream,
+            server,
+            mcp,
+        }
+    }
+
+    /// Waits (bounded) until the tool server has started running `tool`.
+    async fn reached(&self, tool: &str) {
+        let stats = self.upstream.stats();
         let started = std::time::Instant::now();
         while stats.tool_calls(tool) == 0 {
             assert!(
@@ -79,6 +94,32 @@ fn drains(answer: AnswerMode, tool: &'static str, params: serde_json::Value, say
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+}
+
+fn ledger(dir: &Path) -> PathBuf {
+    dir.join("ledger.db")
+}
+
+/// The session `drain` as `events export` prints it, once the process ended.
+fn exported(dir: &Path) -> String {
+    let mut cmd = support::command();
+    cmd.args(["events", "export", "--ledger"])
+        .arg(ledger(dir))
+        .args(["--tenant", "default", "--session", "drain"]);
+    support::output(cmd).stdout
+}
+
+fn drains(answer: AnswerMode, tool: &'static str, params: serde_json::Value, says: &'static str) {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(Duration::from_secs(120), async {
+        let rig = Rig::start(dir.path(), answer, &[]).await;
+        // Long enough to be in flight when SIGTERM lands; within the grace.
+        let in_flight = tokio::spawn(call(rig.mcp, params));
+        rig.reached(tool).await;
+        let Rig {
+            upstream, server, ..
+        } = rig;
         let stop = tokio::task::spawn_blocking(move || server.terminate());
         let answer = tokio::time::timeout(DEADLINE, in_flight)
             .await
@@ -89,12 +130,8 @@ fn drains(answer: AnswerMode, tool: &'static str, params: serde_json::Value, say
         stop.await.unwrap();
         upstream.shutdown().await;
     });
-    let mut cmd = support::command();
-    cmd.args(["events", "export", "--ledger"])
-        .arg(&ledger)
-        .args(["--tenant", "default", "--session", "drain"]);
-    let out = support::output(cmd);
-    assert!(out.stdout.contains("TOOL_RESULT"), "{}", out.stdout);
+    let out = exported(dir.path());
+    assert!(out.contains("TOOL_RESULT"), "{out}");
 }
 
 #[test]
@@ -119,23 +156,12 @@ fn a_stream_of_progress_in_flight_at_sigterm_reaches_the_client_whole() {
 #[test]
 fn a_connection_made_during_the_drain_delay_is_served() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("manifest.yaml");
-    std::fs::write(&manifest, MANIFEST).unwrap();
-    let ledger = dir.path().join("ledger.db");
     block_on(Duration::from_secs(120), async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let config = DemoConfig {
-            sandbox: dir.path().join("sandbox"),
-            answer: AnswerMode::Json,
-            ..DemoConfig::default()
-        };
-        let upstream = DemoServer::start(listener, config).await.unwrap();
         // A hang guard: the second SIGTERM ends the delay.
-        let delay = [("AEGIS_DRAIN_DELAY_MS", std::ffi::OsStr::new("600000"))];
-        let (server, mcp) =
-            Server::with_mcp(dir.path(), &ledger, &manifest, &upstream.url(), &delay);
-        support::signal(server.pid(), "TERM");
-        let api = support::Api::new(server.addr);
+        let delay = [("AEGIS_DRAIN_DELAY_MS", OsStr::new("600000"))];
+        let rig = Rig::start(dir.path(), AnswerMode::Json, &delay).await;
+        support::signal(rig.server.pid(), "TERM");
+        let api = support::Api::new(rig.server.addr);
         let started = std::time::Instant::now();
         loop {
             let (status, _) = api.request(Method::GET, "/readyz", None).await.unwrap();
@@ -146,10 +172,13 @@ fn a_connection_made_during_the_drain_delay_is_served() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // A new connection, after SIGTERM: still served.
-        let answer = call(mcp, json!({"name": "slow", "arguments": {"ms": 1}})).await;
+        let answer = call(rig.mcp, json!({"name": "slow", "arguments": {"ms": 1}})).await;
         assert!(answer.unwrap().contains("slept 1 ms"));
-        assert_eq!(upstream.stats().tool_calls("slow"), 1);
+        assert_eq!(rig.upstream.stats().tool_calls("slow"), 1);
         // The second signal ends the delay: a clean exit.
+        let Rig {
+            upstream, server, ..
+        } = rig;
         tokio::task::spawn_blocking(move || server.terminate())
             .await
             .unwrap();
@@ -165,34 +194,16 @@ fn a_connection_made_during_the_drain_delay_is_served() {
 #[test]
 fn a_call_cut_by_the_grace_period_is_not_recorded_as_answered() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("manifest.yaml");
-    std::fs::write(&manifest, MANIFEST).unwrap();
-    let ledger = dir.path().join("ledger.db");
     block_on(Duration::from_secs(120), async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let config = DemoConfig {
-            sandbox: dir.path().join("sandbox"),
-            answer: AnswerMode::Sse,
-            ..DemoConfig::default()
-        };
-        let upstream = DemoServer::start(listener, config).await.unwrap();
-        let no_grace = [("AEGIS_SHUTDOWN_GRACE_MS", std::ffi::OsStr::new("0"))];
-        let (server, mcp) =
-            Server::with_mcp(dir.path(), &ledger, &manifest, &upstream.url(), &no_grace);
-        let stats = upstream.stats();
+        let no_grace = [("AEGIS_SHUTDOWN_GRACE_MS", OsStr::new("0"))];
+        let rig = Rig::start(dir.path(), AnswerMode::Sse, &no_grace).await;
         // Far longer than the test: it is in flight when SIGTERM lands.
-        let in_flight = tokio::spawn(call(
-            mcp,
-            json!({"name": "slow", "arguments": {"ms": 60000}}),
-        ));
-        let started = std::time::Instant::now();
-        while stats.tool_calls("slow") == 0 {
-            assert!(
-                started.elapsed() < DEADLINE,
-                "the call never reached the tool server"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let slow = json!({"name": "slow", "arguments": {"ms": 60000}});
+        let in_flight = tokio::spawn(call(rig.mcp, slow));
+        rig.reached("slow").await;
+        let Rig {
+            upstream, server, ..
+        } = rig;
         tokio::task::spawn_blocking(move || server.terminate())
             .await
             .unwrap();
@@ -206,11 +217,7 @@ fn a_call_cut_by_the_grace_period_is_not_recorded_as_answered() {
         );
         upstream.shutdown().await;
     });
-    let mut cmd = support::command();
-    cmd.args(["events", "export", "--ledger"])
-        .arg(&ledger)
-        .args(["--tenant", "default", "--session", "drain"]);
-    let out = support::output(cmd);
-    assert!(out.stdout.contains("TOOL_CALL_ALLOWED"), "{}", out.stdout);
-    assert!(!out.stdout.contains("TOOL_RESULT"), "{}", out.stdout);
+    let out = exported(dir.path());
+    assert!(out.contains("TOOL_CALL_ALLOWED"), "{out}");
+    assert!(!out.contains("TOOL_RESULT"), "{out}");
 }
